@@ -1,0 +1,177 @@
+//! The CGI response inside FastCGI stdout: headers, an optional `Status:`, and the body.
+//!
+//! Pure functions over bytes; they never panic and never allocate on the healthy path.
+
+use std::fmt;
+
+/// Why a CGI response is not a healthy ping answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgiError {
+    /// No blank line ends the headers.
+    NoHeaderEnd,
+    /// A `Status:` header that is not 2xx; holds its value (e.g. `404 Not Found`).
+    BadStatus(String),
+    /// A `Status:` header whose value has no 3-digit code.
+    UnparsableStatus(String),
+    /// The body does not contain the expected text; holds the start of the body.
+    BodyMismatch(String),
+}
+
+impl fmt::Display for CgiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CgiError::NoHeaderEnd => {
+                write!(f, "the answer has no blank line after its CGI headers")
+            }
+            CgiError::BadStatus(status) => write!(f, "the answer has Status: {status}"),
+            CgiError::UnparsableStatus(status) => {
+                write!(f, "the answer has an unreadable Status: {status}")
+            }
+            CgiError::BodyMismatch(start) => write!(
+                f,
+                "the body does not contain the expected text; it starts {start}"
+            ),
+        }
+    }
+}
+
+/// How many bytes of a header value or body an error quotes.
+const QUOTED_BYTES: usize = 64;
+
+/// Quotes up to [`QUOTED_BYTES`] of `bytes` as a Rust-style escaped string, safe for one log line.
+pub fn quote(bytes: &[u8]) -> String {
+    let shown = bytes.get(..QUOTED_BYTES).unwrap_or(bytes);
+    let mut text = format!("{:?}", String::from_utf8_lossy(shown));
+    if shown.len() < bytes.len() {
+        text.push_str("...");
+    }
+    text
+}
+
+/// Splits a CGI response into headers and body at the first blank line (`\r\n\r\n` or `\n\n`).
+pub fn split(stdout: &[u8]) -> Option<(&[u8], &[u8])> {
+    let crlf = find(stdout, b"\r\n\r\n").map(|at| (at, 4));
+    let lf = find(stdout, b"\n\n").map(|at| (at, 2));
+    let (at, len) = match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some((stdout.get(..at)?, stdout.get(at.checked_add(len)?..)?))
+}
+
+/// The value of the `Status:` header, if any (trimmed).
+pub fn status_header(headers: &[u8]) -> Option<&[u8]> {
+    headers.split(|&b| b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        let (name, value) = (line.get(..colon)?, line.get(colon.checked_add(1)?..)?);
+        name.trim_ascii()
+            .eq_ignore_ascii_case(b"status")
+            .then(|| value.trim_ascii())
+    })
+}
+
+/// The 3-digit code at the start of a `Status:` value.
+pub fn status_code(value: &[u8]) -> Option<u16> {
+    let digits = value.get(..3)?;
+    if !digits.iter().all(u8::is_ascii_digit)
+        || value.get(3).is_some_and(|b| !b.is_ascii_whitespace())
+    {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Checks a ping answer: no `Status:` or a 2xx one, and a body that contains `expect`.
+pub fn check(stdout: &[u8], expect: &[u8]) -> Result<(), CgiError> {
+    let (headers, body) = split(stdout).ok_or(CgiError::NoHeaderEnd)?;
+    if let Some(value) = status_header(headers) {
+        let text =
+            || String::from_utf8_lossy(value.get(..QUOTED_BYTES).unwrap_or(value)).into_owned();
+        match status_code(value) {
+            Some(200..=299) => {}
+            Some(_) => return Err(CgiError::BadStatus(text())),
+            None => return Err(CgiError::UnparsableStatus(text())),
+        }
+    }
+    if expect.is_empty() || find(body, expect).is_some() {
+        Ok(())
+    } else {
+        Err(CgiError::BodyMismatch(quote(body)))
+    }
+}
+
+/// The position of the first `needle` in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PONG: &[u8] = b"Content-type: text/plain;charset=UTF-8\r\nExpires: Thu, 01 Jan 1970 00:00:00 GMT\r\nCache-Control: no-cache, no-store, must-revalidate, max-age=0\r\n\r\npong";
+    const NOT_FOUND: &[u8] =
+        b"Status: 404 Not Found\r\nContent-type: text/html; charset=UTF-8\r\n\r\nFile not found.\n";
+
+    #[test]
+    fn php_fpm_pong_is_healthy() {
+        assert_eq!(check(PONG, b"pong"), Ok(()));
+        assert_eq!(check(PONG, b""), Ok(()));
+        assert_eq!(check(b"Status: 200 OK\n\npong\n", b"pong"), Ok(()));
+    }
+
+    #[test]
+    fn php_fpm_not_found_is_bad_status() {
+        assert_eq!(
+            check(NOT_FOUND, b"pong"),
+            Err(CgiError::BadStatus("404 Not Found".into()))
+        );
+        assert_eq!(
+            check(b"status:503\r\n\r\n", b""),
+            Err(CgiError::BadStatus("503".into()))
+        );
+    }
+
+    #[test]
+    fn malformed_answers() {
+        assert_eq!(check(b"", b"pong"), Err(CgiError::NoHeaderEnd));
+        assert_eq!(check(b"pong", b"pong"), Err(CgiError::NoHeaderEnd));
+        assert_eq!(
+            check(b"Status: abc\r\n\r\npong", b"pong"),
+            Err(CgiError::UnparsableStatus("abc".into()))
+        );
+        assert_eq!(
+            check(b"Status: 2000\r\n\r\npong", b"pong"),
+            Err(CgiError::UnparsableStatus("2000".into()))
+        );
+        assert!(
+            matches!(check(PONG, b"pang"), Err(CgiError::BodyMismatch(start)) if start == "\"pong\"")
+        );
+    }
+
+    #[test]
+    fn the_first_blank_line_splits() {
+        assert_eq!(
+            split(b"A: 1\n\nbody\r\n\r\nmore"),
+            Some((&b"A: 1"[..], &b"body\r\n\r\nmore"[..]))
+        );
+        assert_eq!(
+            split(b"A: 1\r\n\r\nbody\n\n"),
+            Some((&b"A: 1"[..], &b"body\n\n"[..]))
+        );
+        // A blank line without headers is a body only.
+        assert_eq!(split(b"\r\n\r\npong"), Some((&b""[..], &b"pong"[..])));
+    }
+
+    #[test]
+    fn quotes_escape_control_characters_and_cut() {
+        assert_eq!(quote(b"a\x1b[31m\n"), "\"a\\u{1b}[31m\\n\"");
+        assert!(quote(&[b'x'; 100]).ends_with("\"..."));
+    }
+}

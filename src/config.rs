@@ -1,0 +1,669 @@
+//! Configuration: command-line flags and environment variables become one validated [`Config`].
+//!
+//! Every setting has an environment variable (the original tool's names and defaults) and a
+//! `--flag`; a flag wins over the variable, the variable over the default. An invalid value is
+//! never replaced by a default: it becomes a [`ConfigError`] whose message names the variable or
+//! flag and the accepted form. Parsing is pure: the environment comes in as a function.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use log::LevelFilter;
+
+use crate::limits::MAX_CONFIG_TEXT;
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(Config),
+    /// Print the manual.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// The validated configuration of a serving process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub server: SocketAddr,
+    /// The FastCGI server to probe.
+    pub destination: Destination,
+    /// Path sent as `SCRIPT_NAME`, `SCRIPT_FILENAME`, `REQUEST_URI`, `DOCUMENT_URI`.
+    pub ping_path: String,
+    /// Text the response body must contain (empty: any body).
+    pub ping_response: String,
+    /// One deadline for the whole probe.
+    pub timeout: Duration,
+    /// HTTP status for an unhealthy probe.
+    pub fail_status: u16,
+    /// Deadline for a client to send a request head, and idle limit of a keep-alive connection.
+    pub client_timeout: Duration,
+    /// Cap on open HTTP connections.
+    pub max_connections: usize,
+    /// Log levels.
+    pub log: LogSpec,
+}
+
+/// Where the FastCGI server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A TCP host (name or address) and port.
+    Tcp {
+        /// Host name or IP address.
+        host: Host,
+        /// TCP port.
+        port: u16,
+    },
+    /// A Unix stream socket.
+    Unix(PathBuf),
+}
+
+/// A TCP host: an address used as is, or a name resolved at every probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// A DNS name.
+    Name(String),
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Tcp {
+                host: Host::Ip(ip),
+                port,
+            } => write!(f, "{}", SocketAddr::new(*ip, *port)),
+            Destination::Tcp {
+                host: Host::Name(name),
+                port,
+            } => write!(f, "{name}:{port}"),
+            Destination::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Log levels: a default and per-module overrides (`RUST_LOG=warn,fastcgi_client=debug`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSpec {
+    /// Level for every module without an override.
+    pub default: LevelFilter,
+    /// `(module prefix, level)` overrides.
+    pub modules: Vec<(String, LevelFilter)>,
+}
+
+/// A setting that could not be used; the message names it and says what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One setting: its variable, its flag, its default and one line of help.
+struct Setting {
+    var: &'static str,
+    flag: &'static str,
+    default: &'static str,
+    help: &'static str,
+}
+
+const SERVER: usize = 0;
+const DESTINATION: usize = 1;
+const DESTINATION_PORT: usize = 2;
+const PING_PATH: usize = 3;
+const PING_RESPONSE: usize = 4;
+const TIMEOUT: usize = 5;
+const FAIL_STATUS: usize = 6;
+const CLIENT_TIMEOUT: usize = 7;
+const MAX_CONNECTIONS: usize = 8;
+const RUST_LOG: usize = 9;
+
+/// Default probe deadline. It stays below one second so that a Kubernetes probe with the
+/// default `timeoutSeconds: 1` receives our verdict and reason instead of timing out itself.
+pub const DEFAULT_TIMEOUT: &str = "800ms";
+
+const SETTINGS: [Setting; 10] = [
+    Setting {
+        var: "SERVER",
+        flag: "--server",
+        default: "127.0.0.1:8080",
+        help: "address:port to listen on (IPv4, or [IPv6]:port)",
+    },
+    Setting {
+        var: "DESTINATION",
+        flag: "--destination",
+        default: "127.0.0.1",
+        help: "FastCGI server: host name, IP address, or Unix socket (/path or unix:/path)",
+    },
+    Setting {
+        var: "DESTINATION_PORT",
+        flag: "--destination-port",
+        default: "9000",
+        help: "FastCGI TCP port (ignored for a Unix socket)",
+    },
+    Setting {
+        var: "PING_PATH",
+        flag: "--ping-path",
+        default: "/fpm-ping",
+        help: "php-fpm's ping.path",
+    },
+    Setting {
+        var: "PING_RESPONSE",
+        flag: "--ping-response",
+        default: "pong",
+        help: "text the answer must contain (php-fpm's ping.response)",
+    },
+    Setting {
+        var: "TIMEOUT",
+        flag: "--timeout",
+        default: DEFAULT_TIMEOUT,
+        help: "deadline for one whole probe: 500ms, 2s, or seconds",
+    },
+    Setting {
+        var: "FAIL_STATUS",
+        flag: "--fail-status",
+        default: "503",
+        help: "HTTP status of an unhealthy answer, 400-599 (404: as the original tool)",
+    },
+    Setting {
+        var: "CLIENT_TIMEOUT",
+        flag: "--client-timeout",
+        default: "5s",
+        help: "deadline for a client's request head; idle keep-alive limit",
+    },
+    Setting {
+        var: "MAX_CONNECTIONS",
+        flag: "--max-connections",
+        default: "1024",
+        help: "cap on open HTTP connections",
+    },
+    Setting {
+        var: "RUST_LOG",
+        flag: "--log-level",
+        default: "info",
+        help: "log level: error, warn, info, debug, trace, off",
+    },
+];
+
+/// Where a raw value came from, so an error can name it.
+#[derive(Clone, Copy)]
+enum Source {
+    Flag,
+    Env,
+    Default,
+}
+
+struct Raw {
+    value: String,
+    source: Source,
+    setting: &'static Setting,
+}
+
+impl Raw {
+    /// The error for this value: `NAME="value" <what is wrong>`.
+    fn error(&self, what: &str) -> ConfigError {
+        let name = match self.source {
+            Source::Flag => self.setting.flag,
+            Source::Env | Source::Default => self.setting.var,
+        };
+        ConfigError(format!("{name}={:?} {what}", self.value))
+    }
+}
+
+/// Parses the command line (without the program name) and the environment.
+pub fn parse<E>(args: &[OsString], env: E) -> Result<Command, ConfigError>
+where
+    E: Fn(&str) -> Option<OsString>,
+{
+    let mut flags: [Option<String>; SETTINGS.len()] = Default::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .to_str()
+            .ok_or_else(|| ConfigError(format!("argument {arg:?} is not valid UTF-8")))?;
+        match arg {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            _ => {}
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (arg, None),
+        };
+        let Some(index) = SETTINGS.iter().position(|s| s.flag == name) else {
+            return Err(ConfigError(format!(
+                "unknown argument {arg:?}; run with --help for the list of flags"
+            )));
+        };
+        let value = match inline {
+            Some(value) => value,
+            None => args
+                .next()
+                .and_then(|v| v.to_str())
+                .map(str::to_owned)
+                .ok_or_else(|| ConfigError(format!("{name} needs a value (UTF-8)")))?,
+        };
+        if let Some(slot) = flags.get_mut(index) {
+            *slot = Some(value);
+        }
+    }
+
+    let mut raw = Vec::with_capacity(SETTINGS.len());
+    for (setting, flag) in SETTINGS.iter().zip(flags) {
+        let (value, source) = match (flag, env(setting.var)) {
+            (Some(value), _) => (value, Source::Flag),
+            (None, Some(value)) => match value.into_string() {
+                Ok(value) => (value, Source::Env),
+                Err(value) => {
+                    return Err(ConfigError(format!(
+                        "{}={value:?} is not valid UTF-8",
+                        setting.var
+                    )))
+                }
+            },
+            (None, None) => (setting.default.to_owned(), Source::Default),
+        };
+        raw.push(Raw {
+            value,
+            source,
+            setting,
+        });
+    }
+    let get = |index: usize| {
+        raw.get(index)
+            .ok_or_else(|| ConfigError("internal: setting missing".into()))
+    };
+
+    let config = Config {
+        server: parse_server(get(SERVER)?)?,
+        destination: parse_destination(get(DESTINATION)?, get(DESTINATION_PORT)?)?,
+        ping_path: parse_ping_path(get(PING_PATH)?)?,
+        ping_response: parse_ping_response(get(PING_RESPONSE)?)?,
+        timeout: parse_duration_setting(get(TIMEOUT)?)?,
+        fail_status: parse_fail_status(get(FAIL_STATUS)?)?,
+        client_timeout: parse_duration_setting(get(CLIENT_TIMEOUT)?)?,
+        max_connections: parse_max_connections(get(MAX_CONNECTIONS)?)?,
+        log: parse_log(get(RUST_LOG)?)?,
+    };
+    Ok(Command::Serve(config))
+}
+
+fn parse_server(raw: &Raw) -> Result<SocketAddr, ConfigError> {
+    raw.value.trim().parse().map_err(|_| {
+        raw.error("is not an address:port to listen on (examples: 127.0.0.1:8080, 0.0.0.0:8080, [::]:8080)")
+    })
+}
+
+fn parse_destination(raw: &Raw, port: &Raw) -> Result<Destination, ConfigError> {
+    let port = parse_port(port)?;
+    let value = raw.value.trim();
+    if let Some(path) = value.strip_prefix("unix:") {
+        return unix_path(raw, path);
+    }
+    if value.starts_with('/') {
+        return unix_path(raw, value);
+    }
+    let host = parse_host(value).ok_or_else(|| {
+        if value.contains(':') && value.rsplit_once(':').is_some_and(|(h, p)| parse_host(h).is_some() && p.parse::<u16>().is_ok()) {
+            raw.error("has a port in it; put the host in DESTINATION and the port in DESTINATION_PORT")
+        } else {
+            raw.error("is not a host name, an IP address, or a Unix socket path (/run/php/php-fpm.sock or unix:/run/php/php-fpm.sock)")
+        }
+    })?;
+    Ok(Destination::Tcp { host, port })
+}
+
+/// Parses a host name, an IP address, or a bracketed IPv6 address.
+pub fn parse_host(value: &str) -> Option<Host> {
+    let unbracketed = value.strip_prefix('[').and_then(|v| v.strip_suffix(']'));
+    if let Some(inner) = unbracketed {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| Host::Ip(IpAddr::V6(ip)));
+    }
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        return Some(Host::Ip(ip));
+    }
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let name = value.strip_suffix('.').unwrap_or(value);
+    (!name.is_empty() && name.len() <= 253 && name.split('.').all(valid_label))
+        .then(|| Host::Name(value.to_owned()))
+}
+
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with the final NUL).
+const MAX_UNIX_PATH: usize = 107;
+
+fn unix_path(raw: &Raw, path: &str) -> Result<Destination, ConfigError> {
+    if !path.starts_with('/') {
+        return Err(raw.error("is not an absolute Unix socket path (unix:/run/php/php-fpm.sock)"));
+    }
+    if path.len() > MAX_UNIX_PATH {
+        return Err(raw.error(&format!(
+            "is longer than the {MAX_UNIX_PATH} bytes a Unix socket path may have"
+        )));
+    }
+    Ok(Destination::Unix(PathBuf::from(path)))
+}
+
+fn parse_port(raw: &Raw) -> Result<u16, ConfigError> {
+    match raw.value.trim().parse::<u16>() {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(raw.error("is not a port number (1-65535)")),
+    }
+}
+
+fn parse_ping_path(raw: &Raw) -> Result<String, ConfigError> {
+    let path = raw.value.as_str();
+    if !path.starts_with('/') {
+        return Err(raw.error("must start with / (php-fpm's ping.path, e.g. /fpm-ping)"));
+    }
+    if path.len() > MAX_CONFIG_TEXT {
+        return Err(raw.error(&format!("is longer than {MAX_CONFIG_TEXT} bytes")));
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(raw.error("contains spaces or control characters"));
+    }
+    Ok(path.to_owned())
+}
+
+fn parse_ping_response(raw: &Raw) -> Result<String, ConfigError> {
+    if raw.value.len() > MAX_CONFIG_TEXT {
+        return Err(raw.error(&format!("is longer than {MAX_CONFIG_TEXT} bytes")));
+    }
+    Ok(raw.value.clone())
+}
+
+fn parse_fail_status(raw: &Raw) -> Result<u16, ConfigError> {
+    match raw.value.trim().parse::<u16>() {
+        Ok(status) if (400..=599).contains(&status) => Ok(status),
+        _ => Err(raw
+            .error("is not an HTTP error status (400-599, e.g. 503, or 404 as the original tool)")),
+    }
+}
+
+/// Most connections we let anyone configure; each holds a file descriptor.
+const MAX_MAX_CONNECTIONS: usize = 1 << 20;
+
+fn parse_max_connections(raw: &Raw) -> Result<usize, ConfigError> {
+    match raw.value.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => Ok(n),
+        _ => Err(raw.error(&format!(
+            "is not a connection count (1-{MAX_MAX_CONNECTIONS})"
+        ))),
+    }
+}
+
+fn parse_duration_setting(raw: &Raw) -> Result<Duration, ConfigError> {
+    parse_duration(&raw.value).ok_or_else(|| {
+        raw.error("is not a duration between 1ms and 1h (examples: 500ms, 2s, 1.5, 1m)")
+    })
+}
+
+/// Longest accepted duration.
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// Parses `500ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds (`2`, `0.5`).
+/// Accepts 1 ms to 1 h; anything else is `None`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let number = number.trim();
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let seconds: f64 = number.parse().ok()?;
+    let duration = Duration::try_from_secs_f64(seconds * scale).ok()?;
+    (Duration::from_millis(1)..=MAX_DURATION)
+        .contains(&duration)
+        .then_some(duration)
+}
+
+fn parse_log(raw: &Raw) -> Result<LogSpec, ConfigError> {
+    parse_log_spec(&raw.value).ok_or_else(|| {
+        raw.error("is not a log level (error, warn, info, debug, trace, off; or module=level, comma-separated)")
+    })
+}
+
+/// Parses `info`, `debug`, or `warn,fastcgi_client=debug`.
+pub fn parse_log_spec(text: &str) -> Option<LogSpec> {
+    let mut spec = LogSpec {
+        default: LevelFilter::Info,
+        modules: Vec::new(),
+    };
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((module, level)) => {
+                let module = module.trim().replace('-', "_");
+                if module.is_empty() {
+                    return None;
+                }
+                spec.modules.push((module, level.trim().parse().ok()?));
+            }
+            None => spec.default = part.parse().ok()?,
+        }
+    }
+    Some(spec)
+}
+
+/// The manual printed by `--help`.
+pub fn help() -> String {
+    let mut text = format!(
+        "fastcgi-healthcheck {version}\n\
+         Answers HTTP health probes by pinging a FastCGI server (php-fpm).\n\n\
+         USAGE:\n    fastcgi-healthcheck [--flag value]...\n\n\
+         SETTINGS (environment variable, flag, default; a flag wins over the variable):\n",
+        version = env!("CARGO_PKG_VERSION")
+    );
+    for s in &SETTINGS {
+        text.push_str(&format!(
+            "    {:<17} {:<19} {:<15} {}\n",
+            s.var, s.flag, s.default, s.help
+        ));
+    }
+    text.push_str(
+        "\nENDPOINTS:\n\
+         \x20   GET|HEAD /fcgi-ping          one FastCGI request to PING_PATH: 200 `ok`, or FAIL_STATUS\n\
+         \x20                                and a one-line reason (connect_refused, timeout, bad_status, ...)\n\
+         \x20   GET|HEAD /health /healthz /  200 `ok`: this process is alive (no FastCGI)\n\n\
+         EXIT CODES:\n\
+         \x20   0  stopped by SIGTERM or SIGINT, or --help/--version\n\
+         \x20   1  could not listen on SERVER\n\
+         \x20   2  invalid flag or setting (the message names it)\n\n\
+         php-fpm needs `ping.path = /fpm-ping` (and optionally `ping.response = pong`) in the pool.\n",
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
+        let env: HashMap<String, OsString> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+            .collect();
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        parse(&args, |name| env.get(name).cloned())
+    }
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
+        match run(args, env) {
+            Ok(Command::Serve(config)) => config,
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str], env: &[(&str, &str)]) -> String {
+        match run(args, env) {
+            Err(ConfigError(message)) => message,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_original_tool() {
+        let c = config(&[], &[]);
+        assert_eq!(c.server, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.destination.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.ping_path, "/fpm-ping");
+        assert_eq!(c.ping_response, "pong");
+        assert_eq!(c.timeout, Duration::from_millis(800));
+        assert!(c.timeout < Duration::from_secs(1));
+        assert_eq!(c.fail_status, 503);
+        assert_eq!(c.log.default, LevelFilter::Info);
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        let c = config(
+            &["--destination-port", "9001", "--timeout=2s"],
+            &[("DESTINATION_PORT", "9002"), ("TIMEOUT", "1s")],
+        );
+        assert_eq!(c.destination.to_string(), "127.0.0.1:9001");
+        assert_eq!(c.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn destinations() {
+        let dest = |v: &str| config(&[], &[("DESTINATION", v)]).destination;
+        assert_eq!(
+            dest("/run/php/fpm.sock"),
+            Destination::Unix("/run/php/fpm.sock".into())
+        );
+        assert_eq!(
+            dest("unix:/run/php/fpm.sock"),
+            Destination::Unix("/run/php/fpm.sock".into())
+        );
+        assert_eq!(dest("::1").to_string(), "[::1]:9000");
+        assert_eq!(dest("[::1]").to_string(), "[::1]:9000");
+        assert_eq!(
+            dest("php-fpm.default.svc.cluster.local").to_string(),
+            "php-fpm.default.svc.cluster.local:9000"
+        );
+        assert_eq!(
+            dest("localhost"),
+            Destination::Tcp {
+                host: Host::Name("localhost".into()),
+                port: 9000
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        for (var, value) in [
+            ("DESTINATION_PORT", "abc"),
+            ("DESTINATION_PORT", "0"),
+            ("DESTINATION_PORT", "65536"),
+            ("TIMEOUT", "soon"),
+            ("TIMEOUT", "0"),
+            ("TIMEOUT", "-1s"),
+            ("TIMEOUT", "2h"),
+            ("SERVER", "nowhere"),
+            ("SERVER", "127.0.0.1"),
+            ("FAIL_STATUS", "200"),
+            ("FAIL_STATUS", "x"),
+            ("PING_PATH", "fpm-ping"),
+            ("PING_PATH", "/a b"),
+            ("DESTINATION", "unix:relative.sock"),
+            ("DESTINATION", "bad host!"),
+            ("DESTINATION", ""),
+            ("MAX_CONNECTIONS", "0"),
+            ("CLIENT_TIMEOUT", "forever"),
+            ("RUST_LOG", "loud"),
+        ] {
+            let message = error(&[], &[(var, value)]);
+            assert!(
+                message.starts_with(&format!("{var}=")),
+                "{var}={value}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_port_in_destination_gets_a_hint() {
+        let message = error(&[], &[("DESTINATION", "127.0.0.1:9000")]);
+        assert!(message.contains("DESTINATION_PORT"), "{message}");
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag() {
+        let message = error(&["--timeout", "soon"], &[]);
+        assert!(message.starts_with("--timeout="), "{message}");
+        assert!(error(&["--bogus"], &[]).contains("--bogus"));
+        assert!(error(&["--timeout"], &[]).contains("--timeout"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        for bad in [
+            "",
+            "s",
+            "ms",
+            "1e3",
+            "NaN",
+            "inf",
+            "0",
+            "0.0001",
+            "-2",
+            "1..2",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_specs() {
+        let spec = parse_log_spec("warn,fastcgi-client=debug").unwrap();
+        assert_eq!(spec.default, LevelFilter::Warn);
+        assert_eq!(
+            spec.modules,
+            vec![("fastcgi_client".to_owned(), LevelFilter::Debug)]
+        );
+        assert_eq!(parse_log_spec("DEBUG").unwrap().default, LevelFilter::Debug);
+        assert!(parse_log_spec("x=loud").is_none());
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(matches!(run(&["--help"], &[]), Ok(Command::Help)));
+        assert!(matches!(run(&["-V"], &[]), Ok(Command::Version)));
+        let text = help();
+        for s in &SETTINGS {
+            assert!(text.contains(s.var) && text.contains(s.flag));
+        }
+    }
+}

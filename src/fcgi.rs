@@ -1,0 +1,411 @@
+//! The FastCGI wire: the fixed request we send and a bounded decoder for the records we get back.
+//!
+//! The request is rendered once at start by `fastcgi-client` (into memory), so a probe costs one
+//! `write` of ready bytes. The answer is decoded here rather than by `fastcgi-client`'s reader,
+//! which collects stdout without a bound, panics on an `END_REQUEST` record shorter than 8 bytes
+//! and (in its streaming form) does not check the request id or tell a clean end from a closed
+//! socket. This decoder is pure and never panics: every malformed input becomes a
+//! [`DecodeError`], stdout and stderr are capped, and the buffer holds at most one record plus
+//! one read.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use fastcgi_client::{Client, Params, Request};
+use futures_lite::io::{AsyncRead, AsyncWrite};
+
+use crate::limits::{FCGI_READ_CHUNK, LOGGED_STDERR_BYTES, MAX_FCGI_STDERR, MAX_FCGI_STDOUT};
+
+/// The request id `fastcgi-client` uses (as nginx does).
+pub const REQUEST_ID: u16 = 1;
+const VERSION_1: u8 = 1;
+const HEADER_LEN: usize = 8;
+const END_REQUEST: u8 = 3;
+const STDOUT: u8 = 6;
+const STDERR: u8 = 7;
+
+/// Renders the complete FastCGI request (BEGIN_REQUEST, PARAMS, empty STDIN) for a GET of
+/// `path` with `query` (without `?`), as a RESPONDER without `FCGI_KEEP_CONN`.
+///
+/// Nothing from an HTTP client goes in here: the request is fixed by configuration.
+pub fn render_request(path: &str, query: &str) -> Vec<u8> {
+    let uri: Cow<'_, str> = if query.is_empty() {
+        path.into()
+    } else {
+        format!("{path}?{query}").into()
+    };
+    let params = Params::default()
+        .server_software(concat!("fastcgi-healthcheck/", env!("CARGO_PKG_VERSION")))
+        .gateway_interface("CGI/1.1")
+        .request_method("GET")
+        .script_name(path)
+        .script_filename(path)
+        .document_uri(path)
+        .request_uri(uri)
+        .query_string(query)
+        .custom("CONTENT_LENGTH", "0");
+    let mut recorder = Recorder(Vec::with_capacity(512));
+    let request = Request::new(params, fastcgi_client::io::empty());
+    let sent =
+        futures_lite::future::block_on(Client::new(&mut recorder).execute_once_stream(request));
+    // Writing into memory cannot fail; the returned response stream is not needed.
+    drop(sent);
+    let mut bytes = recorder.0;
+    // fastcgi-client 0.12 ends STDIN twice (an empty record, then another). A record after the
+    // end of a stream is a protocol violation, and bytes the server never reads can make its
+    // close a reset that races our read of the answer: send the end once.
+    while bytes.ends_with(&[EMPTY_STDIN, EMPTY_STDIN].concat()) {
+        bytes.truncate(bytes.len().saturating_sub(HEADER_LEN));
+    }
+    bytes
+}
+
+/// An empty STDIN record for [`REQUEST_ID`]: the end of the request body.
+const EMPTY_STDIN: [u8; HEADER_LEN] = [VERSION_1, 5, 0, 1, 0, 0, 0, 0];
+
+/// An in-memory stream: records what is written, reads nothing.
+struct Recorder(Vec<u8>);
+
+impl AsyncWrite for Recorder {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.get_mut().0.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for Recorder {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(0))
+    }
+}
+
+/// A complete FastCGI answer: the `END_REQUEST` record and what came before it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Answer {
+    /// Everything the peer wrote to stdout (at most [`MAX_FCGI_STDOUT`] bytes).
+    pub stdout: Vec<u8>,
+    /// The start of what the peer wrote to stderr (at most [`LOGGED_STDERR_BYTES`] bytes).
+    pub stderr: Vec<u8>,
+    /// How many stderr bytes the peer wrote in all.
+    pub stderr_len: usize,
+    /// The application status of `END_REQUEST`.
+    pub app_status: u32,
+    /// The protocol status of `END_REQUEST` (0 = REQUEST_COMPLETE).
+    pub protocol_status: u8,
+}
+
+/// The protocol statuses of `END_REQUEST`.
+pub mod protocol_status {
+    /// The request was served.
+    pub const REQUEST_COMPLETE: u8 = 0;
+    /// The server cannot multiplex connections.
+    pub const CANT_MPX_CONN: u8 = 1;
+    /// The server is out of a resource (workers, memory).
+    pub const OVERLOADED: u8 = 2;
+    /// The server does not know the requested role.
+    pub const UNKNOWN_ROLE: u8 = 3;
+}
+
+/// What is wrong with the records the peer sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A record header with a version other than 1 (the peer is not speaking FastCGI).
+    BadVersion(u8),
+    /// A record for another request id.
+    WrongRequestId(u16),
+    /// A record type a responder does not send to a client.
+    UnexpectedType(u8),
+    /// An `END_REQUEST` record shorter than its 8-byte body.
+    ShortEndRequest(u16),
+    /// Stdout beyond [`MAX_FCGI_STDOUT`].
+    StdoutTooLarge,
+    /// Stderr beyond [`MAX_FCGI_STDERR`].
+    StderrTooLarge,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::BadVersion(v) => write!(
+                f,
+                "record version {v}, expected 1 (is it a FastCGI server?)"
+            ),
+            DecodeError::WrongRequestId(id) => {
+                write!(f, "record for request id {id}, expected {REQUEST_ID}")
+            }
+            DecodeError::UnexpectedType(t) => write!(f, "unexpected record type {t}"),
+            DecodeError::ShortEndRequest(len) => {
+                write!(f, "END_REQUEST record of {len} bytes, expected 8")
+            }
+            DecodeError::StdoutTooLarge => write!(f, "stdout larger than {MAX_FCGI_STDOUT} bytes"),
+            DecodeError::StderrTooLarge => write!(f, "stderr larger than {MAX_FCGI_STDERR} bytes"),
+        }
+    }
+}
+
+/// An incremental, bounded decoder of the records answering [`REQUEST_ID`].
+#[derive(Debug, Default)]
+pub struct Decoder {
+    pending: Vec<u8>,
+    answer: Answer,
+    stdout_len: usize,
+    received: usize,
+}
+
+impl Decoder {
+    /// A decoder that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many bytes the peer has sent so far.
+    pub fn received(&self) -> usize {
+        self.received
+    }
+
+    /// Room for the next read: a slice at the end of the internal buffer, to be followed by
+    /// [`Decoder::commit`] with the number of bytes read into it.
+    pub fn spare(&mut self) -> &mut [u8] {
+        let start = self.pending.len();
+        self.pending
+            .resize(start.saturating_add(FCGI_READ_CHUNK), 0);
+        self.pending.get_mut(start..).unwrap_or_default()
+    }
+
+    /// Takes `read` bytes written into [`Decoder::spare`] and decodes what is complete.
+    /// `Ok(Some(answer))` once `END_REQUEST` has arrived.
+    pub fn commit(&mut self, read: usize) -> Result<Option<Answer>, DecodeError> {
+        let filled = self
+            .pending
+            .len()
+            .saturating_sub(FCGI_READ_CHUNK)
+            .saturating_add(read.min(FCGI_READ_CHUNK));
+        self.pending.truncate(filled);
+        self.received = self.received.saturating_add(read);
+        self.decode()
+    }
+
+    /// Takes `bytes` (from anywhere) and decodes what is complete; as [`Decoder::commit`].
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<Answer>, DecodeError> {
+        self.pending.extend_from_slice(bytes);
+        self.received = self.received.saturating_add(bytes.len());
+        self.decode()
+    }
+
+    fn decode(&mut self) -> Result<Option<Answer>, DecodeError> {
+        let mut offset = 0usize;
+        let result = loop {
+            let rest = self.pending.get(offset..).unwrap_or_default();
+            let Some(header) = rest.get(..HEADER_LEN) else {
+                break Ok(None);
+            };
+            let [version, kind, id_hi, id_lo, len_hi, len_lo, padding, _reserved] = *header else {
+                break Ok(None);
+            };
+            if version != VERSION_1 {
+                break Err(DecodeError::BadVersion(version));
+            }
+            let id = u16::from_be_bytes([id_hi, id_lo]);
+            if id != REQUEST_ID {
+                break Err(DecodeError::WrongRequestId(id));
+            }
+            if !matches!(kind, STDOUT | STDERR | END_REQUEST) {
+                break Err(DecodeError::UnexpectedType(kind));
+            }
+            let content_len = u16::from_be_bytes([len_hi, len_lo]);
+            if kind == END_REQUEST && content_len < 8 {
+                break Err(DecodeError::ShortEndRequest(content_len));
+            }
+            let content_end = HEADER_LEN.saturating_add(usize::from(content_len));
+            let record_len = content_end.saturating_add(usize::from(padding));
+            let (Some(record), Some(next)) =
+                (rest.get(..record_len), offset.checked_add(record_len))
+            else {
+                break Ok(None);
+            };
+            let content = record.get(HEADER_LEN..content_end).unwrap_or_default();
+            offset = next;
+            match kind {
+                STDOUT => {
+                    self.stdout_len = self.stdout_len.saturating_add(content.len());
+                    if self.stdout_len > MAX_FCGI_STDOUT {
+                        break Err(DecodeError::StdoutTooLarge);
+                    }
+                    self.answer.stdout.extend_from_slice(content);
+                }
+                STDERR => {
+                    self.answer.stderr_len = self.answer.stderr_len.saturating_add(content.len());
+                    if self.answer.stderr_len > MAX_FCGI_STDERR {
+                        break Err(DecodeError::StderrTooLarge);
+                    }
+                    let room = LOGGED_STDERR_BYTES.saturating_sub(self.answer.stderr.len());
+                    self.answer.stderr.extend_from_slice(
+                        content.get(..room.min(content.len())).unwrap_or_default(),
+                    );
+                }
+                _ => {
+                    let [a, b, c, d, status, ..] = *content else {
+                        break Err(DecodeError::ShortEndRequest(content_len));
+                    };
+                    self.answer.app_status = u32::from_be_bytes([a, b, c, d]);
+                    self.answer.protocol_status = status;
+                    break Ok(Some(std::mem::take(&mut self.answer)));
+                }
+            }
+        };
+        self.pending.drain(..offset.min(self.pending.len()));
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn record(kind: u8, id: u16, content: &[u8], padding: u8) -> Vec<u8> {
+        let mut out = vec![1, kind];
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&(content.len() as u16).to_be_bytes());
+        out.extend_from_slice(&[padding, 0]);
+        out.extend_from_slice(content);
+        out.extend(std::iter::repeat_n(0, padding as usize));
+        out
+    }
+
+    fn end(status: u8) -> Vec<u8> {
+        record(END_REQUEST, 1, &[0, 0, 0, 7, status, 0, 0, 0], 0)
+    }
+
+    const PHP_FPM_PONG: &[u8] = b"Content-type: text/plain;charset=UTF-8\r\nExpires: Thu, 01 Jan 1970 00:00:00 GMT\r\nCache-Control: no-cache, no-store, must-revalidate, max-age=0\r\n\r\npong";
+
+    fn php_fpm_answer() -> Vec<u8> {
+        let mut bytes = record(STDOUT, 1, PHP_FPM_PONG, 6);
+        bytes.extend(end(0));
+        bytes
+    }
+
+    #[test]
+    fn decodes_php_fpm_answer_whole_and_byte_by_byte() {
+        let bytes = php_fpm_answer();
+        let answer = Decoder::new().feed(&bytes).unwrap().unwrap();
+        assert_eq!(answer.stdout, PHP_FPM_PONG);
+        assert_eq!((answer.app_status, answer.protocol_status), (7, 0));
+
+        let mut decoder = Decoder::new();
+        let (last, init) = bytes.split_last().unwrap();
+        for byte in init {
+            assert_eq!(decoder.feed(&[*byte]), Ok(None));
+        }
+        assert_eq!(
+            decoder.feed(&[*last]).unwrap().unwrap().stdout,
+            PHP_FPM_PONG
+        );
+        assert_eq!(decoder.received(), bytes.len());
+    }
+
+    #[test]
+    fn spare_and_commit_decode_like_feed() {
+        let bytes = php_fpm_answer();
+        let mut decoder = Decoder::new();
+        let mut result = Ok(None);
+        for chunk in bytes.chunks(5) {
+            decoder.spare()[..chunk.len()].copy_from_slice(chunk);
+            result = decoder.commit(chunk.len());
+        }
+        assert_eq!(result.unwrap().unwrap().stdout, PHP_FPM_PONG);
+    }
+
+    #[test]
+    fn stderr_is_kept_truncated_and_does_not_fail() {
+        let mut bytes = record(STDERR, 1, &[b'e'; 2000], 0);
+        bytes.extend(record(STDOUT, 1, b"\r\n\r\npong", 0));
+        bytes.extend(end(0));
+        let answer = Decoder::new().feed(&bytes).unwrap().unwrap();
+        assert_eq!(answer.stderr.len(), LOGGED_STDERR_BYTES);
+        assert_eq!(answer.stderr_len, 2000);
+    }
+
+    #[test]
+    fn protocol_faults_are_errors() {
+        let mut decoder = Decoder::new();
+        assert_eq!(
+            decoder.feed(b"HTTP/1.1 400 Bad Request\r\n"),
+            Err(DecodeError::BadVersion(b'H'))
+        );
+        assert_eq!(
+            Decoder::new().feed(&record(STDOUT, 2, b"x", 0)),
+            Err(DecodeError::WrongRequestId(2))
+        );
+        assert_eq!(
+            Decoder::new().feed(&record(9, 1, b"", 0)),
+            Err(DecodeError::UnexpectedType(9))
+        );
+        assert_eq!(
+            Decoder::new().feed(&record(END_REQUEST, 1, b"", 0)),
+            Err(DecodeError::ShortEndRequest(0))
+        );
+        assert_eq!(
+            Decoder::new().feed(&record(END_REQUEST, 1, &[0; 5], 0)),
+            Err(DecodeError::ShortEndRequest(5))
+        );
+    }
+
+    #[test]
+    fn stdout_is_capped() {
+        let mut decoder = Decoder::new();
+        let chunk = record(STDOUT, 1, &[b'x'; 65535], 1);
+        assert_eq!(decoder.feed(&chunk), Ok(None));
+        assert_eq!(decoder.feed(&chunk), Err(DecodeError::StdoutTooLarge));
+    }
+
+    #[test]
+    fn overloaded_status_is_reported() {
+        let answer = Decoder::new()
+            .feed(&end(protocol_status::OVERLOADED))
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.protocol_status, protocol_status::OVERLOADED);
+    }
+
+    #[test]
+    fn rendered_request_is_well_formed() {
+        let bytes = render_request("/fpm-ping", "");
+        // BEGIN_REQUEST: RESPONDER, flags 0 (no keep-conn).
+        assert_eq!(&bytes[..8], &[1, 1, 0, 1, 0, 8, 0, 0]);
+        assert_eq!(&bytes[8..16], &[0, 1, 0, 0, 0, 0, 0, 0]);
+        // Ends with one empty PARAMS record and one empty STDIN record.
+        assert!(
+            bytes.ends_with(&[1, 4, 0, 1, 0, 0, 0, 0, 1, 5, 0, 1, 0, 0, 0, 0]),
+            "{bytes:?}"
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        for needle in [
+            "SCRIPT_FILENAME/fpm-ping",
+            "REQUEST_METHODGET",
+            "SCRIPT_NAME/fpm-ping",
+            "REQUEST_URI/fpm-ping",
+        ] {
+            assert!(text.contains(needle), "{needle} missing");
+        }
+        assert!(
+            String::from_utf8_lossy(&render_request("/fpm-status", "json"))
+                .contains("REQUEST_URI/fpm-status?json")
+        );
+    }
+}

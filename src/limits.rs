@@ -1,0 +1,44 @@
+//! Every fixed bound of the program, in one place.
+//!
+//! Bounds that users tune (probe deadline, client deadline, connection cap) live in
+//! [`crate::config::Config`]; the ones here protect memory and are not worth a knob.
+
+/// Largest HTTP request head we accept; a longer one gets `431` and a close.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// Most header lines in one HTTP request head; more gets `431` and a close.
+pub const MAX_HEADERS: usize = 64;
+
+/// Largest request body (announced by `Content-Length`) that we read and discard to keep the
+/// connection alive; a larger one is answered and the connection closed.
+pub const MAX_DRAINED_BODY: u64 = 64 * 1024;
+
+/// Most response bytes we queue for one client before writing them (pipelined requests).
+pub const MAX_QUEUED_RESPONSE_BYTES: usize = 16 * 1024;
+
+/// Largest FastCGI stdout we accept from the peer; more is `response_too_large`.
+pub const MAX_FCGI_STDOUT: usize = 64 * 1024;
+
+/// Largest FastCGI stderr we accept from the peer; more is `response_too_large`.
+pub const MAX_FCGI_STDERR: usize = 64 * 1024;
+
+/// How much of the peer's stderr we keep for the log line.
+pub const LOGGED_STDERR_BYTES: usize = 512;
+
+/// How many bytes we ask the socket for in one read of a FastCGI answer.
+pub const FCGI_READ_CHUNK: usize = 4 * 1024;
+
+/// How many bytes we ask the socket for in one read of an HTTP request.
+pub const HTTP_READ_CHUNK: usize = 1024;
+
+/// Longest accepted `PING_PATH` / `PING_RESPONSE`.
+pub const MAX_CONFIG_TEXT: usize = 1024;
+
+/// Connections refused with `503` at the same time; past this a newcomer is closed at once.
+pub const MAX_REJECTING: usize = 64;
+
+/// How long a refused newcomer gets to receive its `503`.
+pub const REJECT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Pause after `accept` fails for lack of file descriptors, so the loop does not spin.
+pub const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);

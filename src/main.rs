@@ -1,0 +1,50 @@
+//! `fastcgi-healthcheck`: reads the configuration, runs the server on one thread, maps the
+//! outcome to an exit code (0 stopped by a signal, 1 cannot serve, 2 bad configuration).
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use async_executor::LocalExecutor;
+use fastcgi_healthcheck::config::{self, Command, Config};
+use fastcgi_healthcheck::server;
+use simple_logger::SimpleLogger;
+
+const EXIT_CANNOT_SERVE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let config = match config::parse(&args, |name| std::env::var_os(name)) {
+        Ok(Command::Serve(config)) => config,
+        Ok(Command::Help) => {
+            print!("{}", config::help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("fastcgi-healthcheck {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("fastcgi-healthcheck: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(&config);
+    let ex = LocalExecutor::new();
+    match async_io::block_on(ex.run(server::serve(&ex, config))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("fastcgi-healthcheck: {error}");
+            ExitCode::from(EXIT_CANNOT_SERVE)
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let mut logger = SimpleLogger::new().with_level(config.log.default);
+    for (module, level) in &config.log.modules {
+        logger = logger.with_module_level(module, *level);
+    }
+    // Fails only if a logger is already installed, which cannot happen here.
+    let _ = logger.init();
+}

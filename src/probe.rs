@@ -1,0 +1,382 @@
+//! One FastCGI round trip under one deadline: resolve, connect, send, bounded read, verdict.
+//!
+//! A [`Probe`] is built once from the configuration (the request bytes are rendered then) and run
+//! for every `/fcgi-ping`. Whatever the peer does, [`Probe::run`] returns within the configured
+//! timeout with a [`Verdict`]; every failure carries a stable [`Reason`] word (the same word goes
+//! into the HTTP body and the log line) and a one-line detail that names the destination.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use async_net::unix::UnixStream;
+use async_net::TcpStream;
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use log::{debug, warn};
+
+use crate::cgi::{self, CgiError};
+use crate::config::{Config, Destination, Host};
+use crate::deadline;
+use crate::fcgi::{self, protocol_status, Answer, DecodeError, Decoder};
+
+/// Why a probe failed: one stable word per kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The destination's host name did not resolve.
+    ResolveFailed,
+    /// The destination refused the connection (nothing listens there).
+    ConnectRefused,
+    /// Any other connect error: no such socket file, permission denied, unreachable.
+    ConnectFailed,
+    /// The whole probe took longer than the timeout.
+    Timeout,
+    /// The peer closed the connection before `FCGI_END_REQUEST`.
+    ClosedEarly,
+    /// The peer sent malformed or unexpected FastCGI records.
+    ProtocolError,
+    /// The peer sent more than the stdout or stderr cap.
+    ResponseTooLarge,
+    /// `END_REQUEST` with protocol status OVERLOADED.
+    FcgiOverloaded,
+    /// `END_REQUEST` with protocol status CANT_MPX_CONN, UNKNOWN_ROLE or unknown.
+    FcgiRejected,
+    /// The CGI `Status:` header is not 2xx.
+    BadStatus,
+    /// The answer is not a CGI response with the expected body.
+    UnexpectedResponse,
+}
+
+impl Reason {
+    /// Every reason, for documentation and metrics.
+    pub const ALL: [Reason; 11] = [
+        Reason::ResolveFailed,
+        Reason::ConnectRefused,
+        Reason::ConnectFailed,
+        Reason::Timeout,
+        Reason::ClosedEarly,
+        Reason::ProtocolError,
+        Reason::ResponseTooLarge,
+        Reason::FcgiOverloaded,
+        Reason::FcgiRejected,
+        Reason::BadStatus,
+        Reason::UnexpectedResponse,
+    ];
+
+    /// The word used in the HTTP body, the log and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ResolveFailed => "resolve_failed",
+            Reason::ConnectRefused => "connect_refused",
+            Reason::ConnectFailed => "connect_failed",
+            Reason::Timeout => "timeout",
+            Reason::ClosedEarly => "closed_early",
+            Reason::ProtocolError => "protocol_error",
+            Reason::ResponseTooLarge => "response_too_large",
+            Reason::FcgiOverloaded => "fcgi_overloaded",
+            Reason::FcgiRejected => "fcgi_rejected",
+            Reason::BadStatus => "bad_status",
+            Reason::UnexpectedResponse => "unexpected_response",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed probe: the reason word and a one-line detail naming the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The kind of failure.
+    pub reason: Reason,
+    /// What happened, on one line.
+    pub detail: String,
+}
+
+impl Failure {
+    fn new(reason: Reason, detail: String) -> Self {
+        Self { reason, detail }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+/// The result of one probe.
+pub type Verdict = Result<(), Failure>;
+
+/// A probe of one FastCGI destination, ready to run.
+#[derive(Debug)]
+pub struct Probe {
+    destination: Destination,
+    label: String,
+    path: String,
+    request: Vec<u8>,
+    expect: Vec<u8>,
+    timeout: Duration,
+}
+
+/// What a probe is doing, for the detail of a timeout.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Resolving,
+    Connecting,
+    Sending,
+    Reading,
+}
+
+impl Probe {
+    /// A probe of `config.ping_path` at `config.destination`.
+    pub fn new(config: &Config) -> Self {
+        let (path, query) = config
+            .ping_path
+            .split_once('?')
+            .unwrap_or((&config.ping_path, ""));
+        Self {
+            destination: config.destination.clone(),
+            label: config.destination.to_string(),
+            path: config.ping_path.clone(),
+            request: fcgi::render_request(path, query),
+            expect: config.ping_response.as_bytes().to_vec(),
+            timeout: config.timeout,
+        }
+    }
+
+    /// The destination as shown in messages (`127.0.0.1:9000`, `unix:/run/php.sock`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Runs one probe; returns within the timeout. Logs one warn line when unhealthy.
+    pub async fn run(&self) -> Verdict {
+        let started = Instant::now();
+        let stage = Cell::new(Stage::Resolving);
+        let received = Cell::new(0usize);
+        let exchange = self.exchange(&stage, &received);
+        let verdict = match deadline::at(deadline::after(self.timeout), exchange).await {
+            Some(Ok(answer)) => self.judge(&answer),
+            Some(Err(failure)) => Err(failure),
+            None => Err(self.timed_out(stage.get(), received.get())),
+        };
+        let elapsed = started.elapsed();
+        match &verdict {
+            Ok(()) => debug!(
+                "probe {} {}: healthy in {:?}",
+                self.label, self.path, elapsed
+            ),
+            Err(failure) => warn!(
+                "probe {} {}: unhealthy after {}ms: {failure}",
+                self.label,
+                self.path,
+                elapsed.as_millis()
+            ),
+        }
+        verdict
+    }
+
+    async fn exchange(
+        &self,
+        stage: &Cell<Stage>,
+        received: &Cell<usize>,
+    ) -> Result<Answer, Failure> {
+        match &self.destination {
+            Destination::Unix(path) => {
+                stage.set(Stage::Connecting);
+                let stream = UnixStream::connect(path)
+                    .await
+                    .map_err(|e| self.connect_failure(&e))?;
+                self.talk(stream, stage, received).await
+            }
+            Destination::Tcp {
+                host: Host::Ip(ip),
+                port,
+            } => {
+                stage.set(Stage::Connecting);
+                let stream = TcpStream::connect(SocketAddr::new(*ip, *port))
+                    .await
+                    .map_err(|e| self.connect_failure(&e))?;
+                self.talk(stream, stage, received).await
+            }
+            Destination::Tcp {
+                host: Host::Name(name),
+                port,
+            } => {
+                let addrs = async_net::resolve((name.as_str(), *port))
+                    .await
+                    .map_err(|e| {
+                        Failure::new(
+                            Reason::ResolveFailed,
+                            format!("cannot resolve {}: {e}", self.label),
+                        )
+                    })?;
+                stage.set(Stage::Connecting);
+                let mut last = None;
+                for addr in addrs {
+                    match TcpStream::connect(addr).await {
+                        Ok(stream) => return self.talk(stream, stage, received).await,
+                        Err(e) => {
+                            debug!("probe {}: {addr}: {e}", self.label);
+                            last = Some(e);
+                        }
+                    }
+                }
+                Err(match last {
+                    Some(e) => self.connect_failure(&e),
+                    None => Failure::new(
+                        Reason::ResolveFailed,
+                        format!("{} resolves to no address", self.label),
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Sends the request in one write and reads the answer into a bounded decoder.
+    async fn talk<S>(
+        &self,
+        mut stream: S,
+        stage: &Cell<Stage>,
+        received: &Cell<usize>,
+    ) -> Result<Answer, Failure>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        stage.set(Stage::Sending);
+        stream.write_all(&self.request).await.map_err(|e| {
+            Failure::new(
+                Reason::ClosedEarly,
+                format!("{} failed while taking the request: {e}", self.label),
+            )
+        })?;
+        stage.set(Stage::Reading);
+        let mut decoder = Decoder::new();
+        loop {
+            let read = stream.read(decoder.spare()).await;
+            let read = read.map_err(|e| {
+                Failure::new(
+                    Reason::ClosedEarly,
+                    format!(
+                        "{} failed after {} bytes of answer: {e}",
+                        self.label,
+                        decoder.received()
+                    ),
+                )
+            })?;
+            if read == 0 {
+                return Err(Failure::new(
+                    Reason::ClosedEarly,
+                    format!(
+                        "{} closed the connection after {} bytes, before FCGI_END_REQUEST",
+                        self.label,
+                        decoder.received()
+                    ),
+                ));
+            }
+            match decoder.commit(read) {
+                Ok(Some(answer)) => return Ok(answer),
+                Ok(None) => received.set(decoder.received()),
+                Err(e) => return Err(self.decode_failure(e)),
+            }
+        }
+    }
+
+    /// Turns a complete answer into a verdict.
+    fn judge(&self, answer: &Answer) -> Verdict {
+        if answer.stderr_len > 0 {
+            warn!(
+                "probe {} {}: the FastCGI server wrote {} bytes to stderr: {}",
+                self.label,
+                self.path,
+                answer.stderr_len,
+                cgi::quote(&answer.stderr)
+            );
+        }
+        let name = match answer.protocol_status {
+            protocol_status::REQUEST_COMPLETE => None,
+            protocol_status::OVERLOADED => Some((Reason::FcgiOverloaded, "OVERLOADED")),
+            protocol_status::CANT_MPX_CONN => Some((Reason::FcgiRejected, "CANT_MPX_CONN")),
+            protocol_status::UNKNOWN_ROLE => Some((Reason::FcgiRejected, "UNKNOWN_ROLE")),
+            _ => Some((Reason::FcgiRejected, "unknown")),
+        };
+        if let Some((reason, name)) = name {
+            return Err(Failure::new(
+                reason,
+                format!(
+                    "{} ended the request with protocol status {} ({name})",
+                    self.label, answer.protocol_status
+                ),
+            ));
+        }
+        cgi::check(&answer.stdout, &self.expect).map_err(|e| {
+            let (reason, hint) = match &e {
+                CgiError::BadStatus(_) | CgiError::UnparsableStatus(_) => (
+                    Reason::BadStatus,
+                    format!("is ping.path = {} set in the php-fpm pool?", self.path),
+                ),
+                CgiError::BodyMismatch(_) => (
+                    Reason::UnexpectedResponse,
+                    format!(
+                        "expected {} (PING_RESPONSE / ping.response)",
+                        cgi::quote(&self.expect)
+                    ),
+                ),
+                CgiError::NoHeaderEnd => (
+                    Reason::UnexpectedResponse,
+                    "is it php-fpm's ping.path?".to_owned(),
+                ),
+            };
+            Failure::new(
+                reason,
+                format!("{} answered {}: {e}; {hint}", self.label, self.path),
+            )
+        })
+    }
+
+    fn connect_failure(&self, error: &io::Error) -> Failure {
+        if error.kind() == io::ErrorKind::ConnectionRefused {
+            Failure::new(
+                Reason::ConnectRefused,
+                format!(
+                    "{} refused the connection; is php-fpm running and listening there?",
+                    self.label
+                ),
+            )
+        } else {
+            Failure::new(
+                Reason::ConnectFailed,
+                format!("cannot connect to {}: {error}", self.label),
+            )
+        }
+    }
+
+    fn decode_failure(&self, error: DecodeError) -> Failure {
+        let reason = match error {
+            DecodeError::StdoutTooLarge | DecodeError::StderrTooLarge => Reason::ResponseTooLarge,
+            _ => Reason::ProtocolError,
+        };
+        Failure::new(reason, format!("{} sent {error}", self.label))
+    }
+
+    fn timed_out(&self, stage: Stage, received: usize) -> Failure {
+        let doing = match stage {
+            Stage::Resolving => "resolving the name".to_owned(),
+            Stage::Connecting => "connecting".to_owned(),
+            Stage::Sending => "sending the request".to_owned(),
+            Stage::Reading => format!("reading the answer, {received} bytes received"),
+        };
+        Failure::new(
+            Reason::Timeout,
+            format!(
+                "no complete answer from {} within {:?} (while {doing})",
+                self.label, self.timeout
+            ),
+        )
+    }
+}

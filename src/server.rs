@@ -1,0 +1,448 @@
+//! The listener, the accept loop, the connection cap, each connection's keep-alive loop, and the
+//! orderly stop on SIGTERM or SIGINT.
+//!
+//! Invariants:
+//! - At most `MAX_CONNECTIONS` connections are served at once. At the cap, the oldest idle
+//!   connection (one that waits for the first byte of its next request) is closed to make room;
+//!   when every connection is busy, the newcomer gets a prompt `503` and a close.
+//! - Every wait has a deadline: a request head and a keep-alive pause within `CLIENT_TIMEOUT`, a
+//!   write within `CLIENT_TIMEOUT`, a probe within `TIMEOUT`, the stop within `TIMEOUT` + 1 s.
+//! - A connection buffers at most one request head ([`MAX_HEAD_BYTES`]) and a few queued
+//!   responses ([`MAX_QUEUED_RESPONSE_BYTES`]).
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_executor::{LocalExecutor, Task};
+use async_io::Timer;
+use async_net::{TcpListener, TcpStream};
+use async_signal::{Signal, Signals};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, StreamExt};
+use log::{debug, info, warn};
+
+use crate::config::Config;
+use crate::deadline;
+use crate::http::{self, Body, Method, Route};
+use crate::limits::{
+    ACCEPT_BACKOFF, HTTP_READ_CHUNK, MAX_DRAINED_BODY, MAX_HEAD_BYTES, MAX_QUEUED_RESPONSE_BYTES,
+    MAX_REJECTING, REJECT_WRITE_TIMEOUT,
+};
+use crate::probe::Probe;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum ServeError {
+    /// `SERVER` could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        error: io::Error,
+    },
+    /// The signal handlers could not be installed.
+    Signals(io::Error),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Bind { addr, error } => write!(
+                f,
+                "cannot listen on SERVER={addr}: {error}; choose a free address:port with SERVER or --server"
+            ),
+            ServeError::Signals(error) => write!(f, "cannot install the SIGTERM/SIGINT handlers: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// How long an idle-close or error-close waits for the client's last bytes before closing, so the
+/// client reads our answer instead of a reset.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Most bytes read and dropped while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// How often the stop checks whether busy connections have finished.
+const STOP_POLL: Duration = Duration::from_millis(10);
+
+/// Least time between two warnings about the connection cap.
+const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// State shared by the accept loop and every connection (one thread: `Rc` and `Cell`).
+struct Shared {
+    config: Config,
+    probe: Probe,
+    conns: RefCell<BTreeMap<u64, Conn>>,
+    next_id: Cell<u64>,
+    rejecting: Cell<usize>,
+    stopping: Cell<bool>,
+    cap_warned: Cell<Option<Instant>>,
+}
+
+/// An open connection: dropping it cancels its task, which closes the socket.
+struct Conn {
+    idle: Rc<Cell<bool>>,
+    _task: Task<()>,
+}
+
+/// Binds `config.server` and serves until SIGTERM or SIGINT.
+pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeError> {
+    let addr = config.server;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|error| ServeError::Bind { addr, error })?;
+    let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(ServeError::Signals)?;
+    let local = listener.local_addr().unwrap_or(addr);
+    let probe = Probe::new(&config);
+    info!(
+        "listening on http://{local}, probing {} {} (timeout {:?}, fail status {})",
+        probe.label(),
+        config.ping_path,
+        config.timeout,
+        config.fail_status
+    );
+    let shared = Rc::new(Shared {
+        config,
+        probe,
+        conns: RefCell::new(BTreeMap::new()),
+        next_id: Cell::new(0),
+        rejecting: Cell::new(0),
+        stopping: Cell::new(false),
+        cap_warned: Cell::new(None),
+    });
+
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            if let Some(Ok(signal)) = signals.next().await {
+                info!("received {signal:?}, stopping");
+            }
+            None
+        })
+        .await;
+        match accepted {
+            Some(Ok((stream, _))) => admit(ex, &shared, stream),
+            Some(Err(error)) => {
+                warn!("accept failed: {error}; retrying in {ACCEPT_BACKOFF:?}");
+                Timer::after(ACCEPT_BACKOFF).await;
+            }
+            None => break,
+        }
+    }
+    drop(listener);
+    stop(&shared).await;
+    Ok(())
+}
+
+/// Starts serving `stream`, making room at the cap or refusing it.
+fn admit(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: TcpStream) {
+    // Responses are small and complete: send them without waiting for more.
+    let _ = stream.set_nodelay(true);
+    let full = shared.conns.borrow().len() >= shared.config.max_connections;
+    if full && !close_oldest_idle(shared) {
+        refuse(ex, shared, stream);
+        return;
+    }
+    let id = shared.next_id.get();
+    shared.next_id.set(id.wrapping_add(1));
+    let idle = Rc::new(Cell::new(true));
+    let task = ex.spawn(connection(Rc::clone(shared), stream, Rc::clone(&idle), id));
+    shared
+        .conns
+        .borrow_mut()
+        .insert(id, Conn { idle, _task: task });
+}
+
+/// Closes the oldest idle connection; `false` when every connection is busy.
+fn close_oldest_idle(shared: &Shared) -> bool {
+    let mut conns = shared.conns.borrow_mut();
+    let Some(id) = conns
+        .iter()
+        .find(|(_, conn)| conn.idle.get())
+        .map(|(id, _)| *id)
+    else {
+        return false;
+    };
+    let closed = conns.remove(&id);
+    drop(conns);
+    drop(closed);
+    debug!("connection cap reached: closed an idle connection to make room");
+    true
+}
+
+/// Answers `503` to a newcomer when every connection is busy, within a short deadline.
+fn refuse(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: TcpStream) {
+    let now = Instant::now();
+    if shared
+        .cap_warned
+        .get()
+        .is_none_or(|at| now.duration_since(at) >= CAP_WARNING_INTERVAL)
+    {
+        shared.cap_warned.set(Some(now));
+        warn!(
+            "all {} connections (MAX_CONNECTIONS) are busy: refusing newcomers with 503",
+            shared.config.max_connections
+        );
+    }
+    if shared.rejecting.get() >= MAX_REJECTING {
+        return; // dropping the stream closes it
+    }
+    shared
+        .rejecting
+        .set(shared.rejecting.get().saturating_add(1));
+    let shared = Rc::clone(shared);
+    ex.spawn(async move {
+        let mut client = Client::new(stream);
+        let body = "busy: every connection is in use (MAX_CONNECTIONS); retry\n";
+        let response = http::Response {
+            status: 503,
+            body,
+            head_only: false,
+            close: true,
+        };
+        http::render(&mut client.out, response);
+        let _ = deadline::at(
+            deadline::after(REJECT_WRITE_TIMEOUT),
+            client.close_after_error(),
+        )
+        .await;
+        shared
+            .rejecting
+            .set(shared.rejecting.get().saturating_sub(1));
+    })
+    .detach();
+}
+
+/// Stops: idle connections close now, busy ones may finish within `TIMEOUT` + 1 s.
+async fn stop(shared: &Shared) {
+    shared.stopping.set(true);
+    let grace = deadline::after(shared.config.timeout.saturating_add(Duration::from_secs(1)));
+    loop {
+        while close_oldest_idle(shared) {}
+        if shared.conns.borrow().is_empty() || Instant::now() >= grace {
+            break;
+        }
+        Timer::after(STOP_POLL).await;
+    }
+    let left = std::mem::take(&mut *shared.conns.borrow_mut());
+    if !left.is_empty() {
+        warn!("stopped with {} connections still busy", left.len());
+    }
+    drop(left);
+    info!("stopped");
+}
+
+/// One connection's task: serve it, then leave the table.
+async fn connection(shared: Rc<Shared>, stream: TcpStream, idle: Rc<Cell<bool>>, id: u64) {
+    Client::new(stream).serve(&shared, &idle).await;
+    let own = shared.conns.borrow_mut().remove(&id);
+    // Dropping our own task handle here is fine: the task completes in this very poll.
+    drop(own);
+}
+
+/// How a read for more request bytes ended.
+enum Read {
+    Data,
+    Closed,
+    TimedOut,
+}
+
+/// One HTTP client: the socket, unparsed input, queued output.
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Client {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// The keep-alive loop: read a head, drain its body, answer, repeat.
+    async fn serve(&mut self, shared: &Shared, idle: &Cell<bool>) {
+        let timeout = shared.config.client_timeout;
+        loop {
+            let deadline = deadline::after(timeout);
+            let head = loop {
+                match http::parse_head(&self.buf) {
+                    Ok(Some(head)) => break head,
+                    Ok(None) => {}
+                    Err(error) => {
+                        debug!("bad request head ({error:?}), answering {}", error.status());
+                        self.answer_error(
+                            error.status(),
+                            "the request head is malformed or too large\n",
+                        )
+                        .await;
+                        return;
+                    }
+                }
+                if !self.flush(timeout).await || (self.buf.is_empty() && shared.stopping.get()) {
+                    return;
+                }
+                idle.set(self.buf.is_empty());
+                let read = self.read_more(deadline).await;
+                idle.set(false);
+                match read {
+                    Read::Data => {}
+                    Read::Closed => return,
+                    Read::TimedOut if self.buf.is_empty() => return,
+                    Read::TimedOut => {
+                        self.answer_error(
+                            408,
+                            "the request head did not arrive in time (CLIENT_TIMEOUT)\n",
+                        )
+                        .await;
+                        return;
+                    }
+                }
+            };
+            self.buf.drain(..head.len.min(self.buf.len()));
+
+            let mut close = !head.keep_alive;
+            match head.body {
+                Body::None => {}
+                Body::Length(len) if len <= MAX_DRAINED_BODY => {
+                    if !self.discard(len, deadline).await {
+                        return;
+                    }
+                }
+                Body::Length(_) | Body::Chunked => close = true,
+            }
+
+            let (status, body): (u16, Cow<'static, str>) = match (head.route, head.method) {
+                (Route::NotFound, _) => (404, "not found\n".into()),
+                (_, Method::Other) => (405, "method not allowed\n".into()),
+                (Route::Health, _) => (200, "ok\n".into()),
+                (Route::Ping, _) => {
+                    if !self.flush(timeout).await {
+                        return;
+                    }
+                    match shared.probe.run().await {
+                        Ok(()) => (200, "ok\n".into()),
+                        Err(failure) => (shared.config.fail_status, format!("{failure}\n").into()),
+                    }
+                }
+            };
+            close |= shared.stopping.get();
+            debug!("{:?} {:?} -> {status}", head.method, head.route);
+            let head_only = head.method == Method::Head;
+            http::render(
+                &mut self.out,
+                http::Response {
+                    status,
+                    body: &body,
+                    head_only,
+                    close,
+                },
+            );
+            if close {
+                self.flush(timeout).await;
+                return;
+            }
+            if self.out.len() >= MAX_QUEUED_RESPONSE_BYTES && !self.flush(timeout).await {
+                return;
+            }
+        }
+    }
+
+    /// Reads more request bytes, never holding more than one head.
+    async fn read_more(&mut self, deadline: Instant) -> Read {
+        let start = self.buf.len();
+        let room = MAX_HEAD_BYTES.saturating_sub(start).min(HTTP_READ_CHUNK);
+        if room == 0 {
+            return Read::Closed;
+        }
+        self.buf.resize(start.saturating_add(room), 0);
+        let spare = self.buf.get_mut(start..).unwrap_or_default();
+        let read = deadline::at(deadline, self.stream.read(spare)).await;
+        let (filled, outcome) = match read {
+            Some(Ok(0)) | Some(Err(_)) => (0, Read::Closed),
+            Some(Ok(n)) => (n, Read::Data),
+            None => (0, Read::TimedOut),
+        };
+        self.buf.truncate(start.saturating_add(filled));
+        outcome
+    }
+
+    /// Reads and drops a request body of `len` bytes; `false` if the client fails to send it.
+    async fn discard(&mut self, len: u64, deadline: Instant) -> bool {
+        let mut remaining = len;
+        loop {
+            let buffered = u64::try_from(self.buf.len()).unwrap_or(u64::MAX);
+            let take = remaining.min(buffered);
+            self.buf.drain(
+                ..usize::try_from(take)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len()),
+            );
+            remaining = remaining.saturating_sub(take);
+            if remaining == 0 {
+                return true;
+            }
+            if !matches!(self.read_more(deadline).await, Read::Data) {
+                return false;
+            }
+        }
+    }
+
+    /// Writes the queued responses within `timeout`; `false` if the client is gone or too slow.
+    async fn flush(&mut self, timeout: Duration) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let written =
+            deadline::at(deadline::after(timeout), self.stream.write_all(&self.out)).await;
+        self.out.clear();
+        if self.out.capacity() > MAX_QUEUED_RESPONSE_BYTES {
+            self.out = Vec::new();
+        }
+        matches!(written, Some(Ok(())))
+    }
+
+    /// Answers `status` with a close, then lingers so the client reads it.
+    async fn answer_error(&mut self, status: u16, body: &str) {
+        http::render(
+            &mut self.out,
+            http::Response {
+                status,
+                body,
+                head_only: false,
+                close: true,
+            },
+        );
+        let _ = deadline::at(deadline::after(LINGER), self.close_after_error()).await;
+    }
+
+    /// Writes what is queued, shuts down our side, and reads what the client still sends
+    /// (bounded) so that closing does not reset the connection before it reads our answer.
+    async fn close_after_error(&mut self) {
+        if self.stream.write_all(&self.out).await.is_err() {
+            return;
+        }
+        self.out.clear();
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let mut dropped = 0usize;
+        while dropped < LINGER_BYTES {
+            self.buf.clear();
+            self.buf.resize(HTTP_READ_CHUNK, 0);
+            match self.stream.read(&mut self.buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped = dropped.saturating_add(n),
+            }
+        }
+    }
+}
