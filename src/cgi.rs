@@ -23,7 +23,7 @@ impl fmt::Display for CgiError {
             CgiError::NoHeaderEnd => {
                 write!(f, "the answer has no blank line after its CGI headers")
             }
-            CgiError::BadStatus(status) => write!(f, "the answer has Status: {status}"),
+            CgiError::BadStatus(status) => write!(f, "Status: {status}"),
             CgiError::UnparsableStatus(status) => {
                 write!(f, "the answer has an unreadable Status: {status}")
             }

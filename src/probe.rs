@@ -334,7 +334,7 @@ impl Probe {
             };
             Failure::new(
                 reason,
-                format!("{} answered {}: {e}; {hint}", self.label, self.path),
+                format!("{} answered {} with {e}; {hint}", self.label, self.path),
             )
         })
     }

@@ -123,7 +123,12 @@ pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeEr
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             if let Some(Ok(signal)) = signals.next().await {
-                info!("received {signal:?}, stopping");
+                let name = if signal == Signal::Int {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                info!("received {name}, stopping");
             }
             None
         })

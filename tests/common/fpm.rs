@@ -1,0 +1,273 @@
+//! A real php-fpm master + 2 static workers, configured in a temp dir, killed (all of it) on drop.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::sys::{self, children_of, poll, signal, TempDir};
+
+const WORKERS: usize = 2;
+
+/// Where php-fpm listens.
+#[derive(Clone, Debug)]
+pub enum Listen {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl Listen {
+    fn config_value(&self) -> String {
+        match self {
+            Self::Unix(path) => path.display().to_string(),
+            Self::Tcp(addr) => addr.to_string(),
+        }
+    }
+
+    fn accepts_connections(&self) -> bool {
+        match self {
+            Self::Unix(path) => UnixStream::connect(path).is_ok(),
+            Self::Tcp(addr) => TcpStream::connect_timeout(addr, Duration::from_secs(1)).is_ok(),
+        }
+    }
+}
+
+/// The php-fpm binary: `$PHP_FPM`, else the first `/usr/sbin/php-fpm*`. Panics if there is none: the tests
+/// need it and must not pass silently without it.
+pub fn php_fpm_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PHP_FPM") {
+        return PathBuf::from(path);
+    }
+    let mut found: Vec<PathBuf> = fs::read_dir("/usr/sbin")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("php-fpm"))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next().unwrap_or_else(|| {
+        panic!(
+            "php-fpm not found: install it with \"apt-get install php-fpm\" (Debian/Ubuntu) \
+             or set PHP_FPM=/path/to/php-fpm"
+        )
+    })
+}
+
+pub struct PhpFpm {
+    child: Child,
+    listen: Listen,
+    workers: Vec<u32>,
+    down: bool,
+    /// Holds the config, log and pid file (and the socket for [`PhpFpm::unix`]); removed on drop.
+    dir: TempDir,
+}
+
+impl PhpFpm {
+    /// php-fpm on a Unix socket in its own temp dir.
+    pub fn unix() -> Self {
+        let dir = TempDir::new();
+        let socket = dir.join("fpm.sock");
+        Self::start_in(dir, Listen::Unix(socket)).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// php-fpm on 127.0.0.1 at a free port.
+    pub fn tcp() -> Self {
+        Self::tcp_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// php-fpm on `ip` at a free port; retries with another port if the chosen one got taken meanwhile.
+    pub fn tcp_on(ip: IpAddr) -> Self {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let addr = SocketAddr::new(ip, sys::free_port(ip));
+            match Self::start_in(TempDir::new(), Listen::Tcp(addr)) {
+                Ok(fpm) => return fpm,
+                Err(error) => last_error = error,
+            }
+        }
+        panic!("php-fpm did not start on {ip}: {last_error}");
+    }
+
+    /// php-fpm listening exactly at `listen`.
+    pub fn start(listen: Listen) -> Self {
+        Self::start_in(TempDir::new(), listen).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn start_in(dir: TempDir, listen: Listen) -> Result<Self, String> {
+        let config = dir.join("php-fpm.conf");
+        let error_log = dir.join("php-fpm.log");
+        fs::write(&config, config_text(&dir, &error_log, &listen)).expect("write php-fpm config");
+        let child = Command::new(php_fpm_binary())
+            .args(["-R", "-F", "-y"])
+            .arg(&config)
+            .arg("-p")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| format!("spawn php-fpm: {error}"))?;
+        let mut fpm = Self {
+            child,
+            listen,
+            workers: Vec::new(),
+            down: false,
+            dir,
+        };
+        fpm.await_ready(&error_log)?;
+        Ok(fpm)
+    }
+
+    /// Waits (10 s at most) for "ready to handle connections" in the log, a connectable socket and all the
+    /// workers; fails early if php-fpm exits (e.g. the port was taken).
+    fn await_ready(&mut self, error_log: &Path) -> Result<(), String> {
+        let master = self.master_pid();
+        let ready = poll(Duration::from_secs(10), || {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return Some(false);
+            }
+            let log = fs::read_to_string(error_log).unwrap_or_default();
+            let up = log.contains("ready to handle connections")
+                && self.listen.accepts_connections()
+                && children_of(master).len() == WORKERS;
+            up.then_some(true)
+        });
+        if ready == Some(true) {
+            self.workers = children_of(master);
+            return Ok(());
+        }
+        let log = fs::read_to_string(error_log).unwrap_or_default();
+        Err(format!(
+            "php-fpm on {} not ready (exited or 10 s passed); its log:\n{log}",
+            self.listen.config_value()
+        ))
+    }
+
+    pub fn listen(&self) -> &Listen {
+        &self.listen
+    }
+
+    /// The Unix socket path; panics for a TCP php-fpm.
+    pub fn socket_path(&self) -> &Path {
+        match &self.listen {
+            Listen::Unix(path) => path,
+            Listen::Tcp(addr) => panic!("php-fpm listens on TCP {addr}, not a Unix socket"),
+        }
+    }
+
+    /// The TCP address; panics for a Unix socket php-fpm.
+    pub fn addr(&self) -> SocketAddr {
+        match &self.listen {
+            Listen::Tcp(addr) => *addr,
+            Listen::Unix(path) => {
+                panic!("php-fpm listens on Unix socket {}, not TCP", path.display())
+            }
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    pub fn master_pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The worker pids seen at start-up (children of the master).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers.clone()
+    }
+
+    /// SIGSTOP every worker: the listen socket still accepts, nobody answers.
+    pub fn stop_workers(&self) {
+        assert!(
+            signal(&self.workers, "STOP"),
+            "kill -STOP {:?} failed",
+            self.workers
+        );
+    }
+
+    pub fn resume_workers(&self) {
+        assert!(
+            signal(&self.workers, "CONT"),
+            "kill -CONT {:?} failed",
+            self.workers
+        );
+    }
+
+    /// Crashes php-fpm (SIGKILL to master and workers) and waits until its socket refuses connections.
+    pub fn kill(&mut self) {
+        self.shut_down(false);
+        sys::wait_until(
+            Duration::from_secs(10),
+            "the killed php-fpm's socket to refuse connections",
+            || (!self.listen.accepts_connections()).then_some(()),
+        );
+    }
+
+    /// Ends master and workers, leaving no stray process. If `graceful`, SIGTERM to the master first: it
+    /// ends and reaps its workers. Whatever is left is then killed: the master is frozen with SIGSTOP (so it
+    /// cannot fork replacement workers), then the master and all its workers get SIGKILL.
+    fn shut_down(&mut self, graceful: bool) {
+        if self.down {
+            return;
+        }
+        self.down = true;
+        let master = self.master_pid();
+        if graceful {
+            let mut workers = children_of(master);
+            workers.extend(&self.workers);
+            signal(&workers, "CONT");
+            signal(&[master], "TERM");
+            if poll(Duration::from_secs(2), || {
+                self.child.try_wait().ok().flatten()
+            })
+            .is_some()
+            {
+                return;
+            }
+        }
+        signal(&[master], "STOP");
+        let _ = poll(Duration::from_secs(2), || {
+            sys::is_stopped(master).then_some(())
+        });
+        let mut pids = children_of(master);
+        pids.extend(&self.workers);
+        pids.push(master);
+        signal(&pids, "KILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PhpFpm {
+    fn drop(&mut self) {
+        self.shut_down(true);
+    }
+}
+
+fn config_text(dir: &TempDir, error_log: &Path, listen: &Listen) -> String {
+    format!(
+        "[global]\n\
+         pid = {pid}\n\
+         error_log = {log}\n\
+         daemonize = no\n\
+         \n\
+         [www]\n\
+         listen = {listen}\n\
+         listen.mode = 0666\n\
+         pm = static\n\
+         pm.max_children = {WORKERS}\n\
+         ping.path = /fpm-ping\n\
+         ping.response = pong\n\
+         pm.status_path = /fpm-status\n",
+        pid = dir.join("php-fpm.pid").display(),
+        log = error_log.display(),
+        listen = listen.config_value(),
+    )
+}

@@ -1,0 +1,138 @@
+//! Operating-system helpers: temp dirs, signals, /proc scanning, free ports, polling.
+
+use std::fs;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A unique directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("fcgi-hc-test-{}-{n}", std::process::id()));
+        // A leftover from an earlier run with a recycled pid is stale: start clean.
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, or `None` once `within` has passed.
+pub fn poll<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Like [`poll`], but panics naming `what` when the deadline passes.
+pub fn wait_until<T>(within: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    poll(within, check).unwrap_or_else(|| panic!("timed out after {within:?} waiting for {what}"))
+}
+
+/// Sends `signal` (e.g. "STOP", "KILL") to every pid with the `kill` command; returns whether it reached
+/// them all (pids already gone are not an error worth printing).
+pub fn signal(pids: &[u32], signal: &str) -> bool {
+    if pids.is_empty() {
+        return true;
+    }
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(u32::to_string))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false)
+}
+
+/// Pids of the live processes whose parent is `parent` (from the ppid field of /proc/*/stat).
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| parent_of(pid) == Some(parent))
+        .collect()
+}
+
+/// The ppid of `pid`, or `None` if it is gone or a zombie.
+fn parent_of(pid: u32) -> Option<u32> {
+    let (state, ppid) = stat(pid)?;
+    (state != 'Z' && state != 'X').then_some(ppid)
+}
+
+/// Whether `pid` is stopped (by SIGSTOP).
+pub fn is_stopped(pid: u32) -> bool {
+    stat(pid).is_some_and(|(state, _)| state == 'T')
+}
+
+/// The state letter and ppid of `pid` from /proc/PID/stat.
+fn stat(pid: u32) -> Option<(char, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.next()?.parse().ok()?))
+}
+
+/// A port on `ip` that was free a moment ago (bound to port 0, then released).
+pub fn free_port(ip: IpAddr) -> u16 {
+    let listener = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Whether this machine lets us bind the IPv6 loopback.
+pub fn ipv6_loopback_available() -> bool {
+    TcpListener::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0)).is_ok()
+}
+
+/// Whether the server side of the TCP connection `server_port` <-> `client_port` has read everything the
+/// client sent (its receive queue in /proc/net/tcp{,6} is empty). Lets a test know the server has seen a
+/// partial request without sleeping.
+pub fn server_drained(server_port: u16, client_port: u16) -> bool {
+    let tables = ["/proc/net/tcp", "/proc/net/tcp6"];
+    tables
+        .iter()
+        .filter_map(|table| fs::read_to_string(table).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = hex_port(fields.get(1)?)?;
+            let remote = hex_port(fields.get(2)?)?;
+            let rx_queue = u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()?;
+            (local == server_port && remote == client_port).then_some(rx_queue)
+        })
+        .any(|rx_queue| rx_queue == 0)
+}
+
+/// The port of a /proc/net/tcp address such as `0100007F:1F90`.
+fn hex_port(address: &str) -> Option<u16> {
+    u16::from_str_radix(address.rsplit(':').next()?, 16).ok()
+}

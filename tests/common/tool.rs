@@ -1,0 +1,239 @@
+//! The binary under test: spawned with an explicit environment, stderr captured line by line.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use super::sys::{free_port, poll, signal};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fastcgi-healthcheck");
+
+/// The variables of the contract.
+pub const CONFIG_VARS: [&str; 10] = [
+    "SERVER",
+    "DESTINATION",
+    "DESTINATION_PORT",
+    "PING_PATH",
+    "PING_RESPONSE",
+    "TIMEOUT",
+    "FAIL_STATUS",
+    "CLIENT_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "RUST_LOG",
+];
+
+/// systemd's socket activation and readiness variables.
+const SYSTEMD_VARS: [&str; 4] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+];
+
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// The tool's command: inherited tool and systemd variables removed (never inherited from the test's
+/// environment, only set explicitly), `SERVER=127.0.0.1:0`, then `env` and `args`.
+pub fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    for var in CONFIG_VARS.iter().chain(&SYSTEMD_VARS) {
+        command.env_remove(var);
+    }
+    command
+        .env("SERVER", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Spawns the tool with piped stderr.
+fn spawn_child(env: &[(&str, &str)], args: &[&str], stdout: Stdio) -> Child {
+    command(env, args)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("spawn {BIN}: {error}"))
+}
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// Collects a pipe's lines into a shared vector from a background thread.
+fn collect_lines(pipe: impl Read + Send + 'static) -> Lines {
+    let lines = Lines::default();
+    let sink = lines.clone();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().expect("lines lock").push(line);
+        }
+    });
+    lines
+}
+
+/// All the lines of a pipe whose process has exited: waits (5 s at most) for the reader thread to reach EOF,
+/// which it signals by dropping its handle on `lines`.
+fn all_lines(lines: &Lines) -> String {
+    let _ = poll(Duration::from_secs(5), || {
+        (Arc::strong_count(lines) == 1).then_some(())
+    });
+    lines.lock().expect("lines lock").join("\n")
+}
+
+/// A running tool, killed on drop.
+pub struct Tool {
+    child: Child,
+    addr: SocketAddr,
+    logs: Lines,
+}
+
+impl Tool {
+    /// Starts the tool with these variables (on top of `SERVER=127.0.0.1:0`) and waits until it listens.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(env, &[])
+    }
+
+    pub fn start_with_args(env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::spawn(env, args, |logs| {
+            logs.iter().find_map(|line| listening_addr(line))
+        })
+    }
+
+    /// Starts the tool on a free port of 127.0.0.1 and waits until it accepts connections: for log levels
+    /// that hide the `listening on` line.
+    pub fn start_without_listening_log(env: &[(&str, &str)], args: &[&str]) -> Self {
+        let addr = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        );
+        let server = addr.to_string();
+        let mut env = env.to_vec();
+        env.push(("SERVER", &server));
+        Self::spawn(&env, args, |_| {
+            TcpStream::connect(addr).is_ok().then_some(addr)
+        })
+    }
+
+    /// Spawns the tool and polls `listening` (given the stderr lines so far) for its address.
+    fn spawn(
+        env: &[(&str, &str)],
+        args: &[&str],
+        listening: impl Fn(&[String]) -> Option<SocketAddr>,
+    ) -> Self {
+        let mut child = spawn_child(env, args, Stdio::null());
+        let logs = collect_lines(child.stderr.take().expect("piped stderr"));
+        let addr = poll(STARTUP, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the tool exited with {status} before listening; stderr:\n{}",
+                    all_lines(&logs)
+                );
+            }
+            listening(&logs.lock().expect("lines lock"))
+        });
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let stderr = logs.lock().expect("lines lock").join("\n");
+            panic!("the tool was not listening within {STARTUP:?}; stderr:\n{stderr}");
+        };
+        Self { child, addr, logs }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The stderr lines so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("lines lock").clone()
+    }
+
+    /// Waits (5 s at most) for a log line containing every one of `needles`, and returns it.
+    pub fn wait_for_log(&self, needles: &[&str]) -> String {
+        let found = poll(Duration::from_secs(5), || {
+            self.logs()
+                .into_iter()
+                .find(|line| needles.iter().all(|needle| line.contains(needle)))
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no log line containing {needles:?}; stderr:\n{}",
+                self.logs().join("\n")
+            )
+        })
+    }
+
+    /// Asserts the process is still running (it did not crash on what the test just did).
+    pub fn assert_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "the tool died with {status}; stderr:\n{}",
+                self.logs().join("\n")
+            );
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        assert!(
+            signal(&[self.pid()], name),
+            "kill -{name} {} failed",
+            self.pid()
+        );
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        poll(within, || self.child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Tool {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address in a `listening on http://ADDR` log line.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("listening on http://").nth(1)?;
+    let addr = rest
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '/')
+        .next()?;
+    addr.parse().ok()
+}
+
+/// Result of a run that is expected to end by itself.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the tool and waits (10 s at most) for it to exit; a tool still running is killed and the test fails.
+pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> Finished {
+    let mut child = spawn_child(env, args, Stdio::piped());
+    let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
+    let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
+    let status = poll(STARTUP, || child.try_wait().ok().flatten());
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the tool with {env:?} {args:?} did not exit within {STARTUP:?}; stderr:\n{}",
+            all_lines(&stderr)
+        );
+    };
+    Finished {
+        status,
+        stdout: all_lines(&stdout),
+        stderr: all_lines(&stderr),
+    }
+}

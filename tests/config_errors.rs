@@ -1,0 +1,231 @@
+//! Configuration: invalid values exit 2 naming the variable, flags win over the environment, --help,
+//! --version, log levels, and a busy listen address.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod common;
+
+use std::net::TcpListener;
+
+use common::tool::CONFIG_VARS;
+use common::{get, run_to_exit, Behavior, FakePeer, Tool};
+
+/// A configuration that must be refused, and the names of which one must appear in the error.
+struct Case<'a> {
+    env: Vec<(&'a str, &'a str)>,
+    args: Vec<&'a str>,
+    names: Vec<&'a str>,
+}
+
+/// `var=value` in the environment, which must be named in the error.
+fn env_case<'a>(var: &'a str, value: &'a str) -> Case<'a> {
+    Case {
+        env: vec![(var, value)],
+        args: Vec::new(),
+        names: vec![var],
+    }
+}
+
+/// Command-line `args`; the error must name one of `names` (the variable or the flag).
+fn flag_case<'a>(args: &[&'a str], names: &[&'a str]) -> Case<'a> {
+    Case {
+        env: Vec::new(),
+        args: args.to_vec(),
+        names: names.to_vec(),
+    }
+}
+
+/// How a run falls short of a configuration error: exit 2, one stderr line naming the setting, before
+/// listening. `None` when it is right.
+fn config_error_problem(case: &Case) -> Option<String> {
+    let run = run_to_exit(&case.env, &case.args);
+    let lines = run
+        .stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .count();
+    let named = case.names.iter().any(|name| run.stderr.contains(name));
+    let right =
+        run.status.code() == Some(2) && lines == 1 && named && !run.stderr.contains("listening on");
+    (!right).then(|| {
+        let want = format!("want exit 2 and one line naming one of {:?}", case.names);
+        format!(
+            "{:?} {:?}: exit {:?}, stderr {:?}; {want}",
+            case.env,
+            case.args,
+            run.status.code(),
+            run.stderr
+        )
+    })
+}
+
+/// Asserts every case is a configuration error naming its setting; reports all the wrong ones at once.
+fn assert_config_errors(cases: &[Case]) {
+    let problems: Vec<String> = cases.iter().filter_map(config_error_problem).collect();
+    assert!(
+        problems.is_empty(),
+        "{} wrong configuration error(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn invalid_environment_values_exit_2_naming_the_variable() {
+    assert_config_errors(&[
+        env_case("DESTINATION_PORT", "abc"),
+        env_case("DESTINATION_PORT", "0"),
+        env_case("DESTINATION_PORT", "65536"),
+        env_case("DESTINATION_PORT", "-1"),
+        env_case("TIMEOUT", "soon"),
+        env_case("TIMEOUT", "5 minutes"),
+        env_case("SERVER", "nowhere"),
+        env_case("SERVER", "127.0.0.1"),
+        env_case("SERVER", "127.0.0.1:99999"),
+        env_case("FAIL_STATUS", "200"),
+        env_case("FAIL_STATUS", "399"),
+        env_case("FAIL_STATUS", "600"),
+        env_case("FAIL_STATUS", "abc"),
+        env_case("PING_PATH", "nope"),
+        env_case("MAX_CONNECTIONS", "0"),
+        env_case("MAX_CONNECTIONS", "many"),
+        env_case("CLIENT_TIMEOUT", "never"),
+        env_case("RUST_LOG", "loud"),
+    ]);
+}
+
+#[test]
+fn invalid_flag_values_exit_2_naming_the_setting() {
+    assert_config_errors(&[
+        flag_case(
+            &["--destination-port", "abc"],
+            &["DESTINATION_PORT", "--destination-port"],
+        ),
+        flag_case(&["--timeout=soon"], &["TIMEOUT", "--timeout"]),
+        flag_case(&["--fail-status", "200"], &["FAIL_STATUS", "--fail-status"]),
+        flag_case(
+            &["--max-connections=0"],
+            &["MAX_CONNECTIONS", "--max-connections"],
+        ),
+        flag_case(&["--log-level", "loud"], &["RUST_LOG", "--log-level"]),
+        flag_case(&["--ping-path", "nope"], &["PING_PATH", "--ping-path"]),
+        flag_case(&["--timeout"], &["TIMEOUT", "--timeout"]),
+        flag_case(&["--bogus-flag"], &["--bogus-flag"]),
+    ]);
+}
+
+#[test]
+fn flags_win_over_the_environment() {
+    let peer = FakePeer::start(Behavior::healthy());
+    let port = peer.port().to_string();
+    let port_flag = format!("--destination-port={port}");
+    // The environment points at a dead port; the flags at the healthy peer, in both flag spellings.
+    let env = [
+        ("DESTINATION", "192.0.2.1"),
+        ("DESTINATION_PORT", "1"),
+        ("FAIL_STATUS", "500"),
+    ];
+    let tool = Tool::start_with_args(&env, &["--destination", "127.0.0.1", &port_flag]);
+    get(tool.addr(), "/fcgi-ping").assert_ok();
+
+    peer.set(Behavior::silent());
+    let tool = Tool::start_with_args(
+        &env,
+        &[
+            "--destination=127.0.0.1",
+            "--destination-port",
+            &port,
+            "--fail-status",
+            "418",
+            "--timeout",
+            "300ms",
+        ],
+    );
+    get(tool.addr(), "/fcgi-ping").assert_failure(418, "timeout");
+}
+
+#[test]
+fn help_exits_0_and_documents_every_variable() {
+    for flag in ["--help", "-h"] {
+        let run = run_to_exit(&[], &[flag]);
+        assert_eq!(run.status.code(), Some(0), "{flag}: {}", run.stderr);
+        let manual = format!("{}{}", run.stdout, run.stderr);
+        let missing: Vec<&&str> = CONFIG_VARS
+            .iter()
+            .filter(|var| !manual.contains(**var))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{flag} does not mention {missing:?}:\n{manual}"
+        );
+        assert!(
+            !manual.contains("listening on"),
+            "{flag} must not start the server"
+        );
+    }
+}
+
+#[test]
+fn version_exits_0_with_name_and_version() {
+    let expected = format!("fastcgi-healthcheck {}", env!("CARGO_PKG_VERSION"));
+    for flag in ["--version", "-V"] {
+        let run = run_to_exit(&[], &[flag]);
+        assert_eq!(run.status.code(), Some(0), "{flag}: {}", run.stderr);
+        let output = format!("{}{}", run.stdout, run.stderr);
+        assert_eq!(output.trim(), expected, "{flag}");
+    }
+}
+
+#[test]
+fn busy_listen_address_exits_1_naming_it() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = run_to_exit(&[("SERVER", &addr)], &[]);
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains(&addr),
+        "stderr should name {addr}: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn every_log_level_is_accepted() {
+    let peer = FakePeer::start(Behavior::end_request_status(2));
+    let port = peer.port().to_string();
+    for level in ["error", "warn", "info", "debug", "trace", "off"] {
+        let env = [("DESTINATION_PORT", port.as_str()), ("RUST_LOG", level)];
+        let tool = Tool::start_without_listening_log(&env, &[]);
+        get(tool.addr(), "/fcgi-ping").assert_failure(503, "fcgi_overloaded");
+        get(tool.addr(), "/health").assert_ok();
+        let logs = tool.logs().join("\n");
+        match level {
+            "off" | "error" => assert!(
+                !logs.contains("WARN"),
+                "RUST_LOG={level} shows warnings:\n{logs}"
+            ),
+            _ => drop(tool.wait_for_log(&["WARN", "fcgi_overloaded"])),
+        }
+        if matches!(level, "off" | "error" | "warn") {
+            assert!(
+                !logs.contains("INFO"),
+                "RUST_LOG={level} shows info lines:\n{logs}"
+            );
+        }
+    }
+    let tool = Tool::start_without_listening_log(
+        &[("RUST_LOG", "info"), ("DESTINATION_PORT", &port)],
+        &["--log-level", "off"],
+    );
+    get(tool.addr(), "/fcgi-ping").assert_failure(503, "fcgi_overloaded");
+    assert!(
+        tool.logs().is_empty(),
+        "--log-level off wins over RUST_LOG=info: {:?}",
+        tool.logs()
+    );
+}

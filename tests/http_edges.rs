@@ -1,0 +1,478 @@
+//! The HTTP side: routing, keep-alive, pipelining, limits, slow and abusive clients, shutdown.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::sys::server_drained;
+use common::{
+    free_port, get, request_text, timed_get, wait_until, Behavior, Client, FakePeer, Response, Tool,
+};
+
+/// A clearly prompt answer on a busy 2-core machine.
+const PROMPT: Duration = Duration::from_millis(500);
+const MARGIN: Duration = Duration::from_secs(1);
+
+/// A tool whose FastCGI destination refuses connections (so /fcgi-ping fails fast), plus `extra`.
+fn tool(extra: &[(&str, &str)]) -> Tool {
+    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string();
+    let mut env = vec![
+        ("DESTINATION", "127.0.0.1"),
+        ("DESTINATION_PORT", port.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    Tool::start(&env)
+}
+
+fn assert_no_store(response: &Response) {
+    assert_eq!(
+        response.header("cache-control"),
+        Some("no-store"),
+        "{response:?}"
+    );
+    assert!(
+        response.content_length().is_some(),
+        "Content-Length on every response: {response:?}"
+    );
+}
+
+/// Asserts an error answer that ends the connection: `status`, `Connection: close`, then EOF.
+fn assert_answered_then_closed(client: &mut Client, status: u16) {
+    let response = client.read_response("GET");
+    assert_eq!(response.status, status, "{response:?}");
+    assert_no_store(&response);
+    assert!(
+        response.says_close(),
+        "`Connection: close` on a response before closing: {response:?}"
+    );
+    assert!(
+        client.closed_within(Duration::from_secs(2)),
+        "the connection should be closed after {status}"
+    );
+}
+
+#[test]
+fn health_routes_answer_ok_for_get_and_head() {
+    let tool = tool(&[]);
+    let mut client = Client::connect(tool.addr());
+    for path in ["/health", "/healthz", "/", "/health?verbose=1"] {
+        let response = client.request("GET", path);
+        response.assert_ok();
+        assert_no_store(&response);
+        assert!(
+            !response.says_close(),
+            "HTTP/1.1 keeps the connection: {response:?}"
+        );
+        let head = client.request("HEAD", path);
+        assert_eq!(
+            (head.status, head.content_length(), head.body.as_str()),
+            (200, Some(3), ""),
+            "{head:?}"
+        );
+    }
+    // No stray body bytes after the HEAD answers.
+    client.request("GET", "/health").assert_ok();
+    assert!(
+        client.unread().is_empty(),
+        "unexpected bytes: {:?}",
+        String::from_utf8_lossy(client.unread())
+    );
+}
+
+#[test]
+fn unknown_path_is_404_and_other_methods_are_405_with_allow() {
+    let tool = tool(&[]);
+    let mut client = Client::connect(tool.addr());
+    let not_found = client.request("GET", "/nope");
+    assert_eq!(not_found.status, 404, "{not_found:?}");
+    assert_no_store(&not_found);
+    for (method, path) in [
+        ("POST", "/health"),
+        ("PUT", "/fcgi-ping"),
+        ("DELETE", "/"),
+        ("OPTIONS", "/healthz"),
+    ] {
+        client.send(request_text(method, path, &["Content-Length: 0"]).as_bytes());
+        let response = client.read_response(method);
+        assert_eq!(response.status, 405, "{method} {path}: {response:?}");
+        assert_eq!(response.header("allow"), Some("GET, HEAD"), "{response:?}");
+        assert_no_store(&response);
+    }
+    client.request("GET", "/healthz").assert_ok();
+}
+
+#[test]
+fn failing_probe_response_has_the_same_framing() {
+    let tool = tool(&[]);
+    let mut client = Client::connect(tool.addr());
+    let response = client.request("GET", "/fcgi-ping");
+    response.assert_failure(503, "connect_refused");
+    assert_no_store(&response);
+    let head = client.request("HEAD", "/fcgi-ping");
+    assert_eq!(
+        (head.status, head.content_length(), head.body.as_str()),
+        (503, Some(response.body.len()), "")
+    );
+    client.request("GET", "/health").assert_ok();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let tool = tool(&[]);
+    let mut client = Client::connect(tool.addr());
+    let requests = [
+        ("GET", "/health", 200),
+        ("GET", "/nope", 404),
+        ("POST", "/healthz", 405),
+        ("HEAD", "/", 200),
+        ("GET", "/fcgi-ping", 503),
+        ("GET", "/healthz", 200),
+    ];
+    let batch: String = requests
+        .iter()
+        .map(|(method, path, _)| request_text(method, path, &["Content-Length: 0"]))
+        .collect();
+    client.send(batch.as_bytes());
+    for (method, path, status) in requests {
+        let response = client.read_response(method);
+        assert_eq!(
+            response.status, status,
+            "{method} {path} in the pipeline: {response:?}"
+        );
+    }
+}
+
+#[test]
+fn http_1_0_closes_unless_keep_alive_is_asked() {
+    let tool = tool(&[]);
+    let mut client = Client::connect(tool.addr());
+    client.send(b"GET /health HTTP/1.0\r\n\r\n");
+    let response = client.read_response("GET");
+    response.assert_ok();
+    assert!(response.says_close(), "{response:?}");
+    assert!(
+        client.closed_within(Duration::from_secs(2)),
+        "HTTP/1.0 connection should close"
+    );
+
+    let mut client = Client::connect(tool.addr());
+    for _ in 0..2 {
+        client.send(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let response = client.read_response("GET");
+        response.assert_ok();
+        assert!(
+            !response.says_close(),
+            "HTTP/1.0 with keep-alive stays open: {response:?}"
+        );
+    }
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let tool = tool(&[]);
+    let mut client = Client::connect(tool.addr());
+    client.send(request_text("GET", "/health", &["Connection: close"]).as_bytes());
+    let response = client.read_response("GET");
+    response.assert_ok();
+    assert!(response.says_close(), "{response:?}");
+    assert!(client.closed_within(Duration::from_secs(2)));
+}
+
+#[test]
+fn request_body_is_consumed_before_the_next_request() {
+    let tool = tool(&[]);
+    let mut client = Client::connect(tool.addr());
+    client.send(b"GET /health HTTP/1.1\r\nHost: test\r\nContent-Length: 11\r\n\r\nhello world");
+    client.read_response("GET").assert_ok();
+    client.send(b"POST /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nGET /");
+    assert_eq!(client.read_response("POST").status, 405);
+    let body = "b".repeat(60_000);
+    client.send(
+        format!(
+            "GET /health HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    client.read_response("GET").assert_ok();
+    client.request("GET", "/healthz").assert_ok();
+    assert!(
+        client.unread().is_empty(),
+        "body bytes were not taken for a request"
+    );
+}
+
+/// Sends GET /health with the `extra` header line and asserts it is answered with `status`, then closed;
+/// the tool serves the next client.
+fn assert_answered_then_closed_for_header(extra: &str, status: u16) {
+    let tool = tool(&[]);
+    let mut client = Client::connect(tool.addr());
+    client.send(request_text("GET", "/health", &[extra]).as_bytes());
+    assert_answered_then_closed(&mut client, status);
+    get(tool.addr(), "/health").assert_ok();
+}
+
+#[test]
+fn body_over_64_kib_is_answered_then_closed() {
+    assert_answered_then_closed_for_header("Content-Length: 100000", 200);
+}
+
+#[test]
+fn chunked_request_is_answered_then_closed() {
+    assert_answered_then_closed_for_header("Transfer-Encoding: chunked", 200);
+}
+
+#[test]
+fn head_over_8_kib_is_431_and_closed() {
+    assert_answered_then_closed_for_header(&format!("X-Filler: {}", "a".repeat(9 * 1024)), 431);
+}
+
+#[test]
+fn malformed_head_is_400_and_closed() {
+    let tool = tool(&[]);
+    for garbage in [
+        "this is not http\r\n\r\n",
+        "GET /health HTTP/1.1\r\nno colon here\r\n\r\n",
+    ] {
+        let mut client = Client::connect(tool.addr());
+        client.send(garbage.as_bytes());
+        assert_answered_then_closed(&mut client, 400);
+    }
+    get(tool.addr(), "/health").assert_ok();
+}
+
+/// The time from `started` to the connection being closed, asserting it falls in `expected`.
+fn assert_closed_at(client: &mut Client, started: Instant, expected: std::ops::Range<Duration>) {
+    assert!(
+        client.closed_within(expected.end),
+        "not closed within {:?}",
+        expected.end
+    );
+    let took = started.elapsed();
+    assert!(
+        expected.contains(&took),
+        "closed after {took:?}, expected within {expected:?}"
+    );
+}
+
+#[test]
+fn slow_head_gets_408_after_client_timeout() {
+    let tool = tool(&[("CLIENT_TIMEOUT", "1s")]);
+    let mut client = Client::connect(tool.addr());
+    let started = Instant::now();
+    client.send(b"GET /health HTTP/1.1\r\nHost: te");
+    let response = client.read_response("GET");
+    let took = started.elapsed();
+    assert_eq!(response.status, 408, "{response:?}");
+    assert_no_store(&response);
+    assert!(response.says_close(), "{response:?}");
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(1) + MARGIN).contains(&took),
+        "408 after {took:?}"
+    );
+    assert!(client.closed_within(Duration::from_secs(1)));
+}
+
+#[test]
+fn silent_connection_is_closed_without_answer_after_client_timeout() {
+    let tool = tool(&[("CLIENT_TIMEOUT", "1s")]);
+    let mut client = Client::connect(tool.addr());
+    assert_closed_at(
+        &mut client,
+        Instant::now(),
+        Duration::from_millis(900)..Duration::from_secs(1) + MARGIN,
+    );
+    assert!(
+        client.unread().is_empty(),
+        "no answer for a client that sent nothing: {:?}",
+        client.unread()
+    );
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_client_timeout() {
+    let tool = tool(&[("CLIENT_TIMEOUT", "1s")]);
+    let mut client = Client::connect(tool.addr());
+    client.request("GET", "/health").assert_ok();
+    assert_closed_at(
+        &mut client,
+        Instant::now(),
+        Duration::from_millis(900)..Duration::from_secs(1) + MARGIN,
+    );
+}
+
+/// A client that sends an ever-growing head, 512 bytes every 20 ms, until the server cuts it off (or 5 s).
+fn start_oversized_client(tool: &Tool) -> thread::JoinHandle<()> {
+    let mut client = Client::connect(tool.addr());
+    thread::spawn(move || {
+        client.send(b"GET /health HTTP/1.1\r\nHost: test\r\n");
+        let line = format!("X-Filler: {}\r\n", "a".repeat(500));
+        for _ in 0..250 {
+            if client.try_send(line.as_bytes()).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
+#[test]
+fn slow_oversized_and_hanging_requests_do_not_delay_others() {
+    let peer = FakePeer::start(Behavior::silent());
+    let port = peer.port().to_string();
+    let tool = Tool::start(&[
+        ("DESTINATION", "127.0.0.1"),
+        ("DESTINATION_PORT", &port),
+        ("TIMEOUT", "3s"),
+    ]);
+
+    let mut slow = Client::connect(tool.addr());
+    slow.send(b"GET /health HTTP/1.1\r\nHo");
+    let oversized = start_oversized_client(&tool);
+    let mut hanging = Client::connect(tool.addr());
+    hanging.send(request_text("GET", "/fcgi-ping", &[]).as_bytes());
+
+    for _ in 0..5 {
+        let (response, took) = timed_get(tool.addr(), "/health");
+        response.assert_ok();
+        assert!(
+            took < PROMPT,
+            "/health took {took:?} next to slow, oversized and hanging clients"
+        );
+    }
+    oversized.join().unwrap();
+    // The slow client was not forgotten either.
+    slow.send(b"st: test\r\n\r\n");
+    slow.read_response("GET").assert_ok();
+}
+
+/// With MAX_CONNECTIONS=4 and 4 idle connections (fresh if `!used`, else after one request each), a fifth
+/// client is served promptly and one idle connection is closed to make room.
+fn assert_idle_connection_evicted(used: bool) {
+    let tool = tool(&[("MAX_CONNECTIONS", "4"), ("CLIENT_TIMEOUT", "30s")]);
+    let mut idle: Vec<Client> = (0..4).map(|_| Client::connect(tool.addr())).collect();
+    if used {
+        for client in &mut idle {
+            client.request("GET", "/health").assert_ok();
+        }
+    }
+    let (response, took) = timed_get(tool.addr(), "/health");
+    response.assert_ok();
+    assert!(took < PROMPT + MARGIN, "the newcomer waited {took:?}");
+    let evicted = idle
+        .iter_mut()
+        .map(|client| client.closed_within(Duration::from_millis(300)))
+        .filter(|&closed| closed)
+        .count();
+    assert!(
+        evicted >= 1,
+        "no idle connection was closed to make room for the newcomer"
+    );
+}
+
+#[test]
+fn max_connections_evicts_a_fresh_idle_connection() {
+    assert_idle_connection_evicted(false);
+}
+
+#[test]
+fn max_connections_evicts_a_keep_alive_idle_connection() {
+    assert_idle_connection_evicted(true);
+}
+
+#[test]
+fn max_connections_all_busy_newcomer_gets_503() {
+    let tool = tool(&[("MAX_CONNECTIONS", "2"), ("CLIENT_TIMEOUT", "30s")]);
+    let server_port = tool.addr().port();
+    let mut busy: Vec<Client> = (0..2).map(|_| Client::connect(tool.addr())).collect();
+    for client in &mut busy {
+        client.send(b"GET /health HTTP/1.1\r\nHo");
+        let client_port = client.local_port();
+        wait_until(
+            Duration::from_secs(5),
+            "the server to read the partial head",
+            || server_drained(server_port, client_port).then_some(()),
+        );
+    }
+    let started = Instant::now();
+    let mut newcomer = Client::connect(tool.addr());
+    newcomer.send(request_text("GET", "/health", &[]).as_bytes());
+    assert_answered_then_closed(&mut newcomer, 503);
+    assert!(
+        started.elapsed() < PROMPT + MARGIN,
+        "the 503 took {:?}",
+        started.elapsed()
+    );
+    // The busy ones are still served.
+    for client in &mut busy {
+        client.send(b"st: test\r\n\r\n");
+        client.read_response("GET").assert_ok();
+    }
+}
+
+#[test]
+fn sigterm_and_sigint_exit_zero_promptly() {
+    for signal in ["TERM", "INT"] {
+        let mut tool = tool(&[]);
+        let mut idle = Client::connect(tool.addr());
+        idle.request("GET", "/health").assert_ok();
+        let started = Instant::now();
+        tool.signal(signal);
+        let status = tool.wait_exit(Duration::from_secs(3));
+        assert!(status.is_some(), "still running 3 s after SIG{signal}");
+        assert_eq!(
+            status.unwrap().code(),
+            Some(0),
+            "exit status after SIG{signal}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "SIG{signal} exit took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_probe_finish() {
+    let peer = FakePeer::start(Behavior::silent());
+    let port = peer.port().to_string();
+    let mut tool = Tool::start(&[
+        ("DESTINATION", "127.0.0.1"),
+        ("DESTINATION_PORT", &port),
+        ("TIMEOUT", "1s"),
+    ]);
+    let mut in_flight = Client::connect(tool.addr());
+    in_flight.send(request_text("GET", "/fcgi-ping", &[]).as_bytes());
+    wait_until(
+        Duration::from_secs(5),
+        "the probe to reach the peer",
+        || (!peer.requests().is_empty()).then_some(()),
+    );
+
+    let started = Instant::now();
+    tool.signal("TERM");
+    in_flight
+        .read_response("GET")
+        .assert_failure(503, "timeout");
+    let status = tool.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        status.and_then(|status| status.code()),
+        Some(0),
+        "exit status after SIGTERM with a probe in flight"
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1) + Duration::from_secs(1) + MARGIN,
+        "stopping took {took:?}"
+    );
+}
