@@ -17,6 +17,7 @@ use crate::limits::MAX_CONFIG_TEXT;
 
 /// What the command line asked for.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // made once at start
 pub enum Command {
     /// Run the HTTP server.
     Serve(Config),
@@ -45,6 +46,10 @@ pub struct Config {
     pub client_timeout: Duration,
     /// Cap on open HTTP connections.
     pub max_connections: usize,
+    /// Whether concurrent probes share one FastCGI request.
+    pub coalesce: bool,
+    /// How long a verdict is reused after its probe finished (zero: not at all).
+    pub cache_ttl: Duration,
     /// Log levels.
     pub log: LogSpec,
 }
@@ -126,73 +131,40 @@ const TIMEOUT: usize = 5;
 const FAIL_STATUS: usize = 6;
 const CLIENT_TIMEOUT: usize = 7;
 const MAX_CONNECTIONS: usize = 8;
-const RUST_LOG: usize = 9;
+const COALESCE: usize = 9;
+const CACHE_TTL: usize = 10;
+const RUST_LOG: usize = 11;
 
 /// Default probe deadline. It stays below one second so that a Kubernetes probe with the
 /// default `timeoutSeconds: 1` receives our verdict and reason instead of timing out itself.
 pub const DEFAULT_TIMEOUT: &str = "800ms";
 
-const SETTINGS: [Setting; 10] = [
-    Setting {
-        var: "SERVER",
-        flag: "--server",
-        default: "127.0.0.1:8080",
-        help: "address:port to listen on (IPv4, or [IPv6]:port)",
-    },
-    Setting {
-        var: "DESTINATION",
-        flag: "--destination",
-        default: "127.0.0.1",
-        help: "FastCGI server: host name, IP address, or Unix socket (/path or unix:/path)",
-    },
-    Setting {
-        var: "DESTINATION_PORT",
-        flag: "--destination-port",
-        default: "9000",
-        help: "FastCGI TCP port (ignored for a Unix socket)",
-    },
-    Setting {
-        var: "PING_PATH",
-        flag: "--ping-path",
-        default: "/fpm-ping",
-        help: "php-fpm's ping.path",
-    },
-    Setting {
-        var: "PING_RESPONSE",
-        flag: "--ping-response",
-        default: "pong",
-        help: "text the answer must contain (php-fpm's ping.response)",
-    },
-    Setting {
-        var: "TIMEOUT",
-        flag: "--timeout",
-        default: DEFAULT_TIMEOUT,
-        help: "deadline for one whole probe: 500ms, 2s, or seconds",
-    },
-    Setting {
-        var: "FAIL_STATUS",
-        flag: "--fail-status",
-        default: "503",
-        help: "HTTP status of an unhealthy answer, 400-599 (404: as the original tool)",
-    },
-    Setting {
-        var: "CLIENT_TIMEOUT",
-        flag: "--client-timeout",
-        default: "5s",
-        help: "deadline for a client's request head; idle keep-alive limit",
-    },
-    Setting {
-        var: "MAX_CONNECTIONS",
-        flag: "--max-connections",
-        default: "1024",
-        help: "cap on open HTTP connections",
-    },
-    Setting {
-        var: "RUST_LOG",
-        flag: "--log-level",
-        default: "info",
-        help: "log level: error, warn, info, debug, trace, off",
-    },
+#[rustfmt::skip]
+const SETTINGS: [Setting; 12] = [
+    Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
+        help: "address:port to listen on (IPv4, or [IPv6]:port)" },
+    Setting { var: "DESTINATION", flag: "--destination", default: "127.0.0.1",
+        help: "FastCGI server: host name, IP address, or Unix socket (/path or unix:/path)" },
+    Setting { var: "DESTINATION_PORT", flag: "--destination-port", default: "9000",
+        help: "FastCGI TCP port (ignored for a Unix socket)" },
+    Setting { var: "PING_PATH", flag: "--ping-path", default: "/fpm-ping",
+        help: "php-fpm's ping.path" },
+    Setting { var: "PING_RESPONSE", flag: "--ping-response", default: "pong",
+        help: "text the answer must contain (php-fpm's ping.response)" },
+    Setting { var: "TIMEOUT", flag: "--timeout", default: DEFAULT_TIMEOUT,
+        help: "deadline for one whole probe: 500ms, 2s, or seconds" },
+    Setting { var: "FAIL_STATUS", flag: "--fail-status", default: "503",
+        help: "HTTP status of an unhealthy answer, 400-599 (404: as the original tool)" },
+    Setting { var: "CLIENT_TIMEOUT", flag: "--client-timeout", default: "5s",
+        help: "deadline for a client's request head; idle keep-alive limit" },
+    Setting { var: "MAX_CONNECTIONS", flag: "--max-connections", default: "1024",
+        help: "cap on open HTTP connections" },
+    Setting { var: "COALESCE", flag: "--coalesce", default: "on",
+        help: "on: concurrent probes share one FastCGI request; off: one each (benchmarks)" },
+    Setting { var: "CACHE_TTL", flag: "--cache-ttl", default: "0",
+        help: "reuse a verdict for this long after its probe (0: only share in-flight)" },
+    Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
+        help: "log level: error, warn, info, debug, trace, off" },
 ];
 
 /// Where a raw value came from, so an error can name it.
@@ -293,6 +265,8 @@ where
         fail_status: parse_fail_status(get(FAIL_STATUS)?)?,
         client_timeout: parse_duration_setting(get(CLIENT_TIMEOUT)?)?,
         max_connections: parse_max_connections(get(MAX_CONNECTIONS)?)?,
+        coalesce: parse_switch(get(COALESCE)?)?,
+        cache_ttl: parse_ttl(get(CACHE_TTL)?)?,
         log: parse_log(get(RUST_LOG)?)?,
     };
     Ok(Command::Serve(config))
@@ -408,6 +382,27 @@ fn parse_max_connections(raw: &Raw) -> Result<usize, ConfigError> {
             "is not a connection count (1-{MAX_MAX_CONNECTIONS})"
         ))),
     }
+}
+
+fn parse_switch(raw: &Raw) -> Result<bool, ConfigError> {
+    match raw.value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(raw.error("is not on or off")),
+    }
+}
+
+fn parse_ttl(raw: &Raw) -> Result<Duration, ConfigError> {
+    if raw
+        .value
+        .trim()
+        .trim_end_matches(['m', 's'])
+        .trim_matches(['0', '.'])
+        .is_empty()
+    {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration_setting(raw)
 }
 
 fn parse_duration_setting(raw: &Raw) -> Result<Duration, ConfigError> {
@@ -598,6 +593,8 @@ mod tests {
             ("MAX_CONNECTIONS", "0"),
             ("CLIENT_TIMEOUT", "forever"),
             ("RUST_LOG", "loud"),
+            ("COALESCE", "maybe"),
+            ("CACHE_TTL", "a while"),
         ] {
             let message = error(&[], &[(var, value)]);
             assert!(
@@ -642,6 +639,23 @@ mod tests {
             "99999999999999999999999",
         ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn coalescing_settings() {
+        let c = config(&[], &[]);
+        assert!(c.coalesce);
+        assert_eq!(c.cache_ttl, Duration::ZERO);
+        let c = config(&["--coalesce=off"], &[("CACHE_TTL", "250ms")]);
+        assert!(!c.coalesce);
+        assert_eq!(c.cache_ttl, Duration::from_millis(250));
+        for zero in ["0", "0s", "0ms", "0.0"] {
+            assert_eq!(
+                config(&[], &[("CACHE_TTL", zero)]).cache_ttl,
+                Duration::ZERO,
+                "{zero}"
+            );
         }
     }
 

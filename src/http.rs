@@ -223,6 +223,51 @@ pub fn render(out: &mut Vec<u8>, response: Response<'_>) {
     }
 }
 
+/// A response whose bytes never change, rendered once in each of its four forms
+/// (`GET`/`HEAD` × keep-alive/close).
+#[derive(Debug, Clone)]
+pub struct Canned {
+    get_keep: Vec<u8>,
+    get_close: Vec<u8>,
+    head_keep: Vec<u8>,
+    head_close: Vec<u8>,
+}
+
+impl Canned {
+    /// Renders `status` with `body` in all four forms.
+    pub fn new(status: u16, body: &str) -> Self {
+        let form = |head_only, close| {
+            let mut out = Vec::new();
+            render(
+                &mut out,
+                Response {
+                    status,
+                    body,
+                    head_only,
+                    close,
+                },
+            );
+            out
+        };
+        Self {
+            get_keep: form(false, false),
+            get_close: form(false, true),
+            head_keep: form(true, false),
+            head_close: form(true, true),
+        }
+    }
+
+    /// The bytes of one form.
+    pub fn bytes(&self, head_only: bool, close: bool) -> &[u8] {
+        match (head_only, close) {
+            (false, false) => &self.get_keep,
+            (false, true) => &self.get_close,
+            (true, false) => &self.head_keep,
+            (true, true) => &self.head_close,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,7 +403,8 @@ mod tests {
                 close: false,
             },
         );
-        let text = String::from_utf8(out).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
         assert!(text.contains("Content-Length: 3\r\n") && text.ends_with("\r\n\r\n"));
+        assert_eq!(Canned::new(200, "ok\n").bytes(true, false), out);
     }
 }

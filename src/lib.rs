@@ -18,6 +18,7 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod cgi;
+pub mod coalesce;
 pub mod config;
 pub mod deadline;
 pub mod fcgi;

@@ -10,7 +10,6 @@
 //! - A connection buffers at most one request head ([`MAX_HEAD_BYTES`]) and a few queued
 //!   responses ([`MAX_QUEUED_RESPONSE_BYTES`]).
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +26,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use futures_lite::{future, StreamExt};
 use log::{debug, info, warn};
 
+use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::deadline;
 use crate::http::{self, Body, Method, Route};
@@ -34,7 +34,7 @@ use crate::limits::{
     ACCEPT_BACKOFF, HTTP_READ_CHUNK, MAX_DRAINED_BODY, MAX_HEAD_BYTES, MAX_QUEUED_RESPONSE_BYTES,
     MAX_REJECTING, REJECT_WRITE_TIMEOUT,
 };
-use crate::probe::Probe;
+use crate::probe::{Probe, Verdict};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -81,6 +81,10 @@ const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 struct Shared {
     config: Config,
     probe: Probe,
+    ping: Coalescer<Verdict>,
+    ok: http::Canned,
+    not_found: http::Canned,
+    not_allowed: http::Canned,
     conns: RefCell<BTreeMap<u64, Conn>>,
     next_id: Cell<u64>,
     rejecting: Cell<usize>,
@@ -104,13 +108,19 @@ pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeEr
     let local = listener.local_addr().unwrap_or(addr);
     let probe = Probe::new(&config);
     info!(
-        "listening on http://{local}, probing {} {} (timeout {:?}, fail status {})",
+        "listening on http://{local}, probing {} {} (timeout {:?}, fail status {}, coalescing {}, cache {:?})",
         probe.label(),
         config.ping_path,
         config.timeout,
-        config.fail_status
+        config.fail_status,
+        if config.coalesce { "on" } else { "off" },
+        config.cache_ttl,
     );
     let shared = Rc::new(Shared {
+        ping: Coalescer::new(config.coalesce, config.cache_ttl),
+        ok: http::Canned::new(200, "ok\n"),
+        not_found: http::Canned::new(404, "not found\n"),
+        not_allowed: http::Canned::new(405, "method not allowed\n"),
         config,
         probe,
         conns: RefCell::new(BTreeMap::new()),
@@ -253,6 +263,12 @@ async fn connection(shared: Rc<Shared>, stream: TcpStream, idle: Rc<Cell<bool>>,
     drop(own);
 }
 
+/// The answer to one request: fixed bytes, or a status with a one-line text.
+enum Reply<'a> {
+    Canned(&'a http::Canned),
+    Text(u16, String),
+}
+
 /// How a read for more request bytes ended.
 enum Read {
     Data,
@@ -328,32 +344,36 @@ impl Client {
                 Body::Length(_) | Body::Chunked => close = true,
             }
 
-            let (status, body): (u16, Cow<'static, str>) = match (head.route, head.method) {
-                (Route::NotFound, _) => (404, "not found\n".into()),
-                (_, Method::Other) => (405, "method not allowed\n".into()),
-                (Route::Health, _) => (200, "ok\n".into()),
+            let reply = match (head.route, head.method) {
+                (Route::NotFound, _) => Reply::Canned(&shared.not_found),
+                (_, Method::Other) => Reply::Canned(&shared.not_allowed),
+                (Route::Health, _) => Reply::Canned(&shared.ok),
                 (Route::Ping, _) => {
                     if !self.flush(timeout).await {
                         return;
                     }
-                    match shared.probe.run().await {
-                        Ok(()) => (200, "ok\n".into()),
-                        Err(failure) => (shared.config.fail_status, format!("{failure}\n").into()),
+                    match shared.ping.run(|| shared.probe.run()).await.0 {
+                        Ok(()) => Reply::Canned(&shared.ok),
+                        Err(failure) => {
+                            Reply::Text(shared.config.fail_status, format!("{failure}\n"))
+                        }
                     }
                 }
             };
             close |= shared.stopping.get();
-            debug!("{:?} {:?} -> {status}", head.method, head.route);
             let head_only = head.method == Method::Head;
-            http::render(
-                &mut self.out,
-                http::Response {
-                    status,
-                    body: &body,
-                    head_only,
-                    close,
-                },
-            );
+            match reply {
+                Reply::Canned(canned) => self.out.extend_from_slice(canned.bytes(head_only, close)),
+                Reply::Text(status, body) => {
+                    let response = http::Response {
+                        status,
+                        body: &body,
+                        head_only,
+                        close,
+                    };
+                    http::render(&mut self.out, response);
+                }
+            }
             if close {
                 self.flush(timeout).await;
                 return;

@@ -244,6 +244,8 @@ pub enum Behavior {
     },
     /// Writes valid STDOUT records without end until the client goes away.
     EndlessStdout,
+    /// Waits this long, then answers like php-fpm's ping page.
+    Late(Duration),
 }
 
 impl Behavior {
@@ -344,6 +346,11 @@ impl Behavior {
                     stream.write_all(&[*byte])?;
                 }
                 finish(stream, *close)
+            }
+            Self::Late(delay) => {
+                thread::sleep(*delay);
+                stream.write_all(&answer(1, PHP_FPM_PING_STDOUT))?;
+                finish(stream, false)
             }
             Self::EndlessStdout => {
                 stream.write_all(&record(STDOUT, 1, b"Content-Type: text/plain\r\n\r\n"))?;

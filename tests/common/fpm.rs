@@ -149,6 +149,27 @@ impl PhpFpm {
         ))
     }
 
+    /// A field of php-fpm's plain-text status page (`accepted conn`, `listen queue`, ...), fetched
+    /// over FastCGI directly (the fetch itself counts as one accepted connection).
+    pub fn status_field(&self, name: &str) -> u64 {
+        let answer = match &self.listen {
+            Listen::Unix(path) => {
+                super::fcgi::fcgi_get(UnixStream::connect(path).expect("connect"), "/fpm-status")
+            }
+            Listen::Tcp(addr) => {
+                super::fcgi::fcgi_get(TcpStream::connect(addr).expect("connect"), "/fpm-status")
+            }
+        }
+        .expect("php-fpm status page");
+        let prefix = format!("{name}:");
+        answer
+            .stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name:?} in the status page: {}", answer.stdout))
+    }
+
     pub fn listen(&self) -> &Listen {
         &self.listen
     }

@@ -12,5 +12,5 @@ pub mod tool;
 pub use fcgi::{Behavior, FakePeer};
 pub use fpm::{Listen, PhpFpm};
 pub use http::{get, request_text, timed_get, Client, Response};
-pub use sys::{free_port, ipv6_loopback_available, wait_until, TempDir};
+pub use sys::{free_port, ipv6_loopback_available, server_read_everything, wait_until, TempDir};
 pub use tool::{run_to_exit, Tool};

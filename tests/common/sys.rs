@@ -132,6 +132,24 @@ pub fn server_drained(server_port: u16, client_port: u16) -> bool {
         .any(|rx_queue| rx_queue == 0)
 }
 
+/// Whether every connection the server on `server_port` has accepted has an empty receive queue:
+/// it has read every request sent so far.
+pub fn server_read_everything(server_port: u16) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| fs::read_to_string(table).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = hex_port(fields.get(1)?)?;
+            let state = fields.get(3)?;
+            let rx_queue = u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()?;
+            // 01: ESTABLISHED.
+            (local == server_port && *state == "01").then_some(rx_queue)
+        })
+        .all(|rx_queue| rx_queue == 0)
+}
+
 /// The port of a /proc/net/tcp address such as `0100007F:1F90`.
 fn hex_port(address: &str) -> Option<u16> {
     u16::from_str_radix(address.rsplit(':').next()?, 16).ok()

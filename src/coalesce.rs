@@ -1,0 +1,287 @@
+//! Single-flight: concurrent callers share one in-flight probe, and optionally reuse its verdict
+//! for a time-to-live.
+//!
+//! A storm of simultaneous `/fcgi-ping` requests costs php-fpm one FastCGI request: the first
+//! caller (the leader) runs the probe, every caller that arrives while it runs waits for that
+//! verdict. Invariants:
+//! - Waiters never hang on a leader that goes away: if the leader's future is dropped before it
+//!   finishes (its connection was closed), the flight is abandoned and a waiter takes over.
+//! - A verdict is only shared between callers of the same [`Coalescer`]; each kind of probe (and
+//!   each configuration of it) has its own.
+//! - With a TTL of zero, a verdict is never reused after it was delivered: a caller that arrives
+//!   after the probe finished starts a new one.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+
+/// Shares one in-flight computation of a `T` between concurrent callers.
+#[derive(Debug)]
+pub struct Coalescer<T> {
+    enabled: bool,
+    ttl: Duration,
+    state: RefCell<State<T>>,
+}
+
+#[derive(Debug)]
+enum State<T> {
+    Idle,
+    Running(Rc<Flight<T>>),
+    Cached { value: T, until: Instant },
+}
+
+/// One in-flight computation: its result once known, and the waiters' wake-up.
+#[derive(Debug)]
+struct Flight<T> {
+    result: RefCell<Option<T>>,
+    done: Event,
+}
+
+/// How a caller got its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// It ran the computation itself.
+    Ran,
+    /// It waited for another caller's computation.
+    Waited,
+    /// It took a cached value (within the TTL).
+    Cached,
+}
+
+impl<T: Clone> Coalescer<T> {
+    /// A coalescer; `enabled == false` runs every call on its own (for benchmarks), `ttl` keeps a
+    /// value for reuse after it was computed (zero: coalescing only).
+    pub fn new(enabled: bool, ttl: Duration) -> Self {
+        Self {
+            enabled,
+            ttl,
+            state: RefCell::new(State::Idle),
+        }
+    }
+
+    /// Returns the value of the in-flight computation, a cached one, or runs `compute`.
+    pub async fn run<F, Fut>(&self, compute: F) -> (T, Source)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        if !self.enabled {
+            return (compute().await, Source::Ran);
+        }
+        loop {
+            let flight = match &*self.state.borrow() {
+                State::Cached { value, until } if Instant::now() < *until => {
+                    return (value.clone(), Source::Cached);
+                }
+                State::Running(flight) => Some(Rc::clone(flight)),
+                State::Idle | State::Cached { .. } => None,
+            };
+            match flight {
+                Some(flight) => {
+                    let listener = flight.done.listen();
+                    if let Some(value) = flight.result.borrow().clone() {
+                        return (value, Source::Waited);
+                    }
+                    listener.await;
+                    if let Some(value) = flight.result.borrow().clone() {
+                        return (value, Source::Waited);
+                    }
+                    // The leader went away without a result: try again, perhaps as the leader.
+                }
+                None => return (self.lead(&compute).await, Source::Ran),
+            }
+        }
+    }
+
+    /// Runs `compute` as the leader of a new flight and publishes its value.
+    async fn lead<F, Fut>(&self, compute: &F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let flight = Rc::new(Flight {
+            result: RefCell::new(None),
+            done: Event::new(),
+        });
+        *self.state.borrow_mut() = State::Running(Rc::clone(&flight));
+        let guard = Abandon {
+            coalescer: self,
+            flight: &flight,
+        };
+        let value = compute().await;
+        std::mem::forget(guard);
+        *flight.result.borrow_mut() = Some(value.clone());
+        *self.state.borrow_mut() = if self.ttl.is_zero() {
+            State::Idle
+        } else {
+            match Instant::now().checked_add(self.ttl) {
+                Some(until) => State::Cached {
+                    value: value.clone(),
+                    until,
+                },
+                None => State::Idle,
+            }
+        };
+        flight.done.notify(usize::MAX);
+        value
+    }
+}
+
+/// Dropped only when the leader's future is dropped mid-flight: resets the state and wakes the
+/// waiters so that one of them leads a new flight.
+struct Abandon<'a, T> {
+    coalescer: &'a Coalescer<T>,
+    flight: &'a Rc<Flight<T>>,
+}
+
+impl<T> Drop for Abandon<'_, T> {
+    fn drop(&mut self) {
+        let mut state = self.coalescer.state.borrow_mut();
+        if matches!(&*state, State::Running(flight) if Rc::ptr_eq(flight, self.flight)) {
+            *state = State::Idle;
+        }
+        drop(state);
+        self.flight.done.notify(usize::MAX);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    use async_executor::LocalExecutor;
+    use futures_lite::future;
+
+    /// Runs `tasks` futures on one local executor, in the order given.
+    fn run_all<T: 'static>(futures: Vec<std::pin::Pin<Box<dyn Future<Output = T>>>>) -> Vec<T> {
+        let ex = LocalExecutor::new();
+        let tasks: Vec<_> = futures.into_iter().map(|f| ex.spawn(f)).collect();
+        future::block_on(ex.run(async {
+            let mut out = Vec::new();
+            for task in tasks {
+                out.push(task.await);
+            }
+            out
+        }))
+    }
+
+    /// A computation that counts its runs and yields a few times before answering.
+    fn counted(runs: &Rc<Cell<u32>>) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = u32>>> {
+        let runs = Rc::clone(runs);
+        move || {
+            let runs = Rc::clone(&runs);
+            Box::pin(async move {
+                runs.set(runs.get() + 1);
+                for _ in 0..3 {
+                    future::yield_now().await;
+                }
+                runs.get()
+            })
+        }
+    }
+
+    #[test]
+    fn concurrent_callers_share_one_run() {
+        let coalescer = Rc::new(Coalescer::new(true, Duration::ZERO));
+        let runs = Rc::new(Cell::new(0u32));
+        let futures = (0..100)
+            .map(|_| {
+                let (c, compute) = (Rc::clone(&coalescer), counted(&runs));
+                Box::pin(async move { c.run(compute).await })
+                    as std::pin::Pin<Box<dyn Future<Output = _>>>
+            })
+            .collect();
+        let results = run_all(futures);
+        assert_eq!(runs.get(), 1);
+        assert!(results.iter().all(|(value, _)| *value == 1u32));
+        assert_eq!(
+            results
+                .iter()
+                .filter(|(_, source)| *source == Source::Ran)
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn without_ttl_a_later_caller_runs_again() {
+        let coalescer = Coalescer::new(true, Duration::ZERO);
+        let runs = Rc::new(Cell::new(0u32));
+        assert_eq!(
+            future::block_on(coalescer.run(counted(&runs))),
+            (1, Source::Ran)
+        );
+        assert_eq!(
+            future::block_on(coalescer.run(counted(&runs))),
+            (2, Source::Ran)
+        );
+    }
+
+    #[test]
+    fn with_ttl_a_later_caller_reuses_the_value() {
+        let coalescer = Coalescer::new(true, Duration::from_secs(60));
+        let runs = Rc::new(Cell::new(0u32));
+        assert_eq!(
+            future::block_on(coalescer.run(counted(&runs))),
+            (1, Source::Ran)
+        );
+        assert_eq!(
+            future::block_on(coalescer.run(counted(&runs))),
+            (1, Source::Cached)
+        );
+    }
+
+    #[test]
+    fn disabled_runs_every_caller() {
+        let coalescer = Rc::new(Coalescer::new(false, Duration::from_secs(60)));
+        let runs = Rc::new(Cell::new(0u32));
+        let futures = (0..10)
+            .map(|_| {
+                let (c, compute) = (Rc::clone(&coalescer), counted(&runs));
+                Box::pin(async move { c.run(compute).await.0 })
+                    as std::pin::Pin<Box<dyn Future<Output = _>>>
+            })
+            .collect();
+        run_all(futures);
+        assert_eq!(runs.get(), 10);
+    }
+
+    #[test]
+    fn a_waiter_takes_over_when_the_leader_is_dropped() {
+        let coalescer = Rc::new(Coalescer::new(true, Duration::ZERO));
+        let runs = Rc::new(Cell::new(0u32));
+        // The first run never finishes; the second answers at once.
+        let compute = {
+            let runs = Rc::clone(&runs);
+            move || {
+                let runs = Rc::clone(&runs);
+                async move {
+                    runs.set(runs.get() + 1);
+                    if runs.get() == 1 {
+                        future::pending::<()>().await;
+                    }
+                    runs.get()
+                }
+            }
+        };
+        let ex = LocalExecutor::new();
+        let leader = ex.spawn({
+            let (c, compute) = (Rc::clone(&coalescer), compute.clone());
+            async move { c.run(compute).await }
+        });
+        let waiter = ex.spawn({
+            let c = Rc::clone(&coalescer);
+            async move { c.run(compute).await }
+        });
+        // Let the leader start and the waiter queue up behind it, then cancel the leader.
+        while ex.try_tick() {}
+        assert_eq!(runs.get(), 1);
+        drop(leader);
+        assert_eq!(future::block_on(ex.run(waiter)), (2, Source::Ran));
+    }
+}

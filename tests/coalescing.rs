@@ -1,0 +1,167 @@
+//! Single-flight: concurrent probes share one FastCGI request; `COALESCE=off` and `CACHE_TTL`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use common::{
+    get, server_read_everything, wait_until, Behavior, Client, FakePeer, PhpFpm, Response, Tool,
+};
+
+fn tool_for_peer(peer: &FakePeer, extra: &[(&str, &str)]) -> Tool {
+    let port = peer.port().to_string();
+    let mut env = vec![
+        ("DESTINATION", "127.0.0.1"),
+        ("DESTINATION_PORT", port.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    Tool::start(&env)
+}
+
+/// `clients` simultaneous GET /fcgi-ping, each on its own connection, released together.
+fn simultaneous_pings(tool: &Tool, clients: usize) -> Vec<Response> {
+    let barrier = Arc::new(Barrier::new(clients));
+    let addr = tool.addr();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                barrier.wait();
+                client.request("GET", "/fcgi-ping")
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn concurrent_probes_share_one_fastcgi_request() {
+    // The answer takes 1 s, so every client arrives while the first probe is in flight.
+    let peer = FakePeer::start(Behavior::Late(Duration::from_secs(1)));
+    let tool = tool_for_peer(&peer, &[("TIMEOUT", "5s")]);
+    let responses = simultaneous_pings(&tool, 50);
+    for response in &responses {
+        response.assert_ok();
+    }
+    assert_eq!(
+        peer.requests().len(),
+        1,
+        "50 concurrent probes should cost one FastCGI request"
+    );
+}
+
+#[test]
+fn a_shared_failure_reaches_every_waiter() {
+    let peer = FakePeer::start(Behavior::silent());
+    let tool = tool_for_peer(&peer, &[("TIMEOUT", "500ms")]);
+    let responses = simultaneous_pings(&tool, 20);
+    for response in &responses {
+        response.assert_failure(503, "timeout");
+    }
+    assert_eq!(peer.requests().len(), 1);
+    let logs = tool.logs();
+    let warnings = logs
+        .iter()
+        .filter(|l| l.starts_with("WARN") && l.contains("timeout"))
+        .count();
+    assert_eq!(warnings, 1, "one probe, one warning: {logs:#?}");
+}
+
+#[test]
+fn coalesce_off_sends_one_request_per_probe() {
+    let peer = FakePeer::start(Behavior::Late(Duration::from_millis(500)));
+    let tool = tool_for_peer(&peer, &[("TIMEOUT", "5s"), ("COALESCE", "off")]);
+    for response in simultaneous_pings(&tool, 20) {
+        response.assert_ok();
+    }
+    assert_eq!(peer.requests().len(), 20);
+}
+
+#[test]
+fn without_cache_ttl_each_later_probe_asks_again() {
+    let peer = FakePeer::start(Behavior::healthy());
+    let tool = tool_for_peer(&peer, &[]);
+    for _ in 0..3 {
+        get(tool.addr(), "/fcgi-ping").assert_ok();
+    }
+    assert_eq!(peer.requests().len(), 3);
+}
+
+#[test]
+fn cache_ttl_reuses_a_verdict_then_expires() {
+    let peer = FakePeer::start(Behavior::healthy());
+    let tool = tool_for_peer(&peer, &[("CACHE_TTL", "300ms")]);
+    for _ in 0..3 {
+        get(tool.addr(), "/fcgi-ping").assert_ok();
+    }
+    assert_eq!(
+        peer.requests().len(),
+        1,
+        "within the TTL the verdict is reused"
+    );
+    // After the TTL a probe asks again; and a failure is cached like a success.
+    peer.set(Behavior::garbage());
+    wait_until(
+        Duration::from_secs(5),
+        "the cached verdict to expire",
+        || (get(tool.addr(), "/fcgi-ping").status == 503).then_some(()),
+    );
+    let asked = peer.requests().len();
+    get(tool.addr(), "/fcgi-ping").assert_failure(503, "protocol_error");
+    assert!(peer.requests().len() <= asked + 1);
+}
+
+/// The storm the original tool cannot take: 1,000 probes at once against a real php-fpm cost it
+/// one FastCGI request. The workers are stopped while the probes arrive, so all of them are in
+/// flight together; then they continue and every client gets its 200.
+#[test]
+fn a_storm_of_1000_probes_costs_php_fpm_one_request() {
+    let fpm = PhpFpm::tcp();
+    let port = fpm.port().to_string();
+    let tool = Tool::start(&[
+        ("DESTINATION", "127.0.0.1"),
+        ("DESTINATION_PORT", port.as_str()),
+        ("TIMEOUT", "10s"),
+        ("CLIENT_TIMEOUT", "30s"),
+    ]);
+    get(tool.addr(), "/fcgi-ping").assert_ok();
+    let before = fpm.status_field("accepted conn");
+
+    fpm.stop_workers();
+    let request = b"GET /fcgi-ping HTTP/1.1\r\nHost: storm\r\n\r\n";
+    let mut clients: Vec<Client> = (0..1000)
+        .map(|_| {
+            let mut client = Client::connect(tool.addr());
+            client.send(request);
+            client
+        })
+        .collect();
+    wait_until(
+        Duration::from_secs(10),
+        "the tool to read all 1,000 requests",
+        || server_read_everything(tool.addr().port()).then_some(()),
+    );
+    fpm.resume_workers();
+
+    for client in &mut clients {
+        client.read_response("GET").assert_ok();
+    }
+    // One request for the storm, one for this status query.
+    let after = fpm.status_field("accepted conn");
+    assert_eq!(
+        after - before,
+        2,
+        "php-fpm accepted {} connections during the storm",
+        after - before - 1
+    );
+}
