@@ -56,7 +56,12 @@ pub fn render_request(path: &str, query: &str) -> Vec<u8> {
     // fastcgi-client 0.12 ends STDIN twice (an empty record, then another). A record after the
     // end of a stream is a protocol violation, and bytes the server never reads can make its
     // close a reset that races our read of the answer: send the end once.
-    while bytes.ends_with(&[EMPTY_STDIN, EMPTY_STDIN].concat()) {
+    while bytes.len() >= 2 * HEADER_LEN
+        && bytes
+            .rchunks(HEADER_LEN)
+            .take(2)
+            .all(|record| record == EMPTY_STDIN)
+    {
         bytes.truncate(bytes.len().saturating_sub(HEADER_LEN));
     }
     bytes
@@ -162,7 +167,9 @@ impl fmt::Display for DecodeError {
 /// An incremental, bounded decoder of the records answering [`REQUEST_ID`].
 #[derive(Debug, Default)]
 pub struct Decoder {
+    /// Received bytes not yet decoded (`..filled`), then room for the next read.
     pending: Vec<u8>,
+    filled: usize,
     answer: Answer,
     stdout_len: usize,
     received: usize,
@@ -182,27 +189,24 @@ impl Decoder {
     /// Room for the next read: a slice at the end of the internal buffer, to be followed by
     /// [`Decoder::commit`] with the number of bytes read into it.
     pub fn spare(&mut self) -> &mut [u8] {
-        let start = self.pending.len();
+        self.pending.truncate(self.filled);
         self.pending
-            .resize(start.saturating_add(FCGI_READ_CHUNK), 0);
-        self.pending.get_mut(start..).unwrap_or_default()
+            .resize(self.filled.saturating_add(FCGI_READ_CHUNK), 0);
+        self.pending.get_mut(self.filled..).unwrap_or_default()
     }
 
     /// Takes `read` bytes written into [`Decoder::spare`] and decodes what is complete.
     /// `Ok(Some(answer))` once `END_REQUEST` has arrived.
     pub fn commit(&mut self, read: usize) -> Result<Option<Answer>, DecodeError> {
-        let filled = self
-            .pending
-            .len()
-            .saturating_sub(FCGI_READ_CHUNK)
-            .saturating_add(read.min(FCGI_READ_CHUNK));
-        self.pending.truncate(filled);
+        let end = self.filled.saturating_add(read).min(self.pending.len());
+        self.pending.truncate(end);
         self.received = self.received.saturating_add(read);
         self.decode()
     }
 
     /// Takes `bytes` (from anywhere) and decodes what is complete; as [`Decoder::commit`].
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<Answer>, DecodeError> {
+        self.pending.truncate(self.filled);
         self.pending.extend_from_slice(bytes);
         self.received = self.received.saturating_add(bytes.len());
         self.decode()
@@ -270,6 +274,7 @@ impl Decoder {
             }
         };
         self.pending.drain(..offset.min(self.pending.len()));
+        self.filled = self.pending.len();
         result
     }
 }

@@ -214,9 +214,12 @@ pub fn render(out: &mut Vec<u8>, response: Response<'_>) {
     if status == 405 {
         out.extend_from_slice(b"Allow: GET, HEAD\r\n");
     }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
+    // Said either way: an HTTP/1.0 client keeps a connection only when told it may.
+    out.extend_from_slice(if close {
+        b"Connection: close\r\n"
+    } else {
+        b"Connection: keep-alive\r\n"
+    });
     out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(body.as_bytes());

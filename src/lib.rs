@@ -26,3 +26,4 @@ pub mod http;
 pub mod limits;
 pub mod probe;
 pub mod server;
+pub mod throttle;

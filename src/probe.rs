@@ -5,11 +5,16 @@
 //! timeout with a [`Verdict`]; every failure carries a stable [`Reason`] word (the same word goes
 //! into the HTTP body and the log line) and a one-line detail that names the destination.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use async_executor::Task;
 
 use async_net::unix::UnixStream;
 use async_net::TcpStream;
@@ -17,9 +22,11 @@ use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use log::{debug, warn};
 
 use crate::cgi::{self, CgiError};
+use crate::coalesce::Coalescer;
 use crate::config::{Config, Destination, Host};
 use crate::deadline;
 use crate::fcgi::{self, protocol_status, Answer, DecodeError, Decoder};
+use crate::throttle::{Gate, Throttle};
 
 /// Why a probe failed: one stable word per kind of failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,7 +128,20 @@ pub struct Probe {
     request: Vec<u8>,
     expect: Vec<u8>,
     timeout: Duration,
+    /// The name lookup in progress, if any: kept across probes so that a lookup that outlives a
+    /// probe's deadline is awaited by the next probe instead of started again on another thread.
+    lookup: RefCell<Option<Task<Lookup>>>,
+    /// Concurrent probes (coalescing off) share the lookup; only one of them polls it.
+    lookups: Coalescer<Lookup>,
+    /// Bounds the warn lines of unhealthy verdicts.
+    log: Throttle,
 }
+
+/// The addresses of a name, or why it did not resolve.
+type Lookup = Result<Vec<SocketAddr>, String>;
+
+/// At most this many unhealthy verdicts are logged per second; the rest are counted.
+const LOGGED_FAILURES_PER_SECOND: u32 = 10;
 
 /// What a probe is doing, for the detail of a timeout.
 #[derive(Debug, Clone, Copy)]
@@ -146,6 +166,9 @@ impl Probe {
             request: fcgi::render_request(path, query),
             expect: config.ping_response.as_bytes().to_vec(),
             timeout: config.timeout,
+            lookup: RefCell::new(None),
+            lookups: Coalescer::new(true, Duration::ZERO),
+            log: Throttle::new(Duration::from_secs(1), LOGGED_FAILURES_PER_SECOND),
         }
     }
 
@@ -171,12 +194,21 @@ impl Probe {
                 "probe {} {}: healthy in {:?}",
                 self.label, self.path, elapsed
             ),
-            Err(failure) => warn!(
-                "probe {} {}: unhealthy after {}ms: {failure}",
-                self.label,
-                self.path,
-                elapsed.as_millis()
-            ),
+            Err(failure) => {
+                if let Gate::Log { suppressed } = self.log.gate(Instant::now()) {
+                    let more = if suppressed > 0 {
+                        format!(" ({suppressed} more unhealthy verdicts were not logged)")
+                    } else {
+                        String::new()
+                    };
+                    warn!(
+                        "probe {} {}: unhealthy after {}ms: {failure}{more}",
+                        self.label,
+                        self.path,
+                        elapsed.as_millis()
+                    );
+                }
+            }
         }
         verdict
     }
@@ -191,7 +223,7 @@ impl Probe {
                 stage.set(Stage::Connecting);
                 let stream = UnixStream::connect(path)
                     .await
-                    .map_err(|e| self.connect_failure(&e))?;
+                    .map_err(|e| self.unix_connect_failure(&e))?;
                 self.talk(stream, stage, received).await
             }
             Destination::Tcp {
@@ -208,8 +240,11 @@ impl Probe {
                 host: Host::Name(name),
                 port,
             } => {
-                let addrs = async_net::resolve((name.as_str(), *port))
+                let addrs = self
+                    .lookups
+                    .run(|| self.lookup(name, *port))
                     .await
+                    .0
                     .map_err(|e| {
                         Failure::new(
                             Reason::ResolveFailed,
@@ -236,6 +271,31 @@ impl Probe {
                 })
             }
         }
+    }
+
+    /// Resolves `name` on a helper thread (getaddrinfo blocks), reusing a lookup still running
+    /// from an earlier probe.
+    async fn lookup(&self, name: &str, port: u16) -> Lookup {
+        std::future::poll_fn(|cx| {
+            let mut slot = self.lookup.borrow_mut();
+            let task = slot.get_or_insert_with(|| {
+                let name = name.to_owned();
+                blocking::unblock(move || {
+                    (name.as_str(), port)
+                        .to_socket_addrs()
+                        .map(Iterator::collect)
+                        .map_err(|e| e.to_string())
+                })
+            });
+            match Pin::new(task).poll(cx) {
+                Poll::Ready(result) => {
+                    *slot = None;
+                    Poll::Ready(result)
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Sends the request in one write and reads the answer into a bounded decoder.
@@ -337,6 +397,21 @@ impl Probe {
                 format!("{} answered {} with {e}; {hint}", self.label, self.path),
             )
         })
+    }
+
+    /// A Unix socket whose listen queue is full refuses a non-blocking connect with EAGAIN (seen
+    /// by async-io as "in progress", then as "not connected"): the pool is hung or too small.
+    fn unix_connect_failure(&self, error: &io::Error) -> Failure {
+        match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected => Failure::new(
+                Reason::FcgiOverloaded,
+                format!(
+                    "the listen queue of {} is full; are php-fpm's workers hung or too few?",
+                    self.label
+                ),
+            ),
+            _ => self.connect_failure(error),
+        }
     }
 
     fn connect_failure(&self, error: &io::Error) -> Failure {

@@ -2,11 +2,15 @@
 //! orderly stop on SIGTERM or SIGINT.
 //!
 //! Invariants:
-//! - At most `MAX_CONNECTIONS` connections are served at once. At the cap, the oldest idle
-//!   connection (one that waits for the first byte of its next request) is closed to make room;
-//!   when every connection is busy, the newcomer gets a prompt `503` and a close.
-//! - Every wait has a deadline: a request head and a keep-alive pause within `CLIENT_TIMEOUT`, a
-//!   write within `CLIENT_TIMEOUT`, a probe within `TIMEOUT`, the stop within `TIMEOUT` + 1 s.
+//! - At most `MAX_CONNECTIONS` connections are served at once (fewer if the open-file limit
+//!   cannot hold them, said at start). At the cap, room is made by closing, in this order: the
+//!   connection idle the longest (it waits for the first byte of its next request), then the
+//!   oldest one stuck in a partial request for more than [`SLOW_REQUEST`]. Only when every
+//!   connection is answering (probing, writing) or just started a request does a newcomer get a
+//!   prompt `503` and a close.
+//! - Every wait has a deadline: a request (head and body) and a keep-alive pause within
+//!   `CLIENT_TIMEOUT`, a write within `CLIENT_TIMEOUT`, a probe within `TIMEOUT`, the stop within
+//!   `TIMEOUT` + 1 s.
 //! - A connection buffers at most one request head ([`MAX_HEAD_BYTES`]) and a few queued
 //!   responses ([`MAX_QUEUED_RESPONSE_BYTES`]).
 
@@ -35,6 +39,7 @@ use crate::limits::{
     MAX_REJECTING, REJECT_WRITE_TIMEOUT,
 };
 use crate::probe::{Probe, Verdict};
+use crate::throttle::{Gate, Throttle};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -57,29 +62,47 @@ impl fmt::Display for ServeError {
                 f,
                 "cannot listen on SERVER={addr}: {error}; choose a free address:port with SERVER or --server"
             ),
-            ServeError::Signals(error) => write!(f, "cannot install the SIGTERM/SIGINT handlers: {error}"),
+            ServeError::Signals(error) => {
+                write!(f, "cannot install the SIGTERM/SIGINT handlers: {error}")
+            }
         }
     }
 }
 
 impl std::error::Error for ServeError {}
 
-/// How long an idle-close or error-close waits for the client's last bytes before closing, so the
-/// client reads our answer instead of a reset.
+/// How long an error-close waits for the client's last bytes before closing, so the client reads
+/// our answer instead of a reset.
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Most bytes read and dropped while lingering.
 const LINGER_BYTES: usize = 64 * 1024;
 
+/// A request whose head or body is still incomplete after this long may be closed to make room
+/// for a newcomer at the connection cap (a real client sends its request in one go).
+pub const SLOW_REQUEST: Duration = Duration::from_secs(1);
+
 /// How often the stop checks whether busy connections have finished.
 const STOP_POLL: Duration = Duration::from_millis(10);
 
-/// Least time between two warnings about the connection cap.
-const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// File descriptors kept free for the listener, the log, signals, name lookups and the like.
+const RESERVED_FDS: u64 = 32;
+
+/// What a connection is doing, for the choice of whom to close at the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a request (new, or between keep-alive requests).
+    Idle { since: Instant },
+    /// Receiving a request (head or body) since the first byte came.
+    Reading { since: Instant },
+    /// Answering: probing, writing.
+    Busy,
+}
 
 /// State shared by the accept loop and every connection (one thread: `Rc` and `Cell`).
 struct Shared {
     config: Config,
+    max_connections: usize,
     probe: Probe,
     ping: Coalescer<Verdict>,
     ok: http::Canned,
@@ -89,18 +112,19 @@ struct Shared {
     next_id: Cell<u64>,
     rejecting: Cell<usize>,
     stopping: Cell<bool>,
-    cap_warned: Cell<Option<Instant>>,
+    cap_log: Throttle,
 }
 
 /// An open connection: dropping it cancels its task, which closes the socket.
 struct Conn {
-    idle: Rc<Cell<bool>>,
+    phase: Rc<Cell<Phase>>,
     _task: Task<()>,
 }
 
 /// Binds `config.server` and serves until SIGTERM or SIGINT.
 pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeError> {
     let addr = config.server;
+    let max_connections = fit_connection_cap(&config);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|error| ServeError::Bind { addr, error })?;
@@ -117,6 +141,7 @@ pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeEr
         config.cache_ttl,
     );
     let shared = Rc::new(Shared {
+        max_connections,
         ping: Coalescer::new(config.coalesce, config.cache_ttl),
         ok: http::Canned::new(200, "ok\n"),
         not_found: http::Canned::new(404, "not found\n"),
@@ -127,84 +152,146 @@ pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeEr
         next_id: Cell::new(0),
         rejecting: Cell::new(0),
         stopping: Cell::new(false),
-        cap_warned: Cell::new(None),
+        cap_log: Throttle::new(Duration::from_secs(10), 1),
     });
 
     loop {
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            if let Some(Ok(signal)) = signals.next().await {
-                let name = if signal == Signal::Int {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
+        // The signal first: a connection flood must not delay the stop.
+        let accepted = future::or(
+            async {
+                let signal = signals.next().await;
+                let name = match signal {
+                    Some(Ok(Signal::Int)) => "SIGINT",
+                    _ => "SIGTERM",
                 };
                 info!("received {name}, stopping");
-            }
-            None
-        })
+                None
+            },
+            async { Some(listener.accept().await) },
+        )
         .await;
         match accepted {
             Some(Ok((stream, _))) => admit(ex, &shared, stream),
             Some(Err(error)) => {
-                warn!("accept failed: {error}; retrying in {ACCEPT_BACKOFF:?}");
+                // Out of file descriptors, most likely: free one if we can, and do not spin.
+                make_room(&shared, Instant::now());
+                if let Gate::Log { suppressed } = shared.cap_log.gate(Instant::now()) {
+                    warn!("accept failed: {error} ({suppressed} similar events not logged); retrying in {ACCEPT_BACKOFF:?}");
+                }
                 Timer::after(ACCEPT_BACKOFF).await;
             }
             None => break,
         }
+        // Let the connections run between accepts, even while a flood keeps the backlog full.
+        future::yield_now().await;
     }
     drop(listener);
     stop(&shared).await;
     Ok(())
 }
 
+/// The connection cap the open-file limit can hold: raises the soft limit to the hard one if
+/// needed, and lowers the cap (with a warning) if even that is not enough. Each connection needs
+/// one descriptor, and one more while it probes when coalescing is off.
+fn fit_connection_cap(config: &Config) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
+    let per_connection: u64 = if config.coalesce { 1 } else { 2 };
+    let wanted = u64::try_from(config.max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(per_connection)
+        .saturating_add(u64::try_from(MAX_REJECTING).unwrap_or(u64::MAX))
+        .saturating_add(RESERVED_FDS);
+    let limit = getrlimit(Resource::Nofile);
+    let mut soft = limit.current.unwrap_or(u64::MAX);
+    if soft < wanted {
+        let raised = limit.maximum.map_or(wanted, |hard| hard.min(wanted));
+        if setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(raised),
+                maximum: limit.maximum,
+            },
+        )
+        .is_ok()
+        {
+            soft = raised;
+        }
+    }
+    if soft >= wanted {
+        return config.max_connections;
+    }
+    let fit = soft
+        .saturating_sub(u64::try_from(MAX_REJECTING).unwrap_or(u64::MAX))
+        .saturating_sub(RESERVED_FDS)
+        .checked_div(per_connection)
+        .unwrap_or(0)
+        .max(1);
+    let fit = usize::try_from(fit)
+        .unwrap_or(config.max_connections)
+        .min(config.max_connections);
+    warn!(
+        "MAX_CONNECTIONS={} needs {wanted} open files but the limit (ulimit -n) is {soft}: serving at most {fit} connections; raise the limit or lower MAX_CONNECTIONS",
+        config.max_connections
+    );
+    fit
+}
+
 /// Starts serving `stream`, making room at the cap or refusing it.
 fn admit(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: TcpStream) {
     // Responses are small and complete: send them without waiting for more.
     let _ = stream.set_nodelay(true);
-    let full = shared.conns.borrow().len() >= shared.config.max_connections;
-    if full && !close_oldest_idle(shared) {
+    let now = Instant::now();
+    let full = shared.conns.borrow().len() >= shared.max_connections;
+    if full && !make_room(shared, now) {
         refuse(ex, shared, stream);
         return;
     }
     let id = shared.next_id.get();
     shared.next_id.set(id.wrapping_add(1));
-    let idle = Rc::new(Cell::new(true));
-    let task = ex.spawn(connection(Rc::clone(shared), stream, Rc::clone(&idle), id));
+    let phase = Rc::new(Cell::new(Phase::Idle { since: now }));
+    let task = ex.spawn(connection(Rc::clone(shared), stream, Rc::clone(&phase), id));
     shared
         .conns
         .borrow_mut()
-        .insert(id, Conn { idle, _task: task });
+        .insert(id, Conn { phase, _task: task });
 }
 
-/// Closes the oldest idle connection; `false` when every connection is busy.
-fn close_oldest_idle(shared: &Shared) -> bool {
+/// Closes one connection to make room: the one idle the longest, else the oldest one stuck in a
+/// request for more than [`SLOW_REQUEST`]. `false` when there is none.
+fn make_room(shared: &Shared, now: Instant) -> bool {
     let mut conns = shared.conns.borrow_mut();
-    let Some(id) = conns
-        .iter()
-        .find(|(_, conn)| conn.idle.get())
-        .map(|(id, _)| *id)
-    else {
+    let pick = |want_idle: bool| {
+        conns
+            .iter()
+            .filter_map(|(id, conn)| match conn.phase.get() {
+                Phase::Idle { since } if want_idle => Some((since, *id)),
+                Phase::Reading { since }
+                    if !want_idle && now.saturating_duration_since(since) > SLOW_REQUEST =>
+                {
+                    Some((since, *id))
+                }
+                _ => None,
+            })
+            .min()
+            .map(|(_, id)| id)
+    };
+    let Some(id) = pick(true).or_else(|| pick(false)) else {
         return false;
     };
     let closed = conns.remove(&id);
     drop(conns);
     drop(closed);
-    debug!("connection cap reached: closed an idle connection to make room");
+    debug!("connection cap reached: closed an idle or stalled connection to make room");
     true
 }
 
 /// Answers `503` to a newcomer when every connection is busy, within a short deadline.
 fn refuse(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: TcpStream) {
-    let now = Instant::now();
-    if shared
-        .cap_warned
-        .get()
-        .is_none_or(|at| now.duration_since(at) >= CAP_WARNING_INTERVAL)
-    {
-        shared.cap_warned.set(Some(now));
+    if let Gate::Log { suppressed } = shared.cap_log.gate(Instant::now()) {
         warn!(
-            "all {} connections (MAX_CONNECTIONS) are busy: refusing newcomers with 503",
-            shared.config.max_connections
+            "all {} connections (MAX_CONNECTIONS) are busy: refusing newcomers with 503 ({suppressed} similar events not logged)",
+            shared.max_connections
         );
     }
     if shared.rejecting.get() >= MAX_REJECTING {
@@ -236,12 +323,22 @@ fn refuse(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: TcpStream) {
     .detach();
 }
 
-/// Stops: idle connections close now, busy ones may finish within `TIMEOUT` + 1 s.
+/// Stops: connections waiting for a client close now; answering ones may finish within
+/// `TIMEOUT` + 1 s.
 async fn stop(shared: &Shared) {
     shared.stopping.set(true);
     let grace = deadline::after(shared.config.timeout.saturating_add(Duration::from_secs(1)));
     loop {
-        while close_oldest_idle(shared) {}
+        let waiting: Vec<Conn> = {
+            let mut conns = shared.conns.borrow_mut();
+            let ids: Vec<u64> = conns
+                .iter()
+                .filter(|(_, c)| c.phase.get() != Phase::Busy)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| conns.remove(id)).collect()
+        };
+        drop(waiting);
         if shared.conns.borrow().is_empty() || Instant::now() >= grace {
             break;
         }
@@ -249,15 +346,15 @@ async fn stop(shared: &Shared) {
     }
     let left = std::mem::take(&mut *shared.conns.borrow_mut());
     if !left.is_empty() {
-        warn!("stopped with {} connections still busy", left.len());
+        warn!("stopped with {} connections still answering", left.len());
     }
     drop(left);
     info!("stopped");
 }
 
 /// One connection's task: serve it, then leave the table.
-async fn connection(shared: Rc<Shared>, stream: TcpStream, idle: Rc<Cell<bool>>, id: u64) {
-    Client::new(stream).serve(&shared, &idle).await;
+async fn connection(shared: Rc<Shared>, stream: TcpStream, phase: Rc<Cell<Phase>>, id: u64) {
+    Client::new(stream).serve(&shared, &phase).await;
     let own = shared.conns.borrow_mut().remove(&id);
     // Dropping our own task handle here is fine: the task completes in this very poll.
     drop(own);
@@ -293,7 +390,7 @@ impl Client {
     }
 
     /// The keep-alive loop: read a head, drain its body, answer, repeat.
-    async fn serve(&mut self, shared: &Shared, idle: &Cell<bool>) {
+    async fn serve(&mut self, shared: &Shared, phase: &Cell<Phase>) {
         let timeout = shared.config.client_timeout;
         loop {
             let deadline = deadline::after(timeout);
@@ -303,30 +400,22 @@ impl Client {
                     Ok(None) => {}
                     Err(error) => {
                         debug!("bad request head ({error:?}), answering {}", error.status());
-                        self.answer_error(
-                            error.status(),
-                            "the request head is malformed or too large\n",
-                        )
-                        .await;
+                        let body = "the request head is malformed or too large\n";
+                        self.answer_error(error.status(), body).await;
                         return;
                     }
                 }
                 if !self.flush(timeout).await || (self.buf.is_empty() && shared.stopping.get()) {
                     return;
                 }
-                idle.set(self.buf.is_empty());
-                let read = self.read_more(deadline).await;
-                idle.set(false);
+                let read = self.read_more(deadline, phase).await;
                 match read {
                     Read::Data => {}
                     Read::Closed => return,
                     Read::TimedOut if self.buf.is_empty() => return,
                     Read::TimedOut => {
-                        self.answer_error(
-                            408,
-                            "the request head did not arrive in time (CLIENT_TIMEOUT)\n",
-                        )
-                        .await;
+                        let body = "the request did not arrive in time (CLIENT_TIMEOUT)\n";
+                        self.answer_error(408, body).await;
                         return;
                     }
                 }
@@ -337,13 +426,20 @@ impl Client {
             match head.body {
                 Body::None => {}
                 Body::Length(len) if len <= MAX_DRAINED_BODY => {
-                    if !self.discard(len, deadline).await {
-                        return;
+                    match self.discard(len, deadline, phase).await {
+                        Read::Data => {}
+                        Read::Closed => return,
+                        Read::TimedOut => {
+                            let body = "the request did not arrive in time (CLIENT_TIMEOUT)\n";
+                            self.answer_error(408, body).await;
+                            return;
+                        }
                     }
                 }
                 Body::Length(_) | Body::Chunked => close = true,
             }
 
+            phase.set(Phase::Busy);
             let reply = match (head.route, head.method) {
                 (Route::NotFound, _) => Reply::Canned(&shared.not_found),
                 (_, Method::Other) => Reply::Canned(&shared.not_allowed),
@@ -375,7 +471,15 @@ impl Client {
                 }
             }
             if close {
-                self.flush(timeout).await;
+                // A body we did not read (chunked, too large) would turn the close into a reset
+                // that can destroy the answer in flight: linger as after an error.
+                let unread = !self.buf.is_empty()
+                    || !matches!(head.body, Body::None | Body::Length(0..=MAX_DRAINED_BODY));
+                if unread {
+                    let _ = deadline::at(deadline::after(LINGER), self.close_after_error()).await;
+                } else {
+                    self.flush(timeout).await;
+                }
                 return;
             }
             if self.out.len() >= MAX_QUEUED_RESPONSE_BYTES && !self.flush(timeout).await {
@@ -384,12 +488,19 @@ impl Client {
         }
     }
 
-    /// Reads more request bytes, never holding more than one head.
-    async fn read_more(&mut self, deadline: Instant) -> Read {
+    /// Reads more request bytes (never more than one head's worth), keeping `phase` up to date:
+    /// idle while nothing of the next request has come, reading from its first byte on.
+    async fn read_more(&mut self, deadline: Instant, phase: &Cell<Phase>) -> Read {
         let start = self.buf.len();
         let room = MAX_HEAD_BYTES.saturating_sub(start).min(HTTP_READ_CHUNK);
         if room == 0 {
             return Read::Closed;
+        }
+        let now = Instant::now();
+        match (phase.get(), start) {
+            (Phase::Idle { .. }, 0) | (Phase::Reading { .. }, 1..) => {}
+            (_, 0) => phase.set(Phase::Idle { since: now }),
+            (_, _) => phase.set(Phase::Reading { since: now }),
         }
         self.buf.resize(start.saturating_add(room), 0);
         let spare = self.buf.get_mut(start..).unwrap_or_default();
@@ -400,11 +511,16 @@ impl Client {
             None => (0, Read::TimedOut),
         };
         self.buf.truncate(start.saturating_add(filled));
+        if filled > 0 && start == 0 {
+            phase.set(Phase::Reading {
+                since: Instant::now(),
+            });
+        }
         outcome
     }
 
-    /// Reads and drops a request body of `len` bytes; `false` if the client fails to send it.
-    async fn discard(&mut self, len: u64, deadline: Instant) -> bool {
+    /// Reads and drops a request body of `len` bytes.
+    async fn discard(&mut self, len: u64, deadline: Instant, phase: &Cell<Phase>) -> Read {
         let mut remaining = len;
         loop {
             let buffered = u64::try_from(self.buf.len()).unwrap_or(u64::MAX);
@@ -416,10 +532,11 @@ impl Client {
             );
             remaining = remaining.saturating_sub(take);
             if remaining == 0 {
-                return true;
+                return Read::Data;
             }
-            if !matches!(self.read_more(deadline).await, Read::Data) {
-                return false;
+            match self.read_more(deadline, phase).await {
+                Read::Data => {}
+                other => return other,
             }
         }
     }
@@ -440,15 +557,13 @@ impl Client {
 
     /// Answers `status` with a close, then lingers so the client reads it.
     async fn answer_error(&mut self, status: u16, body: &str) {
-        http::render(
-            &mut self.out,
-            http::Response {
-                status,
-                body,
-                head_only: false,
-                close: true,
-            },
-        );
+        let response = http::Response {
+            status,
+            body,
+            head_only: false,
+            close: true,
+        };
+        http::render(&mut self.out, response);
         let _ = deadline::at(deadline::after(LINGER), self.close_after_error()).await;
     }
 

@@ -391,18 +391,32 @@ fn max_connections_evicts_a_keep_alive_idle_connection() {
 
 #[test]
 fn max_connections_all_busy_newcomer_gets_503() {
-    let tool = tool(&[("MAX_CONNECTIONS", "2"), ("CLIENT_TIMEOUT", "30s")]);
+    // Two connections busy probing a peer that never answers (for 2 s, the probe deadline).
+    let peer = FakePeer::start(Behavior::silent());
+    let port = peer.port().to_string();
+    let tool = Tool::start(&[
+        ("DESTINATION", "127.0.0.1"),
+        ("DESTINATION_PORT", port.as_str()),
+        ("MAX_CONNECTIONS", "2"),
+        ("TIMEOUT", "2s"),
+        ("COALESCE", "off"),
+    ]);
     let server_port = tool.addr().port();
     let mut busy: Vec<Client> = (0..2).map(|_| Client::connect(tool.addr())).collect();
     for client in &mut busy {
-        client.send(b"GET /health HTTP/1.1\r\nHo");
+        client.send(request_text("GET", "/fcgi-ping", &[]).as_bytes());
         let client_port = client.local_port();
         wait_until(
             Duration::from_secs(5),
-            "the server to read the partial head",
+            "the server to read the request",
             || server_drained(server_port, client_port).then_some(()),
         );
     }
+    wait_until(
+        Duration::from_secs(5),
+        "both probes to reach the peer",
+        || (peer.requests().len() == 2).then_some(()),
+    );
     let started = Instant::now();
     let mut newcomer = Client::connect(tool.addr());
     newcomer.send(request_text("GET", "/health", &[]).as_bytes());
@@ -412,11 +426,81 @@ fn max_connections_all_busy_newcomer_gets_503() {
         "the 503 took {:?}",
         started.elapsed()
     );
-    // The busy ones are still served.
+    // The busy ones are still served: their probes time out.
     for client in &mut busy {
-        client.send(b"st: test\r\n\r\n");
-        client.read_response("GET").assert_ok();
+        client.read_response("GET").assert_failure(503, "timeout");
     }
+}
+
+#[test]
+fn max_connections_stalled_requests_give_way_after_a_second() {
+    // Two connections that sent one byte of a request and stopped (a slowloris) fill the cap.
+    let tool = tool(&[("MAX_CONNECTIONS", "2"), ("CLIENT_TIMEOUT", "30s")]);
+    let server_port = tool.addr().port();
+    let mut stalled: Vec<Client> = (0..2).map(|_| Client::connect(tool.addr())).collect();
+    for client in &mut stalled {
+        client.send(b"G");
+        let client_port = client.local_port();
+        wait_until(
+            Duration::from_secs(5),
+            "the server to read the byte",
+            || server_drained(server_port, client_port).then_some(()),
+        );
+    }
+    let started = Instant::now();
+    // A newcomer may be refused while the stalled requests are young; after a second they give way.
+    let response = wait_until(Duration::from_secs(5), "a newcomer to be served", || {
+        let mut newcomer = Client::connect(tool.addr());
+        newcomer.send(request_text("GET", "/health", &[]).as_bytes());
+        let response = newcomer.read_response("GET");
+        if response.status == 503 {
+            thread::sleep(Duration::from_millis(100));
+            return None;
+        }
+        Some(response)
+    });
+    response.assert_ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(1) + MARGIN,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stalled
+            .iter_mut()
+            .any(|client| client.closed_within(Duration::from_secs(2))),
+        "one stalled connection should have been closed to make room"
+    );
+}
+
+/// Under a low open-file limit (systemd's default soft limit is 1024) the cap shrinks to what the
+/// limit holds, with a warning, so that idle connections give way before descriptors run out and
+/// a probe never fails for want of one.
+#[test]
+fn a_low_open_file_limit_lowers_the_cap_and_probes_keep_working() {
+    let peer = FakePeer::start(Behavior::healthy());
+    let port = peer.port().to_string();
+    let env = [
+        ("DESTINATION", "127.0.0.1"),
+        ("DESTINATION_PORT", port.as_str()),
+    ];
+    let tool = Tool::start_under(&["prlimit", "--nofile=256:256"], &env);
+    assert!(
+        tool.logs().iter().any(|l| l.starts_with("WARN")
+            && l.contains("MAX_CONNECTIONS")
+            && l.contains("ulimit")),
+        "{:#?}",
+        tool.logs()
+    );
+    let idle: Vec<Client> = (0..300).map(|_| Client::connect(tool.addr())).collect();
+    let started = Instant::now();
+    get(tool.addr(), "/fcgi-ping").assert_ok();
+    assert!(
+        started.elapsed() < PROMPT + MARGIN,
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(idle);
 }
 
 #[test]

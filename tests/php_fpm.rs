@@ -305,3 +305,26 @@ fn fail_status_is_honoured() {
         "HEAD announces the GET body's length: {head:?}"
     );
 }
+
+/// A hung pool behind a Unix socket: once its listen queue is full, a connect is refused at once
+/// (EAGAIN), which is `fcgi_overloaded`, not a mysterious connect error.
+#[test]
+fn full_unix_listen_queue_is_fcgi_overloaded() {
+    let fpm = PhpFpm::unix_with("listen.backlog = 1\n");
+    let tool = tool_for(&fpm, &[("TIMEOUT", "300ms"), ("COALESCE", "off")]);
+    assert_healthy(&tool);
+    fpm.stop_workers();
+    // The first probes wait in the queue and time out; then the queue is full.
+    let response = wait_until(
+        Duration::from_secs(10),
+        "the listen queue to fill up",
+        || {
+            let response = get(tool.addr(), "/fcgi-ping");
+            (!response.body.starts_with("timeout")).then_some(response)
+        },
+    );
+    response.assert_failure(503, "fcgi_overloaded");
+    assert!(response.body.contains("listen queue"), "{response:?}");
+    fpm.resume_workers();
+    await_healthy(&tool, Duration::from_secs(10));
+}

@@ -71,9 +71,15 @@ pub struct PhpFpm {
 impl PhpFpm {
     /// php-fpm on a Unix socket in its own temp dir.
     pub fn unix() -> Self {
+        Self::unix_with("")
+    }
+
+    /// php-fpm on a Unix socket, with `pool_lines` added to the pool's configuration.
+    pub fn unix_with(pool_lines: &str) -> Self {
         let dir = TempDir::new();
         let socket = dir.join("fpm.sock");
-        Self::start_in(dir, Listen::Unix(socket)).unwrap_or_else(|error| panic!("{error}"))
+        Self::start_in(dir, Listen::Unix(socket), pool_lines)
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// php-fpm on 127.0.0.1 at a free port.
@@ -86,7 +92,7 @@ impl PhpFpm {
         let mut last_error = String::new();
         for _ in 0..5 {
             let addr = SocketAddr::new(ip, sys::free_port(ip));
-            match Self::start_in(TempDir::new(), Listen::Tcp(addr)) {
+            match Self::start_in(TempDir::new(), Listen::Tcp(addr), "") {
                 Ok(fpm) => return fpm,
                 Err(error) => last_error = error,
             }
@@ -96,13 +102,14 @@ impl PhpFpm {
 
     /// php-fpm listening exactly at `listen`.
     pub fn start(listen: Listen) -> Self {
-        Self::start_in(TempDir::new(), listen).unwrap_or_else(|error| panic!("{error}"))
+        Self::start_in(TempDir::new(), listen, "").unwrap_or_else(|error| panic!("{error}"))
     }
 
-    fn start_in(dir: TempDir, listen: Listen) -> Result<Self, String> {
+    fn start_in(dir: TempDir, listen: Listen, pool_lines: &str) -> Result<Self, String> {
         let config = dir.join("php-fpm.conf");
         let error_log = dir.join("php-fpm.log");
-        fs::write(&config, config_text(&dir, &error_log, &listen)).expect("write php-fpm config");
+        let text = config_text(&dir, &error_log, &listen) + pool_lines;
+        fs::write(&config, text).expect("write php-fpm config");
         let child = Command::new(php_fpm_binary())
             .args(["-R", "-F", "-y"])
             .arg(&config)

@@ -38,7 +38,19 @@ const STARTUP: Duration = Duration::from_secs(10);
 /// The tool's command: inherited tool and systemd variables removed (never inherited from the test's
 /// environment, only set explicitly), `SERVER=127.0.0.1:0`, then `env` and `args`.
 pub fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
+    command_under(&[], env, args)
+}
+
+/// As [`command`], run through `wrapper` (e.g. `["prlimit", "--nofile=256"]`) when it is not empty.
+pub fn command_under(wrapper: &[&str], env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut command = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut command = Command::new(program);
+            command.args(wrapper_args).arg(BIN);
+            command
+        }
+        None => Command::new(BIN),
+    };
     for var in CONFIG_VARS.iter().chain(&SYSTEMD_VARS) {
         command.env_remove(var);
     }
@@ -51,8 +63,8 @@ pub fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
 }
 
 /// Spawns the tool with piped stderr.
-fn spawn_child(env: &[(&str, &str)], args: &[&str], stdout: Stdio) -> Child {
-    command(env, args)
+fn spawn_child(wrapper: &[&str], env: &[(&str, &str)], args: &[&str], stdout: Stdio) -> Child {
+    command_under(wrapper, env, args)
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
@@ -97,7 +109,7 @@ impl Tool {
     }
 
     pub fn start_with_args(env: &[(&str, &str)], args: &[&str]) -> Self {
-        Self::spawn(env, args, |logs| {
+        Self::spawn(&[], env, args, |logs| {
             logs.iter().find_map(|line| listening_addr(line))
         })
     }
@@ -112,18 +124,26 @@ impl Tool {
         let server = addr.to_string();
         let mut env = env.to_vec();
         env.push(("SERVER", &server));
-        Self::spawn(&env, args, |_| {
+        Self::spawn(&[], &env, args, |_| {
             TcpStream::connect(addr).is_ok().then_some(addr)
         })
     }
 
     /// Spawns the tool and polls `listening` (given the stderr lines so far) for its address.
+    /// Starts the tool through `wrapper` (a command that runs its arguments, such as `prlimit`).
+    pub fn start_under(wrapper: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(wrapper, env, &[], |logs| {
+            logs.iter().find_map(|line| listening_addr(line))
+        })
+    }
+
     fn spawn(
+        wrapper: &[&str],
         env: &[(&str, &str)],
         args: &[&str],
         listening: impl Fn(&[String]) -> Option<SocketAddr>,
     ) -> Self {
-        let mut child = spawn_child(env, args, Stdio::null());
+        let mut child = spawn_child(wrapper, env, args, Stdio::null());
         let logs = collect_lines(child.stderr.take().expect("piped stderr"));
         let addr = poll(STARTUP, || {
             if let Ok(Some(status)) = child.try_wait() {
@@ -219,7 +239,7 @@ pub struct Finished {
 
 /// Runs the tool and waits (10 s at most) for it to exit; a tool still running is killed and the test fails.
 pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> Finished {
-    let mut child = spawn_child(env, args, Stdio::piped());
+    let mut child = spawn_child(&[], env, args, Stdio::piped());
     let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
     let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
     let status = poll(STARTUP, || child.try_wait().ok().flatten());
