@@ -68,8 +68,10 @@ impl<T: Clone> Coalescer<T> {
         F: Fn() -> Fut,
         Fut: Future<Output = T>,
     {
+        // The computation (a probe: sockets, timer, decoder) lives on the heap while it runs, so
+        // that a caller at rest (an idle HTTP connection's task) stays small.
         if !self.enabled {
-            return (compute().await, Source::Ran);
+            return (Box::pin(compute()).await, Source::Ran);
         }
         loop {
             let flight = match &*self.state.borrow() {
@@ -91,7 +93,7 @@ impl<T: Clone> Coalescer<T> {
                     }
                     // The leader went away without a result: try again, perhaps as the leader.
                 }
-                None => return (self.lead(&compute).await, Source::Ran),
+                None => return (Box::pin(self.lead(&compute)).await, Source::Ran),
             }
         }
     }

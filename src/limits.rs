@@ -29,7 +29,7 @@ pub const LOGGED_STDERR_BYTES: usize = 512;
 pub const FCGI_READ_CHUNK: usize = 4 * 1024;
 
 /// How many bytes we ask the socket for in one read of an HTTP request.
-pub const HTTP_READ_CHUNK: usize = 1024;
+pub const HTTP_READ_CHUNK: usize = 512;
 
 /// Longest accepted `PING_PATH` / `PING_RESPONSE`.
 pub const MAX_CONFIG_TEXT: usize = 1024;

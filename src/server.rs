@@ -586,3 +586,44 @@ impl Client {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An open connection costs its task's future plus at most one read chunk while it waits:
+    /// the probe's sockets, timer and decoder live on the heap only while a probe runs.
+    #[test]
+    fn a_waiting_connection_is_small() {
+        let Ok(crate::config::Command::Serve(config)) = crate::config::parse(&[], |_| None) else {
+            panic!("default config");
+        };
+        async_io::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let stream = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let shared = Rc::new(Shared {
+                max_connections: 1,
+                probe: Probe::new(&config),
+                ping: Coalescer::new(true, Duration::ZERO),
+                ok: http::Canned::new(200, "ok\n"),
+                not_found: http::Canned::new(404, "not found\n"),
+                not_allowed: http::Canned::new(405, "method not allowed\n"),
+                config,
+                conns: RefCell::new(BTreeMap::new()),
+                next_id: Cell::new(0),
+                rejecting: Cell::new(0),
+                stopping: Cell::new(false),
+                cap_log: Throttle::new(Duration::from_secs(1), 1),
+            });
+            let phase = Rc::new(Cell::new(Phase::Busy));
+            let task = connection(Rc::clone(&shared), stream, phase, 0);
+            assert!(
+                std::mem::size_of_val(&task) <= 1024,
+                "{} bytes",
+                std::mem::size_of_val(&task)
+            );
+        });
+    }
+}
