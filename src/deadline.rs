@@ -1,18 +1,42 @@
 //! Deadlines for futures: the one primitive behind "never hangs".
 //!
-//! Every wait in the program (a client's request head, a write to a slow reader, a whole probe)
-//! goes through [`at`], so each has a point in time after which it is abandoned.
+//! Every wait in the program (a client's request, a write to a slow reader, a whole probe) goes
+//! through [`at`], so each has a point in time after which it is abandoned.
+//!
+//! Two clocks serve it. Without a ticker, each wait gets its own `async_io::Timer`: exact, but
+//! every timer costs the reactor a wake-up (an eventfd write and read, an `epoll_ctl`, a
+//! `timerfd_settime`), which is a third of the system calls of a probe. When [`run_ticker`] runs
+//! on the thread (the server starts it), waits further than [`COARSE_MIN`] away register in a
+//! shared wheel instead, and one ticker wakes whatever has expired every [`TICK`]: registration
+//! costs no system call, a deadline fires at most one tick late, and the ticker sleeps (no
+//! wake-ups at all) once nothing has waited for [`TICKER_LINGER`].
 
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
+use event_listener::Event;
 use futures_lite::future;
+
+/// How often the shared ticker looks for expired deadlines; the most a deadline may be late.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Waits shorter than this use their own exact timer even when the ticker runs.
+pub const COARSE_MIN: Duration = Duration::from_millis(100);
+
+/// How long the ticker keeps ticking after the last wait ended before it sleeps: under a steady
+/// load the wheel empties between requests, and re-arming every time would cost what the wheel
+/// saves.
+pub const TICKER_LINGER: Duration = Duration::from_secs(1);
 
 /// Runs `fut` until `deadline`; `None` when the deadline came first (and `fut` is dropped).
 pub async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
     future::or(async { Some(fut.await) }, async {
-        Timer::at(deadline).await;
+        Expiry::new(deadline).await;
         None
     })
     .await
@@ -22,4 +46,218 @@ pub async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T>
 pub fn after(after: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(after).unwrap_or(now)
+}
+
+/// The shared wheel of this thread.
+#[derive(Default)]
+struct Wheel {
+    /// Whether a ticker runs on this thread.
+    ticking: Cell<bool>,
+    /// Registered deadlines, earliest first, with the waker of their waiter.
+    entries: RefCell<BTreeMap<(Instant, u64), Waker>>,
+    next_id: Cell<u64>,
+    /// Wakes a sleeping ticker when a deadline registers.
+    wake_ticker: Event,
+}
+
+thread_local! {
+    static WHEEL: Wheel = Wheel::default();
+}
+
+/// Completes at its deadline: through the wheel when a ticker runs, else through its own timer.
+struct Expiry {
+    deadline: Instant,
+    key: Option<(Instant, u64)>,
+    timer: Option<Timer>,
+}
+
+impl Expiry {
+    fn new(deadline: Instant) -> Self {
+        Self {
+            deadline,
+            key: None,
+            timer: None,
+        }
+    }
+
+    fn deregister(&mut self) {
+        if let Some(key) = self.key.take() {
+            let _ = WHEEL.try_with(|wheel| wheel.entries.borrow_mut().remove(&key));
+        }
+    }
+}
+
+impl Future for Expiry {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            self.deregister();
+            return Poll::Ready(());
+        }
+        let coarse = self.timer.is_none()
+            && self.deadline.saturating_duration_since(now) >= COARSE_MIN
+            && WHEEL.try_with(|wheel| wheel.ticking.get()).unwrap_or(false);
+        if !coarse {
+            self.deregister();
+            let deadline = self.deadline;
+            let timer = self.timer.get_or_insert_with(|| Timer::at(deadline));
+            return Pin::new(timer).poll(cx).map(|_| ());
+        }
+        let key = match self.key {
+            Some(key) => key,
+            None => {
+                let key = WHEEL.with(|wheel| {
+                    let id = wheel.next_id.get();
+                    wheel.next_id.set(id.wrapping_add(1));
+                    (self.deadline, id)
+                });
+                self.key = Some(key);
+                key
+            }
+        };
+        WHEEL.with(|wheel| {
+            let mut entries = wheel.entries.borrow_mut();
+            let was_empty = entries.is_empty();
+            match entries.get_mut(&key) {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => {
+                    entries.insert(key, cx.waker().clone());
+                }
+            }
+            drop(entries);
+            if was_empty {
+                wheel.wake_ticker.notify(1);
+            }
+        });
+        Poll::Pending
+    }
+}
+
+impl Drop for Expiry {
+    fn drop(&mut self) {
+        self.deregister();
+    }
+}
+
+/// Marks the ticker stopped when its future is dropped, and wakes every waiter so that each
+/// falls back to its own timer.
+struct TickerGuard;
+
+impl Drop for TickerGuard {
+    fn drop(&mut self) {
+        let _ = WHEEL.try_with(|wheel| {
+            wheel.ticking.set(false);
+            let entries = std::mem::take(&mut *wheel.entries.borrow_mut());
+            entries.into_values().for_each(Waker::wake);
+        });
+    }
+}
+
+/// Runs the shared ticker of this thread until the future is dropped (spawn it on the executor
+/// that runs the waits). Only one ticker per thread does anything; a second returns at once.
+pub async fn run_ticker() {
+    if WHEEL.with(|wheel| wheel.ticking.replace(true)) {
+        return;
+    }
+    let _guard = TickerGuard;
+    let mut last_busy = Instant::now();
+    loop {
+        let listener = WHEEL.with(|wheel| {
+            let empty = wheel.entries.borrow().is_empty();
+            let lingering = last_busy.elapsed() < TICKER_LINGER;
+            (empty && !lingering).then(|| wheel.wake_ticker.listen())
+        });
+        if let Some(listener) = listener {
+            // Nothing waits: sleep until a deadline registers (checked again after listening, so
+            // that a registration in between is not missed).
+            if WHEEL.with(|wheel| wheel.entries.borrow().is_empty()) {
+                listener.await;
+            }
+            last_busy = Instant::now();
+        }
+        Timer::after(TICK).await;
+        let now = Instant::now();
+        let expired: Vec<Waker> = WHEEL.with(|wheel| {
+            let mut entries = wheel.entries.borrow_mut();
+            if !entries.is_empty() {
+                last_busy = now;
+            }
+            let mut expired = Vec::new();
+            while let Some(entry) = entries.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                expired.push(entry.remove());
+            }
+            expired
+        });
+        expired.into_iter().for_each(Waker::wake);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_executor::LocalExecutor;
+
+    fn elapsed_until_expiry(ticker: bool, wait: Duration) -> (Option<()>, Duration) {
+        let ex = LocalExecutor::new();
+        let _ticker = ticker.then(|| ex.spawn(run_ticker()));
+        let started = Instant::now();
+        let result = async_io::block_on(ex.run(async {
+            future::yield_now().await;
+            at(after(wait), future::pending::<()>()).await
+        }));
+        (result, started.elapsed())
+    }
+
+    #[test]
+    fn expires_with_its_own_timer() {
+        let (result, elapsed) = elapsed_until_expiry(false, Duration::from_millis(150));
+        assert_eq!(result, None);
+        assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
+    }
+
+    #[test]
+    fn expires_through_the_wheel_at_most_a_tick_late() {
+        let (result, elapsed) = elapsed_until_expiry(true, Duration::from_millis(150));
+        assert_eq!(result, None);
+        assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(150) + TICK * 20,
+            "{elapsed:?}"
+        );
+    }
+
+    #[test]
+    fn a_finished_wait_leaves_the_wheel() {
+        let ex = LocalExecutor::new();
+        let _ticker = ex.spawn(run_ticker());
+        let value = async_io::block_on(ex.run(async {
+            future::yield_now().await;
+            at(after(Duration::from_secs(5)), async { 7 }).await
+        }));
+        assert_eq!(value, Some(7));
+        assert!(WHEEL.with(|wheel| wheel.entries.borrow().is_empty()));
+    }
+
+    #[test]
+    fn waiters_fall_back_to_their_own_timer_when_the_ticker_stops() {
+        let ex = LocalExecutor::new();
+        let ticker = ex.spawn(run_ticker());
+        let waiter = ex.spawn(at(
+            after(Duration::from_millis(200)),
+            future::pending::<()>(),
+        ));
+        while ex.try_tick() {}
+        assert!(WHEEL.with(|wheel| wheel.ticking.get()));
+        drop(ticker);
+        let started = Instant::now();
+        assert_eq!(async_io::block_on(ex.run(waiter)), None);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(!WHEEL.with(|wheel| wheel.ticking.get()));
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use async_executor::LocalExecutor;
 use fastcgi_healthcheck::config::{self, Command, Config};
@@ -30,8 +31,8 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let ex = LocalExecutor::new();
-    match async_io::block_on(ex.run(server::serve(&ex, config))) {
+    let ex = Rc::new(LocalExecutor::new());
+    match async_io::block_on(ex.run(server::serve(Rc::clone(&ex), config))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("fastcgi-healthcheck: {error}");

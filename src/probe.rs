@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 
 use async_executor::Task;
 
-use async_net::unix::UnixStream;
-use async_net::TcpStream;
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::io::{Read, Write};
+use std::path::Path;
+
+use async_io::{Async, IoSafe};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use log::{debug, warn};
 
 use crate::cgi::{self, CgiError};
@@ -148,7 +150,6 @@ const LOGGED_FAILURES_PER_SECOND: u32 = 10;
 enum Stage {
     Resolving,
     Connecting,
-    Sending,
     Reading,
 }
 
@@ -221,20 +222,15 @@ impl Probe {
         match &self.destination {
             Destination::Unix(path) => {
                 stage.set(Stage::Connecting);
-                let stream = UnixStream::connect(path)
-                    .await
-                    .map_err(|e| self.unix_connect_failure(&e))?;
+                let stream = connect_unix(path).map_err(|e| self.unix_connect_failure(&e))?;
                 self.talk(stream, stage, received).await
             }
             Destination::Tcp {
                 host: Host::Ip(ip),
                 port,
             } => {
-                stage.set(Stage::Connecting);
-                let stream = TcpStream::connect(SocketAddr::new(*ip, *port))
+                self.exchange_tcp(SocketAddr::new(*ip, *port), stage, received)
                     .await
-                    .map_err(|e| self.connect_failure(&e))?;
-                self.talk(stream, stage, received).await
             }
             Destination::Tcp {
                 host: Host::Name(name),
@@ -251,26 +247,39 @@ impl Probe {
                             format!("cannot resolve {}: {e}", self.label),
                         )
                     })?;
-                stage.set(Stage::Connecting);
-                let mut last = None;
+                let mut last = Failure::new(
+                    Reason::ResolveFailed,
+                    format!("{} resolves to no address", self.label),
+                );
+                // Each address in the order the resolver gives, until one accepts the connection.
                 for addr in addrs {
-                    match TcpStream::connect(addr).await {
-                        Ok(stream) => return self.talk(stream, stage, received).await,
-                        Err(e) => {
-                            debug!("probe {}: {addr}: {e}", self.label);
-                            last = Some(e);
+                    match self.exchange_tcp(addr, stage, received).await {
+                        Err(failure)
+                            if matches!(
+                                failure.reason,
+                                Reason::ConnectRefused | Reason::ConnectFailed
+                            ) =>
+                        {
+                            debug!("probe {}: {addr}: {failure}", self.label);
+                            last = failure;
                         }
+                        other => return other,
                     }
                 }
-                Err(match last {
-                    Some(e) => self.connect_failure(&e),
-                    None => Failure::new(
-                        Reason::ResolveFailed,
-                        format!("{} resolves to no address", self.label),
-                    ),
-                })
+                Err(last)
             }
         }
+    }
+
+    async fn exchange_tcp(
+        &self,
+        addr: SocketAddr,
+        stage: &Cell<Stage>,
+        received: &Cell<usize>,
+    ) -> Result<Answer, Failure> {
+        stage.set(Stage::Connecting);
+        let stream = connect_tcp(addr).map_err(|e| self.connect_failure(&e))?;
+        self.talk(stream, stage, received).await
     }
 
     /// Resolves `name` on a helper thread (getaddrinfo blocks), reusing a lookup still running
@@ -298,27 +307,37 @@ impl Probe {
         .await
     }
 
-    /// Sends the request in one write and reads the answer into a bounded decoder.
-    async fn talk<S>(
+    /// Sends the request in one write (on a TCP socket whose connect may still be in progress:
+    /// on loopback it has completed by then, elsewhere the write waits for it) and reads the answer
+    /// into a bounded decoder, waiting for readability first instead of trying a read that
+    /// cannot succeed yet.
+    async fn talk<T>(
         &self,
-        mut stream: S,
+        mut stream: Async<T>,
         stage: &Cell<Stage>,
         received: &Cell<usize>,
     ) -> Result<Answer, Failure>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        T: IoSafe + Read + Write,
     {
-        stage.set(Stage::Sending);
         stream.write_all(&self.request).await.map_err(|e| {
-            Failure::new(
-                Reason::ClosedEarly,
-                format!("{} failed while taking the request: {e}", self.label),
-            )
+            if is_connect_error(&e) {
+                self.connect_failure(&e)
+            } else {
+                Failure::new(
+                    Reason::ClosedEarly,
+                    format!("{} failed while taking the request: {e}", self.label),
+                )
+            }
         })?;
         stage.set(Stage::Reading);
         let mut decoder = Decoder::new();
+        let mut ready = stream.readable().await;
         loop {
-            let read = stream.read(decoder.spare()).await;
+            let read = match ready {
+                Ok(()) => stream.read(decoder.spare()).await,
+                Err(e) => Err(e),
+            };
             let read = read.map_err(|e| {
                 Failure::new(
                     Reason::ClosedEarly,
@@ -344,6 +363,7 @@ impl Probe {
                 Ok(None) => received.set(decoder.received()),
                 Err(e) => return Err(self.decode_failure(e)),
             }
+            ready = Ok(());
         }
     }
 
@@ -442,8 +462,7 @@ impl Probe {
     fn timed_out(&self, stage: Stage, received: usize) -> Failure {
         let doing = match stage {
             Stage::Resolving => "resolving the name".to_owned(),
-            Stage::Connecting => "connecting".to_owned(),
-            Stage::Sending => "sending the request".to_owned(),
+            Stage::Connecting => "connecting and sending the request".to_owned(),
             Stage::Reading => format!("reading the answer, {received} bytes received"),
         };
         Failure::new(
@@ -454,4 +473,46 @@ impl Probe {
             ),
         )
     }
+}
+
+/// Whether an error of a write on a freshly connecting socket is the connect's own failure.
+fn is_connect_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::AddrNotAvailable
+    )
+}
+
+/// Starts a non-blocking TCP connect and returns the socket at once, registered with the
+/// reactor: the caller writes right away (async-io's own connect would first wait for
+/// writability and check `SO_ERROR`, three system calls that loopback does not need).
+fn connect_tcp(addr: SocketAddr) -> io::Result<Async<std::net::TcpStream>> {
+    use rustix::net::{ipproto, AddressFamily, SocketFlags, SocketType};
+
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let socket = rustix::net::socket_with(family, SocketType::STREAM, flags, Some(ipproto::TCP))?;
+    match rustix::net::connect(&socket, &addr) {
+        Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Async::new_nonblocking(std::net::TcpStream::from(socket))
+}
+
+/// Connects a Unix stream socket without blocking: it completes at once, or fails at once
+/// (`EAGAIN` when the listen queue is full).
+fn connect_unix(path: &Path) -> io::Result<Async<std::os::unix::net::UnixStream>> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let socket = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+    rustix::net::connect(&socket, &SocketAddrUnix::new(path)?)?;
+    Async::new_nonblocking(std::os::unix::net::UnixStream::from(socket))
 }

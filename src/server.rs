@@ -122,13 +122,13 @@ struct Conn {
 }
 
 /// Binds `config.server` and serves until SIGTERM or SIGINT.
-pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeError> {
+pub async fn serve(ex: Rc<LocalExecutor<'static>>, config: Config) -> Result<(), ServeError> {
     let addr = config.server;
     let max_connections = fit_connection_cap(&config);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|error| ServeError::Bind { addr, error })?;
-    let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(ServeError::Signals)?;
+    let signals = Signals::new([Signal::Term, Signal::Int]).map_err(ServeError::Signals)?;
     let local = listener.local_addr().unwrap_or(addr);
     let probe = Probe::new(&config);
     info!(
@@ -140,6 +140,8 @@ pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeEr
         if config.coalesce { "on" } else { "off" },
         config.cache_ttl,
     );
+    // One shared clock for every wait of this thread (see `deadline`): no reactor wake-up per wait.
+    let _ticker = ex.spawn(deadline::run_ticker());
     let shared = Rc::new(Shared {
         max_connections,
         ping: Coalescer::new(config.coalesce, config.cache_ttl),
@@ -155,6 +157,27 @@ pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeEr
         cap_log: Throttle::new(Duration::from_secs(10), 1),
     });
 
+    // The accept loop is a task of its own, so that it is polled only when the listener or a
+    // signal is ready: the executor polls its main future at every wake-up of the thread, and
+    // an accept or signal-pipe read that can only fail would cost two system calls each time.
+    let accepting = ex.spawn(accept(
+        Rc::clone(&ex),
+        listener,
+        signals,
+        Rc::clone(&shared),
+    ));
+    accepting.await;
+    stop(&shared).await;
+    Ok(())
+}
+
+/// Accepts connections until SIGTERM or SIGINT.
+async fn accept(
+    ex: Rc<LocalExecutor<'static>>,
+    listener: TcpListener,
+    mut signals: Signals,
+    shared: Rc<Shared>,
+) {
     loop {
         // The signal first: a connection flood must not delay the stop.
         let accepted = future::or(
@@ -171,7 +194,7 @@ pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeEr
         )
         .await;
         match accepted {
-            Some(Ok((stream, _))) => admit(ex, &shared, stream),
+            Some(Ok((stream, _))) => admit(&ex, &shared, stream),
             Some(Err(error)) => {
                 // Out of file descriptors, most likely: free one if we can, and do not spin.
                 make_room(&shared, Instant::now());
@@ -185,9 +208,6 @@ pub async fn serve(ex: &LocalExecutor<'_>, config: Config) -> Result<(), ServeEr
         // Let the connections run between accepts, even while a flood keeps the backlog full.
         future::yield_now().await;
     }
-    drop(listener);
-    stop(&shared).await;
-    Ok(())
 }
 
 /// The connection cap the open-file limit can hold: raises the soft limit to the hard one if
