@@ -85,6 +85,10 @@ pub const SLOW_REQUEST: Duration = Duration::from_secs(1);
 /// How often the stop checks whether busy connections have finished.
 const STOP_POLL: Duration = Duration::from_millis(10);
 
+/// After a storm of at least this many open connections, the memory they used is handed back to
+/// the operating system once they have all closed.
+const STORM_CONNECTIONS: usize = 128;
+
 /// File descriptors kept free for the listener, the log, signals, name lookups and the like.
 const RESERVED_FDS: u64 = 32;
 
@@ -113,6 +117,8 @@ struct Shared {
     rejecting: Cell<usize>,
     stopping: Cell<bool>,
     cap_log: Throttle,
+    /// Most connections open at once since memory was last released.
+    peak: Cell<usize>,
 }
 
 /// An open connection: dropping it cancels its task, which closes the socket.
@@ -155,6 +161,7 @@ pub async fn serve(ex: Rc<LocalExecutor<'static>>, config: Config) -> Result<(),
         rejecting: Cell::new(0),
         stopping: Cell::new(false),
         cap_log: Throttle::new(Duration::from_secs(10), 1),
+        peak: Cell::new(0),
     });
 
     // The accept loop is a task of its own, so that it is polled only when the listener or a
@@ -271,10 +278,12 @@ fn admit(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: TcpStream) {
     shared.next_id.set(id.wrapping_add(1));
     let phase = Rc::new(Cell::new(Phase::Idle { since: now }));
     let task = ex.spawn(connection(Rc::clone(shared), stream, Rc::clone(&phase), id));
-    shared
-        .conns
-        .borrow_mut()
-        .insert(id, Conn { phase, _task: task });
+    let open = {
+        let mut conns = shared.conns.borrow_mut();
+        conns.insert(id, Conn { phase, _task: task });
+        conns.len()
+    };
+    shared.peak.set(shared.peak.get().max(open));
 }
 
 /// Closes one connection to make room: the one idle the longest, else the oldest one stuck in a
@@ -375,9 +384,16 @@ async fn stop(shared: &Shared) {
 /// One connection's task: serve it, then leave the table.
 async fn connection(shared: Rc<Shared>, stream: TcpStream, phase: Rc<Cell<Phase>>, id: u64) {
     Client::new(stream).serve(&shared, &phase).await;
-    let own = shared.conns.borrow_mut().remove(&id);
+    let (own, open) = {
+        let mut conns = shared.conns.borrow_mut();
+        (conns.remove(&id), conns.len())
+    };
     // Dropping our own task handle here is fine: the task completes in this very poll.
     drop(own);
+    if open == 0 && shared.peak.replace(0) >= STORM_CONNECTIONS {
+        debug!("all connections closed after a storm: releasing free memory");
+        crate::sys::release_free_memory();
+    }
 }
 
 /// The answer to one request: fixed bytes, or a status with a one-line text.
@@ -636,6 +652,7 @@ mod tests {
                 rejecting: Cell::new(0),
                 stopping: Cell::new(false),
                 cap_log: Throttle::new(Duration::from_secs(1), 1),
+                peak: Cell::new(0),
             });
             let phase = Rc::new(Cell::new(Phase::Busy));
             let task = connection(Rc::clone(&shared), stream, phase, 0);

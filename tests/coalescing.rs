@@ -165,3 +165,44 @@ fn a_storm_of_1000_probes_costs_php_fpm_one_request() {
         after - before - 1
     );
 }
+
+/// The tool's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// After a storm of connections has passed, the tool's memory goes back to near what it was
+/// before: bounded per connection while it lasts, handed back when it is over.
+#[test]
+fn memory_returns_near_idle_after_a_storm() {
+    let peer = FakePeer::start(Behavior::healthy());
+    let tool = tool_for_peer(&peer, &[]);
+    get(tool.addr(), "/fcgi-ping").assert_ok();
+    let idle = rss_kib(tool.pid());
+    for _ in 0..2 {
+        let mut clients: Vec<Client> = (0..1000).map(|_| Client::connect(tool.addr())).collect();
+        for client in &mut clients {
+            client.send(b"GET /health HTTP/1.1\r\nHost: storm\r\n\r\n");
+        }
+        for client in &mut clients {
+            client.read_response("GET").assert_ok();
+        }
+        let during = rss_kib(tool.pid());
+        assert!(
+            during < idle + 8 * 1024,
+            "1,000 connections took {} KiB",
+            during - idle
+        );
+        drop(clients);
+        let after = wait_until(Duration::from_secs(5), "memory to be released", || {
+            let now = rss_kib(tool.pid());
+            (now < idle + 1024).then_some(now)
+        });
+        assert!(
+            after < during,
+            "idle {idle} KiB, storm {during} KiB, after {after} KiB"
+        );
+    }
+}
