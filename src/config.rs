@@ -21,6 +21,13 @@ use crate::limits::MAX_CONFIG_TEXT;
 pub enum Command {
     /// Run the HTTP server.
     Serve(Config),
+    /// Probe once and exit: `check [-v]`.
+    Check {
+        /// The configuration (the same settings as the server's).
+        config: Config,
+        /// Print the FastCGI answer.
+        verbose: bool,
+    },
     /// Print the manual.
     Help,
     /// Print the version.
@@ -50,6 +57,8 @@ pub struct Config {
     pub coalesce: bool,
     /// How long a verdict is reused after its probe finished (zero: not at all).
     pub cache_ttl: Duration,
+    /// Exit after this long without a connection (socket activation); `None`: never.
+    pub idle_exit: Option<Duration>,
     /// Log levels.
     pub log: LogSpec,
 }
@@ -133,14 +142,15 @@ const CLIENT_TIMEOUT: usize = 7;
 const MAX_CONNECTIONS: usize = 8;
 const COALESCE: usize = 9;
 const CACHE_TTL: usize = 10;
-const RUST_LOG: usize = 11;
+const IDLE_EXIT: usize = 11;
+const RUST_LOG: usize = 12;
 
 /// Default probe deadline. It stays below one second so that a Kubernetes probe with the
 /// default `timeoutSeconds: 1` receives our verdict and reason instead of timing out itself.
 pub const DEFAULT_TIMEOUT: &str = "800ms";
 
 #[rustfmt::skip]
-const SETTINGS: [Setting; 12] = [
+const SETTINGS: [Setting; 13] = [
     Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
         help: "address:port to listen on (IPv4, or [IPv6]:port)" },
     Setting { var: "DESTINATION", flag: "--destination", default: "127.0.0.1",
@@ -163,6 +173,8 @@ const SETTINGS: [Setting; 12] = [
         help: "on: concurrent probes share one FastCGI request; off: one each (benchmarks)" },
     Setting { var: "CACHE_TTL", flag: "--cache-ttl", default: "0",
         help: "reuse a verdict for this long after its probe (0: only share in-flight)" },
+    Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
+        help: "exit 0 after this long without a connection (systemd socket activation)" },
     Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
         help: "log level: error, warn, info, debug, trace, off" },
 ];
@@ -198,7 +210,9 @@ where
     E: Fn(&str) -> Option<OsString>,
 {
     let mut flags: [Option<String>; SETTINGS.len()] = Default::default();
-    let mut args = args.iter();
+    let check = args.first().is_some_and(|first| first == "check");
+    let mut verbose = false;
+    let mut args = args.iter().skip(usize::from(check));
     while let Some(arg) = args.next() {
         let arg = arg
             .to_str()
@@ -206,6 +220,10 @@ where
         match arg {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
+            "-v" | "--verbose" if check => {
+                verbose = true;
+                continue;
+            }
             _ => {}
         }
         let (name, inline) = match arg.split_once('=') {
@@ -267,9 +285,14 @@ where
         max_connections: parse_max_connections(get(MAX_CONNECTIONS)?)?,
         coalesce: parse_switch(get(COALESCE)?)?,
         cache_ttl: parse_ttl(get(CACHE_TTL)?)?,
+        idle_exit: parse_idle_exit(get(IDLE_EXIT)?)?,
         log: parse_log(get(RUST_LOG)?)?,
     };
-    Ok(Command::Serve(config))
+    Ok(if check {
+        Command::Check { config, verbose }
+    } else {
+        Command::Serve(config)
+    })
 }
 
 fn parse_server(raw: &Raw) -> Result<SocketAddr, ConfigError> {
@@ -392,6 +415,15 @@ fn parse_switch(raw: &Raw) -> Result<bool, ConfigError> {
     }
 }
 
+fn parse_idle_exit(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
+    if matches!(raw.value.trim(), "off" | "0" | "") {
+        return Ok(None);
+    }
+    parse_duration(&raw.value)
+        .map(Some)
+        .ok_or_else(|| raw.error("is not off or a duration between 1ms and 1h (examples: 30s, 5m)"))
+}
+
 fn parse_ttl(raw: &Raw) -> Result<Duration, ConfigError> {
     if raw
         .value
@@ -470,7 +502,8 @@ pub fn help() -> String {
     let mut text = format!(
         "fastcgi-healthcheck {version}\n\
          Answers HTTP health probes by pinging a FastCGI server (php-fpm).\n\n\
-         USAGE:\n    fastcgi-healthcheck [--flag value]...\n\n\
+         USAGE:\n    fastcgi-healthcheck [--flag value]...            serve HTTP probes\n\
+         \x20   fastcgi-healthcheck check [-v] [--flag value]... probe once: exit 0 healthy, 1 unhealthy\n\n\
          SETTINGS (environment variable, flag, default; a flag wins over the variable):\n",
         version = env!("CARGO_PKG_VERSION")
     );
@@ -486,8 +519,8 @@ pub fn help() -> String {
          \x20                                and a one-line reason (connect_refused, timeout, bad_status, ...)\n\
          \x20   GET|HEAD /health /healthz /  200 `ok`: this process is alive (no FastCGI)\n\n\
          EXIT CODES:\n\
-         \x20   0  stopped by SIGTERM or SIGINT, or --help/--version\n\
-         \x20   1  could not listen on SERVER\n\
+         \x20   0  stopped by SIGTERM or SIGINT, or --help/--version; check: healthy\n\
+         \x20   1  could not listen on SERVER; check: unhealthy (the reason on stderr)\n\
          \x20   2  invalid flag or setting (the message names it)\n\n\
          php-fpm needs `ping.path = /fpm-ping` (and optionally `ping.response = pong`) in the pool.\n",
     );
@@ -595,6 +628,7 @@ mod tests {
             ("RUST_LOG", "loud"),
             ("COALESCE", "maybe"),
             ("CACHE_TTL", "a while"),
+            ("IDLE_EXIT", "later"),
         ] {
             let message = error(&[], &[(var, value)]);
             assert!(
@@ -669,6 +703,26 @@ mod tests {
         );
         assert_eq!(parse_log_spec("DEBUG").unwrap().default, LevelFilter::Debug);
         assert!(parse_log_spec("x=loud").is_none());
+    }
+
+    #[test]
+    fn check_takes_the_same_settings_and_verbose() {
+        match run(
+            &["check", "-v", "--timeout", "2s"],
+            &[("DESTINATION", "/run/php.sock")],
+        ) {
+            Ok(Command::Check { config, verbose }) => {
+                assert!(verbose);
+                assert_eq!(config.timeout, Duration::from_secs(2));
+                assert_eq!(config.destination.to_string(), "unix:/run/php.sock");
+            }
+            other => panic!("expected check, got {other:?}"),
+        }
+        assert!(
+            error(&["-v"], &[]).contains("-v"),
+            "verbose is for check only"
+        );
+        assert!(error(&["check", "--timeout", "soon"], &[]).starts_with("--timeout="));
     }
 
     #[test]

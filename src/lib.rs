@@ -18,6 +18,7 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod cgi;
+pub mod check;
 pub mod coalesce;
 pub mod config;
 pub mod deadline;
@@ -26,6 +27,8 @@ pub mod http;
 pub mod limits;
 pub mod probe;
 pub mod server;
+pub mod socket;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod systemd;
 pub mod throttle;

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use async_executor::LocalExecutor;
+use fastcgi_healthcheck::check;
 use fastcgi_healthcheck::config::{self, Command, Config};
 use fastcgi_healthcheck::server;
+use fastcgi_healthcheck::systemd::{self, Activation};
 use simple_logger::SimpleLogger;
 
 const EXIT_CANNOT_SERVE: u8 = 1;
@@ -17,6 +19,13 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let config = match config::parse(&args, |name| std::env::var_os(name)) {
         Ok(Command::Serve(config)) => config,
+        Ok(Command::Check { config, verbose }) => {
+            // The verdict line is the output; probe logs only when RUST_LOG asks for them.
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_logging(&config);
+            }
+            return ExitCode::from(check::run(&config, verbose));
+        }
         Ok(Command::Help) => {
             print!("{}", config::help());
             return ExitCode::SUCCESS;
@@ -30,9 +39,24 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // Socket activation first, before the process opens any file that could take descriptor 3.
+    let inherited = match systemd::activation(|name| std::env::var_os(name), std::process::id()) {
+        Ok(Activation::None) => None,
+        Ok(Activation::Sockets(_)) => match systemd::take_listener() {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!("fastcgi-healthcheck: {error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        Err(error) => {
+            eprintln!("fastcgi-healthcheck: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     init_logging(&config);
     let ex = Rc::new(LocalExecutor::new());
-    match async_io::block_on(ex.run(server::serve(Rc::clone(&ex), config))) {
+    match async_io::block_on(ex.run(server::serve(Rc::clone(&ex), config, inherited))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("fastcgi-healthcheck: {error}");

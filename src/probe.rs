@@ -180,14 +180,19 @@ impl Probe {
 
     /// Runs one probe; returns within the timeout. Logs one warn line when unhealthy.
     pub async fn run(&self) -> Verdict {
+        self.run_keeping_answer().await.0
+    }
+
+    /// As [`Probe::run`], and also returns the FastCGI answer when one arrived complete.
+    pub async fn run_keeping_answer(&self) -> (Verdict, Option<Answer>) {
         let started = Instant::now();
         let stage = Cell::new(Stage::Resolving);
         let received = Cell::new(0usize);
         let exchange = self.exchange(&stage, &received);
-        let verdict = match deadline::at(deadline::after(self.timeout), exchange).await {
-            Some(Ok(answer)) => self.judge(&answer),
-            Some(Err(failure)) => Err(failure),
-            None => Err(self.timed_out(stage.get(), received.get())),
+        let (verdict, answer) = match deadline::at(deadline::after(self.timeout), exchange).await {
+            Some(Ok(answer)) => (self.judge(&answer), Some(answer)),
+            Some(Err(failure)) => (Err(failure), None),
+            None => (Err(self.timed_out(stage.get(), received.get())), None),
         };
         let elapsed = started.elapsed();
         match &verdict {
@@ -211,7 +216,7 @@ impl Probe {
                 }
             }
         }
-        verdict
+        (verdict, answer)
     }
 
     async fn exchange(

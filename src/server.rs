@@ -18,15 +18,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use async_executor::{LocalExecutor, Task};
-use async_io::Async;
 use async_io::Timer;
 use async_signal::{Signal, Signals};
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use futures_lite::{future, StreamExt};
 use log::{debug, info, warn};
 
@@ -39,6 +37,8 @@ use crate::limits::{
     MAX_REJECTING, REJECT_WRITE_TIMEOUT,
 };
 use crate::probe::{Probe, Verdict};
+use crate::socket::{Listener, Stream};
+use crate::systemd::{self, Inherited};
 use crate::throttle::{Gate, Throttle};
 
 /// Why the server could not start.
@@ -119,6 +119,8 @@ struct Shared {
     cap_log: Throttle,
     /// Most connections open at once since memory was last released.
     peak: Cell<usize>,
+    /// When a connection last opened or closed (for `IDLE_EXIT`).
+    last_activity: Cell<Instant>,
 }
 
 /// An open connection: dropping it cancels its task, which closes the socket.
@@ -127,17 +129,27 @@ struct Conn {
     _task: Task<()>,
 }
 
-/// Binds `config.server` and serves until SIGTERM or SIGINT.
-pub async fn serve(ex: Rc<LocalExecutor<'static>>, config: Config) -> Result<(), ServeError> {
+/// Serves on the socket systemd passed, or else binds `config.server`, until SIGTERM or SIGINT
+/// (or `IDLE_EXIT` without connections).
+pub async fn serve(
+    ex: Rc<LocalExecutor<'static>>,
+    config: Config,
+    inherited: Option<Inherited>,
+) -> Result<(), ServeError> {
     let addr = config.server;
     let max_connections = fit_connection_cap(&config);
-    let listener =
-        Async::<TcpListener>::bind(addr).map_err(|error| ServeError::Bind { addr, error })?;
+    let from_systemd = inherited.is_some();
+    let listener = match inherited {
+        Some(inherited) => Listener::inherit(inherited),
+        None => Listener::bind(addr),
+    }
+    .map_err(|error| ServeError::Bind { addr, error })?;
     let signals = Signals::new([Signal::Term, Signal::Int]).map_err(ServeError::Signals)?;
-    let local = listener.get_ref().local_addr().unwrap_or(addr);
     let probe = Probe::new(&config);
     info!(
-        "listening on http://{local}, probing {} {} (timeout {:?}, fail status {}, coalescing {}, cache {:?})",
+        "listening on {}{}, probing {} {} (timeout {:?}, fail status {}, coalescing {}, cache {:?})",
+        listener.describe(),
+        if from_systemd { " (socket from systemd)" } else { "" },
         probe.label(),
         config.ping_path,
         config.timeout,
@@ -161,7 +173,11 @@ pub async fn serve(ex: Rc<LocalExecutor<'static>>, config: Config) -> Result<(),
         stopping: Cell::new(false),
         cap_log: Throttle::new(Duration::from_secs(10), 1),
         peak: Cell::new(0),
+        last_activity: Cell::new(Instant::now()),
     });
+    if let Err(error) = systemd::notify("READY=1") {
+        warn!("cannot tell systemd we are ready (NOTIFY_SOCKET): {error}");
+    }
 
     // The accept loop is a task of its own, so that it is polled only when the listener or a
     // signal is ready: the executor polls its main future at every wake-up of the thread, and
@@ -173,6 +189,9 @@ pub async fn serve(ex: Rc<LocalExecutor<'static>>, config: Config) -> Result<(),
         Rc::clone(&shared),
     ));
     accepting.await;
+    if let Err(error) = systemd::notify("STOPPING=1") {
+        warn!("cannot tell systemd we are stopping (NOTIFY_SOCKET): {error}");
+    }
     stop(&shared).await;
     Ok(())
 }
@@ -180,27 +199,27 @@ pub async fn serve(ex: Rc<LocalExecutor<'static>>, config: Config) -> Result<(),
 /// Accepts connections until SIGTERM or SIGINT.
 async fn accept(
     ex: Rc<LocalExecutor<'static>>,
-    listener: Async<TcpListener>,
+    listener: Listener,
     mut signals: Signals,
     shared: Rc<Shared>,
 ) {
     loop {
         // The signal first: a connection flood must not delay the stop.
-        let accepted = future::or(
-            async {
-                let signal = signals.next().await;
-                let name = match signal {
-                    Some(Ok(Signal::Int)) => "SIGINT",
-                    _ => "SIGTERM",
-                };
-                info!("received {name}, stopping");
-                None
-            },
-            async { Some(listener.accept().await) },
-        )
+        let stop = async {
+            let signal = signals.next().await;
+            let name = match signal {
+                Some(Ok(Signal::Int)) => "SIGINT",
+                _ => "SIGTERM",
+            };
+            info!("received {name}, stopping");
+            None
+        };
+        let accepted = future::or(future::or(stop, idle_exit(&shared)), async {
+            Some(listener.accept().await)
+        })
         .await;
         match accepted {
-            Some(Ok((stream, _))) => admit(&ex, &shared, stream),
+            Some(Ok(stream)) => admit(&ex, &shared, stream),
             Some(Err(error)) => {
                 // Out of file descriptors, most likely: free one if we can, and do not spin.
                 make_room(&shared, Instant::now());
@@ -213,6 +232,27 @@ async fn accept(
         }
         // Let the connections run between accepts, even while a flood keeps the backlog full.
         future::yield_now().await;
+    }
+}
+
+/// Completes (with `None`, "stop") once `IDLE_EXIT` has passed without an open connection; never
+/// when `IDLE_EXIT` is off.
+async fn idle_exit<T>(shared: &Shared) -> Option<T> {
+    let Some(idle) = shared.config.idle_exit else {
+        return future::pending().await;
+    };
+    loop {
+        let since = shared.last_activity.get();
+        let due = since.checked_add(idle).unwrap_or(since);
+        Timer::at(due).await;
+        if shared.conns.borrow().is_empty() && shared.last_activity.get() == since {
+            info!("no connection for {idle:?} (IDLE_EXIT): exiting");
+            return None;
+        }
+        if !shared.conns.borrow().is_empty() {
+            // Look again once the connections are gone and another idle period has passed.
+            shared.last_activity.set(Instant::now());
+        }
     }
 }
 
@@ -264,10 +304,9 @@ fn fit_connection_cap(config: &Config) -> usize {
 }
 
 /// Starts serving `stream`, making room at the cap or refusing it.
-fn admit(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: Async<TcpStream>) {
-    // Responses are small and complete: send them without waiting for more.
-    let _ = stream.get_ref().set_nodelay(true);
+fn admit(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: Stream) {
     let now = Instant::now();
+    shared.last_activity.set(now);
     let full = shared.conns.borrow().len() >= shared.max_connections;
     if full && !make_room(shared, now) {
         refuse(ex, shared, stream);
@@ -315,7 +354,7 @@ fn make_room(shared: &Shared, now: Instant) -> bool {
 }
 
 /// Answers `503` to a newcomer when every connection is busy, within a short deadline.
-fn refuse(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: Async<TcpStream>) {
+fn refuse(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: Stream) {
     if let Gate::Log { suppressed } = shared.cap_log.gate(Instant::now()) {
         warn!(
             "all {} connections (MAX_CONNECTIONS) are busy: refusing newcomers with 503 ({suppressed} similar events not logged)",
@@ -381,12 +420,13 @@ async fn stop(shared: &Shared) {
 }
 
 /// One connection's task: serve it, then leave the table.
-async fn connection(shared: Rc<Shared>, stream: Async<TcpStream>, phase: Rc<Cell<Phase>>, id: u64) {
+async fn connection(shared: Rc<Shared>, stream: Stream, phase: Rc<Cell<Phase>>, id: u64) {
     Client::new(stream).serve(&shared, &phase).await;
     let (own, open) = {
         let mut conns = shared.conns.borrow_mut();
         (conns.remove(&id), conns.len())
     };
+    shared.last_activity.set(Instant::now());
     // Dropping our own task handle here is fine: the task completes in this very poll.
     drop(own);
     if open == 0 && shared.peak.replace(0) >= STORM_CONNECTIONS {
@@ -410,7 +450,7 @@ enum Read {
 
 /// One HTTP client: the socket, unparsed input, queued output.
 struct Client {
-    stream: Async<TcpStream>,
+    stream: Stream,
     buf: Vec<u8>,
     out: Vec<u8>,
     /// Whether a response has been queued on this connection.
@@ -418,7 +458,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(stream: Async<TcpStream>) -> Self {
+    fn new(stream: Stream) -> Self {
         Self {
             stream,
             buf: Vec::new(),
@@ -622,7 +662,7 @@ impl Client {
             return;
         }
         self.out.clear();
-        let _ = self.stream.get_ref().shutdown(Shutdown::Write);
+        self.stream.shutdown_write();
         let mut dropped = 0usize;
         while dropped < LINGER_BYTES {
             self.buf.clear();
@@ -638,6 +678,8 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_io::Async;
+    use std::net::{TcpListener, TcpStream};
 
     /// An open connection costs its task's future plus at most one read chunk while it waits:
     /// the probe's sockets, timer and decoder live on the heap only while a probe runs.
@@ -665,9 +707,10 @@ mod tests {
                 stopping: Cell::new(false),
                 cap_log: Throttle::new(Duration::from_secs(1), 1),
                 peak: Cell::new(0),
+                last_activity: Cell::new(Instant::now()),
             });
             let phase = Rc::new(Cell::new(Phase::Busy));
-            let task = connection(Rc::clone(&shared), stream, phase, 0);
+            let task = connection(Rc::clone(&shared), Stream::Tcp(stream), phase, 0);
             assert!(
                 std::mem::size_of_val(&task) <= 1024,
                 "{} bytes",

@@ -11,8 +11,9 @@ use super::sys::{free_port, poll, signal};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fastcgi-healthcheck");
 
-/// The variables of the contract.
-pub const CONFIG_VARS: [&str; 10] = [
+/// Every variable the tool reads: its settings, and systemd's socket activation and readiness
+/// variables. Never inherited from the test's environment, only set explicitly.
+pub const TOOL_VARS: [&str; 17] = [
     "SERVER",
     "DESTINATION",
     "DESTINATION_PORT",
@@ -22,11 +23,10 @@ pub const CONFIG_VARS: [&str; 10] = [
     "FAIL_STATUS",
     "CLIENT_TIMEOUT",
     "MAX_CONNECTIONS",
+    "COALESCE",
+    "CACHE_TTL",
+    "IDLE_EXIT",
     "RUST_LOG",
-];
-
-/// systemd's socket activation and readiness variables.
-const SYSTEMD_VARS: [&str; 4] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
@@ -51,7 +51,7 @@ pub fn command_under(wrapper: &[&str], env: &[(&str, &str)], args: &[&str]) -> C
         }
         None => Command::new(BIN),
     };
-    for var in CONFIG_VARS.iter().chain(&SYSTEMD_VARS) {
+    for var in TOOL_VARS {
         command.env_remove(var);
     }
     command

@@ -1,0 +1,91 @@
+//! `fastcgi-healthcheck check`: one probe, its verdict as the exit status.
+//!
+//! For Docker `HEALTHCHECK`, Kubernetes `exec` probes and cron jobs in images without curl or a
+//! shell. Healthy: `ok` on stdout, exit 0. Unhealthy: one line on stderr (the reason word first,
+//! as in the HTTP body), exit 1. Always within `TIMEOUT`.
+
+use std::io::Write;
+
+use crate::cgi;
+use crate::config::Config;
+use crate::fcgi::Answer;
+use crate::probe::Probe;
+
+/// Exit status of a healthy check.
+pub const HEALTHY: u8 = 0;
+/// Exit status of an unhealthy check.
+pub const UNHEALTHY: u8 = 1;
+
+/// Probes once; prints the verdict (and with `verbose` the FastCGI answer); returns the exit
+/// status.
+pub fn run(config: &Config, verbose: bool) -> u8 {
+    let probe = Probe::new(config);
+    let (verdict, answer) = async_io::block_on(probe.run_keeping_answer());
+    if verbose {
+        match &answer {
+            Some(answer) => print!("{}", describe(answer)),
+            None => eprintln!("no complete FastCGI answer from {}", probe.label()),
+        }
+    }
+    match verdict {
+        Ok(()) => {
+            let _ = writeln!(std::io::stdout(), "ok");
+            HEALTHY
+        }
+        Err(failure) => {
+            eprintln!("{failure}");
+            UNHEALTHY
+        }
+    }
+}
+
+/// The FastCGI answer, for `--verbose`: protocol status, then stdout and stderr, escaped so that
+/// control characters from the peer cannot reach the terminal.
+pub fn describe(answer: &Answer) -> String {
+    let mut text = format!(
+        "FastCGI END_REQUEST: protocol status {}, app status {}\n",
+        answer.protocol_status, answer.app_status
+    );
+    for line in String::from_utf8_lossy(&answer.stdout).split_inclusive('\n') {
+        text.push_str("stdout: ");
+        text.push_str(
+            &line
+                .trim_end_matches(['\r', '\n'])
+                .escape_debug()
+                .to_string(),
+        );
+        text.push('\n');
+    }
+    if answer.stderr_len > 0 {
+        text.push_str(&format!(
+            "stderr ({} bytes): {}\n",
+            answer.stderr_len,
+            cgi::quote(&answer.stderr)
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_an_answer_without_raw_control_characters() {
+        let answer = Answer {
+            stdout: b"Content-type: text/plain\r\n\r\npong\x1b[2J".to_vec(),
+            stderr: b"oops".to_vec(),
+            stderr_len: 4,
+            app_status: 0,
+            protocol_status: 0,
+        };
+        let text = describe(&answer);
+        assert!(
+            text.contains("stdout: Content-type: text/plain\n"),
+            "{text}"
+        );
+        assert!(text.contains("stdout: pong\\u{1b}[2J\n"), "{text}");
+        assert!(text.contains("stderr (4 bytes): \"oops\""), "{text}");
+        assert!(!text.contains('\x1b'));
+    }
+}

@@ -1,0 +1,108 @@
+//! The two kinds of socket the server listens on and serves (TCP, and Unix streams passed by
+//! systemd), behind one listener type and one connection type.
+
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use async_io::Async;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::systemd::Inherited;
+
+/// A listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(Async<TcpListener>),
+    /// A Unix stream socket.
+    Unix(Async<UnixListener>),
+}
+
+impl Listener {
+    /// Binds a TCP address.
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        Async::<TcpListener>::bind(addr).map(Listener::Tcp)
+    }
+
+    /// Serves a socket systemd passed.
+    pub fn inherit(inherited: Inherited) -> io::Result<Self> {
+        match inherited {
+            Inherited::Tcp(listener) => Async::new(listener).map(Listener::Tcp),
+            Inherited::Unix(listener) => Async::new(listener).map(Listener::Unix),
+        }
+    }
+
+    /// Where it listens, for the log: `http://127.0.0.1:8080` or `unix:/run/x.sock`.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.get_ref().local_addr() {
+                Ok(addr) => format!("http://{addr}"),
+                Err(_) => "a TCP socket".to_owned(),
+            },
+            Listener::Unix(l) => match l.get_ref().local_addr() {
+                Ok(addr) => match addr.as_pathname() {
+                    Some(path) => format!("unix:{}", path.display()),
+                    None => "an unnamed Unix socket".to_owned(),
+                },
+                Err(_) => "a Unix socket".to_owned(),
+            },
+        }
+    }
+
+    /// Accepts one connection.
+    pub async fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, _) = l.accept().await?;
+                // Responses are small and complete: send them without waiting for more.
+                let _ = stream.get_ref().set_nodelay(true);
+                Ok(Stream::Tcp(stream))
+            }
+            Listener::Unix(l) => Ok(Stream::Unix(l.accept().await?.0)),
+        }
+    }
+}
+
+/// One accepted connection.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP.
+    Tcp(Async<TcpStream>),
+    /// A Unix stream.
+    Unix(Async<UnixStream>),
+}
+
+impl Stream {
+    /// Reads into `buf`; `Ok(0)` at the end of the stream.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf).await,
+            Stream::Unix(s) => s.read(buf).await,
+        }
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(buf).await,
+            Stream::Unix(s) => s.write_all(buf).await,
+        }
+    }
+
+    /// Waits until a read would not block.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+        }
+    }
+
+    /// Shuts down our sending side (the peer reads the end of the stream).
+    pub fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.get_ref().shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.get_ref().shutdown(Shutdown::Write),
+        };
+    }
+}

@@ -1,0 +1,130 @@
+//! `fastcgi-healthcheck check`: one probe, the verdict as the exit status (0, 1, 2), against a
+//! real php-fpm.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use common::{free_port, run_to_exit, Listen, PhpFpm};
+
+/// The environment that points the tool at `fpm`.
+fn destination(fpm: &PhpFpm) -> Vec<(&'static str, String)> {
+    match fpm.listen() {
+        Listen::Unix(path) => vec![("DESTINATION", path.display().to_string())],
+        Listen::Tcp(addr) => vec![
+            ("DESTINATION", addr.ip().to_string()),
+            ("DESTINATION_PORT", addr.port().to_string()),
+        ],
+    }
+}
+
+fn check(env: &[(&'static str, String)], args: &[&str]) -> (common::tool::Finished, Duration) {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut all_args = vec!["check"];
+    all_args.extend_from_slice(args);
+    let started = Instant::now();
+    let finished = run_to_exit(&env, &all_args);
+    (finished, started.elapsed())
+}
+
+#[test]
+fn healthy_php_fpm_exits_0_with_ok() {
+    for fpm in [PhpFpm::unix(), PhpFpm::tcp()] {
+        let (finished, _) = check(&destination(&fpm), &[]);
+        assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
+        assert_eq!(finished.stdout.trim(), "ok");
+        assert_eq!(finished.stderr, "", "a healthy check is quiet on stderr");
+    }
+}
+
+#[test]
+fn refused_exits_1_with_one_line_reason() {
+    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string();
+    let env = vec![
+        ("DESTINATION", "127.0.0.1".to_owned()),
+        ("DESTINATION_PORT", port),
+    ];
+    let (finished, took) = check(&env, &[]);
+    assert_eq!(finished.status.code(), Some(1));
+    assert_eq!(finished.stderr.lines().count(), 1, "{:?}", finished.stderr);
+    assert!(
+        finished.stderr.starts_with("connect_refused: "),
+        "{:?}",
+        finished.stderr
+    );
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
+/// What the shell scripts people use today cannot do: a stopped php-fpm does not hang `check`.
+#[test]
+fn stopped_workers_exit_1_within_the_timeout() {
+    let fpm = PhpFpm::unix();
+    fpm.stop_workers();
+    let mut env = destination(&fpm);
+    env.push(("TIMEOUT", "500ms".to_owned()));
+    let (finished, took) = check(&env, &[]);
+    fpm.resume_workers();
+    assert_eq!(finished.status.code(), Some(1));
+    assert!(
+        finished.stderr.starts_with("timeout: "),
+        "{:?}",
+        finished.stderr
+    );
+    assert!(took >= Duration::from_millis(500), "took {took:?}");
+    assert!(
+        took < Duration::from_millis(500) + Duration::from_secs(1),
+        "took {took:?}"
+    );
+}
+
+#[test]
+fn wrong_ping_path_exits_1_with_bad_status() {
+    let fpm = PhpFpm::unix();
+    let (finished, _) = check(&destination(&fpm), &["--ping-path", "/nope"]);
+    assert_eq!(finished.status.code(), Some(1));
+    assert!(
+        finished.stderr.starts_with("bad_status: "),
+        "{:?}",
+        finished.stderr
+    );
+}
+
+#[test]
+fn verbose_prints_the_fastcgi_answer() {
+    let fpm = PhpFpm::unix();
+    let (finished, _) = check(&destination(&fpm), &["-v"]);
+    assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
+    assert!(
+        finished.stdout.contains("protocol status 0"),
+        "{}",
+        finished.stdout
+    );
+    assert!(
+        finished.stdout.contains("stdout: pong"),
+        "{}",
+        finished.stdout
+    );
+    assert!(
+        finished.stdout.trim_end().ends_with("ok"),
+        "{}",
+        finished.stdout
+    );
+}
+
+#[test]
+fn invalid_settings_exit_2_naming_them() {
+    let (finished, _) = check(&[("TIMEOUT", "soon".to_owned())], &[]);
+    assert_eq!(finished.status.code(), Some(2));
+    assert!(finished.stderr.contains("TIMEOUT"), "{:?}", finished.stderr);
+    let (finished, _) = check(&[], &["--bogus"]);
+    assert_eq!(finished.status.code(), Some(2));
+    assert!(finished.stderr.contains("--bogus"), "{:?}", finished.stderr);
+}
