@@ -195,3 +195,27 @@ fn a_wrong_listen_fds_is_a_clear_error() {
     get(tool.addr(), "/health").assert_ok();
     drop(TcpStream::connect(tool.addr()));
 }
+
+/// The shipped unit files are valid for systemd (`systemd-analyze verify`), with `ExecStart`
+/// pointing at the binary under test.
+#[test]
+fn shipped_unit_files_verify() {
+    let dir = TempDir::new();
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/systemd");
+    for name in ["fastcgi-healthcheck.socket", "fastcgi-healthcheck.service"] {
+        let text = std::fs::read_to_string(units.join(name)).unwrap();
+        let text = text.replace(
+            "ExecStart=/usr/local/bin/fastcgi-healthcheck",
+            &format!("ExecStart={BIN}"),
+        );
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.join("fastcgi-healthcheck.socket"))
+        .arg(dir.join("fastcgi-healthcheck.service"))
+        .output()
+        .expect("systemd-analyze (Debian's systemd package)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+}
