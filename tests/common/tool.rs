@@ -43,14 +43,17 @@ pub fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
 
 /// As [`command`], run through `wrapper` (e.g. `["prlimit", "--nofile=256"]`) when it is not empty.
 pub fn command_under(wrapper: &[&str], env: &[(&str, &str)], args: &[&str]) -> Command {
-    let mut command = match wrapper.split_first() {
-        Some((program, wrapper_args)) => {
-            let mut command = Command::new(program);
-            command.args(wrapper_args).arg(BIN);
-            command
-        }
-        None => Command::new(BIN),
-    };
+    let mut argv = wrapper.to_vec();
+    argv.push(BIN);
+    command_program(&argv, env, args)
+}
+
+/// As [`command`], but running `argv` (a program and its first arguments, e.g. `["chroot", ROOT,
+/// "/fastcgi-healthcheck"]`) instead of the binary under test.
+pub fn command_program(argv: &[&str], env: &[(&str, &str)], args: &[&str]) -> Command {
+    let (program, program_args) = argv.split_first().expect("a program");
+    let mut command = Command::new(program);
+    command.args(program_args);
     for var in TOOL_VARS {
         command.env_remove(var);
     }
@@ -63,8 +66,8 @@ pub fn command_under(wrapper: &[&str], env: &[(&str, &str)], args: &[&str]) -> C
 }
 
 /// Spawns the tool with piped stderr.
-fn spawn_child(wrapper: &[&str], env: &[(&str, &str)], args: &[&str], stdout: Stdio) -> Child {
-    command_under(wrapper, env, args)
+fn spawn_child(argv: &[&str], env: &[(&str, &str)], args: &[&str], stdout: Stdio) -> Child {
+    command_program(argv, env, args)
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
@@ -109,7 +112,7 @@ impl Tool {
     }
 
     pub fn start_with_args(env: &[(&str, &str)], args: &[&str]) -> Self {
-        Self::spawn(&[], env, args, |logs| {
+        Self::spawn(&[BIN], env, args, |logs| {
             logs.iter().find_map(|line| listening_addr(line))
         })
     }
@@ -124,26 +127,33 @@ impl Tool {
         let server = addr.to_string();
         let mut env = env.to_vec();
         env.push(("SERVER", &server));
-        Self::spawn(&[], &env, args, |_| {
+        Self::spawn(&[BIN], &env, args, |_| {
             TcpStream::connect(addr).is_ok().then_some(addr)
         })
     }
 
-    /// Spawns the tool and polls `listening` (given the stderr lines so far) for its address.
     /// Starts the tool through `wrapper` (a command that runs its arguments, such as `prlimit`).
     pub fn start_under(wrapper: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::spawn(wrapper, env, &[], |logs| {
+        let mut argv = wrapper.to_vec();
+        argv.push(BIN);
+        Self::start_program(&argv, env)
+    }
+
+    /// Starts `argv`: a program that is, or runs, the tool (`["chroot", ROOT, "/fastcgi-healthcheck"]`).
+    pub fn start_program(argv: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(argv, env, &[], |logs| {
             logs.iter().find_map(|line| listening_addr(line))
         })
     }
 
+    /// Spawns `argv` and polls `listening` (given the stderr lines so far) for its address.
     fn spawn(
-        wrapper: &[&str],
+        argv: &[&str],
         env: &[(&str, &str)],
         args: &[&str],
         listening: impl Fn(&[String]) -> Option<SocketAddr>,
     ) -> Self {
-        let mut child = spawn_child(wrapper, env, args, Stdio::null());
+        let mut child = spawn_child(argv, env, args, Stdio::null());
         let logs = collect_lines(child.stderr.take().expect("piped stderr"));
         let addr = poll(STARTUP, || {
             if let Ok(Some(status)) = child.try_wait() {
@@ -239,7 +249,12 @@ pub struct Finished {
 
 /// Runs the tool and waits (10 s at most) for it to exit; a tool still running is killed and the test fails.
 pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> Finished {
-    let mut child = spawn_child(&[], env, args, Stdio::piped());
+    run_program_to_exit(&[BIN], env, args)
+}
+
+/// As [`run_to_exit`], running `argv` (see [`Tool::start_program`]).
+pub fn run_program_to_exit(argv: &[&str], env: &[(&str, &str)], args: &[&str]) -> Finished {
+    let mut child = spawn_child(argv, env, args, Stdio::piped());
     let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
     let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
     let status = poll(STARTUP, || child.try_wait().ok().flatten());
