@@ -113,41 +113,48 @@ pub fn ipv6_loopback_available() -> bool {
     TcpListener::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0)).is_ok()
 }
 
-/// Whether the server side of the TCP connection `server_port` <-> `client_port` has read everything the
-/// client sent (its receive queue in /proc/net/tcp{,6} is empty). Lets a test know the server has seen a
-/// partial request without sleeping.
-pub fn server_drained(server_port: u16, client_port: u16) -> bool {
-    let tables = ["/proc/net/tcp", "/proc/net/tcp6"];
-    tables
-        .iter()
-        .filter_map(|table| fs::read_to_string(table).ok())
-        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local = hex_port(fields.get(1)?)?;
-            let remote = hex_port(fields.get(2)?)?;
-            let rx_queue = u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()?;
-            (local == server_port && remote == client_port).then_some(rx_queue)
-        })
-        .any(|rx_queue| rx_queue == 0)
+/// One line of /proc/net/tcp{,6}: local and remote port, state (`01`: established), receive queue.
+struct TcpSocket {
+    local: u16,
+    remote: u16,
+    established: bool,
+    rx_queue: u64,
 }
 
-/// Whether every connection the server on `server_port` has accepted has an empty receive queue:
-/// it has read every request sent so far.
-pub fn server_read_everything(server_port: u16) -> bool {
+/// The TCP sockets of this machine, from /proc/net/tcp and /proc/net/tcp6.
+fn tcp_sockets() -> Vec<TcpSocket> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|table| fs::read_to_string(table).ok())
         .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let local = hex_port(fields.get(1)?)?;
-            let state = fields.get(3)?;
-            let rx_queue = u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()?;
-            // 01: ESTABLISHED.
-            (local == server_port && *state == "01").then_some(rx_queue)
+            Some(TcpSocket {
+                local: hex_port(fields.get(1)?)?,
+                remote: hex_port(fields.get(2)?)?,
+                established: *fields.get(3)? == "01",
+                rx_queue: u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()?,
+            })
         })
-        .all(|rx_queue| rx_queue == 0)
+        .collect()
+}
+
+/// Whether the server side of the TCP connection `server_port` <-> `client_port` has read everything the
+/// client sent (its receive queue is empty). Lets a test know the server has seen a partial request
+/// without sleeping.
+pub fn server_drained(server_port: u16, client_port: u16) -> bool {
+    tcp_sockets()
+        .iter()
+        .any(|s| s.local == server_port && s.remote == client_port && s.rx_queue == 0)
+}
+
+/// Whether every connection the server on `server_port` has accepted has an empty receive queue:
+/// it has read every request sent so far.
+pub fn server_read_everything(server_port: u16) -> bool {
+    tcp_sockets()
+        .iter()
+        .filter(|s| s.local == server_port && s.established)
+        .all(|s| s.rx_queue == 0)
 }
 
 /// The port of a /proc/net/tcp address such as `0100007F:1F90`.
