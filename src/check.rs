@@ -10,6 +10,7 @@ use crate::cgi;
 use crate::config::Config;
 use crate::fcgi::Answer;
 use crate::probe::Probe;
+use crate::status::{self, Threshold};
 
 /// Exit status of a healthy check.
 pub const HEALTHY: u8 = 0;
@@ -17,8 +18,11 @@ pub const HEALTHY: u8 = 0;
 pub const UNHEALTHY: u8 = 1;
 
 /// Probes once; prints the verdict (and with `verbose` the FastCGI answer); returns the exit
-/// status.
-pub fn run(config: &Config, verbose: bool) -> u8 {
+/// status. With `status`, checks php-fpm's status page against those thresholds instead.
+pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
+    if let Some(thresholds) = status {
+        return run_status(config, verbose, thresholds);
+    }
     let probe = Probe::new(config);
     let (verdict, answer) = async_io::block_on(probe.run_keeping_answer());
     if verbose {
@@ -31,6 +35,32 @@ pub fn run(config: &Config, verbose: bool) -> u8 {
         Ok(()) => {
             let _ = writeln!(std::io::stdout(), "ok");
             HEALTHY
+        }
+        Err(failure) => {
+            eprintln!("{failure}");
+            UNHEALTHY
+        }
+    }
+}
+
+/// `check --status`: the status page must be readable and every threshold hold.
+fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
+    let probe = Probe::status(config);
+    match async_io::block_on(probe.fetch_status()) {
+        Ok(page) => {
+            let failed = status::evaluate(&page, thresholds);
+            if verbose {
+                print!("{}", status::render(&page, &failed));
+            }
+            if failed.is_empty() {
+                if !verbose {
+                    let _ = writeln!(std::io::stdout(), "ok");
+                }
+                HEALTHY
+            } else {
+                eprintln!("threshold: {}", failed.join("; "));
+                UNHEALTHY
+            }
         }
         Err(failure) => {
             eprintln!("{failure}");

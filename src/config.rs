@@ -14,6 +14,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use crate::limits::MAX_CONFIG_TEXT;
+use crate::status::{self, Threshold};
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub enum Command {
         config: Config,
         /// Print the FastCGI answer.
         verbose: bool,
+        /// `--status` and its thresholds: check the status page instead of the ping.
+        status: Option<Vec<Threshold>>,
     },
     /// Print the manual.
     Help,
@@ -45,6 +48,8 @@ pub struct Config {
     pub ping_path: String,
     /// Text the response body must contain (empty: any body).
     pub ping_response: String,
+    /// php-fpm's `pm.status_path`, for `/fcgi-status` and `check --status`.
+    pub status_path: String,
     /// One deadline for the whole probe.
     pub timeout: Duration,
     /// HTTP status for an unhealthy probe.
@@ -143,14 +148,15 @@ const MAX_CONNECTIONS: usize = 8;
 const COALESCE: usize = 9;
 const CACHE_TTL: usize = 10;
 const IDLE_EXIT: usize = 11;
-const RUST_LOG: usize = 12;
+const STATUS_PATH: usize = 12;
+const RUST_LOG: usize = 13;
 
 /// Default probe deadline. It stays below one second so that a Kubernetes probe with the
 /// default `timeoutSeconds: 1` receives our verdict and reason instead of timing out itself.
 pub const DEFAULT_TIMEOUT: &str = "800ms";
 
 #[rustfmt::skip]
-const SETTINGS: [Setting; 13] = [
+const SETTINGS: [Setting; 14] = [
     Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
         help: "address:port to listen on (IPv4, or [IPv6]:port)" },
     Setting { var: "DESTINATION", flag: "--destination", default: "127.0.0.1",
@@ -175,6 +181,8 @@ const SETTINGS: [Setting; 13] = [
         help: "reuse a verdict for this long after its probe (0: only share in-flight)" },
     Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
         help: "exit 0 after this long without a connection (systemd socket activation)" },
+    Setting { var: "STATUS_PATH", flag: "--status-path", default: "/fpm-status",
+        help: "php-fpm's pm.status_path, for /fcgi-status and check --status" },
     Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
         help: "log level: error, warn, info, debug, trace, off" },
 ];
@@ -212,6 +220,7 @@ where
     let mut flags: [Option<String>; SETTINGS.len()] = Default::default();
     let check = args.first().is_some_and(|first| first == "check");
     let mut verbose = false;
+    let mut status: Option<Vec<Threshold>> = None;
     let mut args = args.iter().skip(usize::from(check));
     while let Some(arg) = args.next() {
         let arg = arg
@@ -224,6 +233,10 @@ where
                 verbose = true;
                 continue;
             }
+            "--status" if check => {
+                status.get_or_insert_with(Vec::new);
+                continue;
+            }
             _ => {}
         }
         let (name, inline) = match arg.split_once('=') {
@@ -231,6 +244,24 @@ where
             None => (arg, None),
         };
         let Some(index) = SETTINGS.iter().position(|s| s.flag == name) else {
+            if let Some(threshold) = name
+                .strip_prefix("--")
+                .filter(|_| check)
+                .and_then(threshold_flag)
+            {
+                let value = match inline {
+                    Some(value) => value,
+                    None => args
+                        .next()
+                        .and_then(|v| v.to_str())
+                        .map(str::to_owned)
+                        .unwrap_or_default(),
+                };
+                let threshold = status::parse_threshold(&threshold, &value)
+                    .map_err(|e| ConfigError(format!("--{e}")))?;
+                status.get_or_insert_with(Vec::new).push(threshold);
+                continue;
+            }
             return Err(ConfigError(format!(
                 "unknown argument {arg:?}; run with --help for the list of flags"
             )));
@@ -278,6 +309,7 @@ where
         server: parse_server(get(SERVER)?)?,
         destination: parse_destination(get(DESTINATION)?, get(DESTINATION_PORT)?)?,
         ping_path: parse_ping_path(get(PING_PATH)?)?,
+        status_path: parse_ping_path(get(STATUS_PATH)?)?,
         ping_response: parse_ping_response(get(PING_RESPONSE)?)?,
         timeout: parse_duration_setting(get(TIMEOUT)?)?,
         fail_status: parse_fail_status(get(FAIL_STATUS)?)?,
@@ -289,10 +321,26 @@ where
         log: parse_log(get(RUST_LOG)?)?,
     };
     Ok(if check {
-        Command::Check { config, verbose }
+        Command::Check {
+            config,
+            verbose,
+            status,
+        }
     } else {
         Command::Serve(config)
     })
+}
+
+/// The threshold name of a `check` flag without its dashes: `max-listen-queue` and `min-...` as
+/// they are; a bare field (`listen-queue`, php-fpm-healthcheck's style) means `max-`.
+fn threshold_flag(flag: &str) -> Option<String> {
+    if flag.starts_with("max-") || flag.starts_with("min-") {
+        return Some(flag.to_owned());
+    }
+    let field = flag.replace('-', " ");
+    status::NUMERIC_FIELDS
+        .contains(&field.as_str())
+        .then(|| format!("max-{flag}"))
 }
 
 fn parse_server(raw: &Raw) -> Result<SocketAddr, ConfigError> {
@@ -711,7 +759,9 @@ mod tests {
             &["check", "-v", "--timeout", "2s"],
             &[("DESTINATION", "/run/php.sock")],
         ) {
-            Ok(Command::Check { config, verbose }) => {
+            Ok(Command::Check {
+                config, verbose, ..
+            }) => {
                 assert!(verbose);
                 assert_eq!(config.timeout, Duration::from_secs(2));
                 assert_eq!(config.destination.to_string(), "unix:/run/php.sock");
@@ -723,6 +773,49 @@ mod tests {
             "verbose is for check only"
         );
         assert!(error(&["check", "--timeout", "soon"], &[]).starts_with("--timeout="));
+    }
+
+    #[test]
+    fn check_status_thresholds() {
+        match run(
+            &[
+                "check",
+                "--status",
+                "--max-listen-queue",
+                "10",
+                "--min-idle-processes=1",
+                "--accepted-conn=5",
+            ],
+            &[],
+        ) {
+            Ok(Command::Check {
+                status: Some(t), ..
+            }) => {
+                let shown: Vec<String> = t
+                    .iter()
+                    .map(|t| format!("{:?} {} {}", t.kind, t.field, t.limit))
+                    .collect();
+                assert_eq!(
+                    shown,
+                    [
+                        "Max listen queue 10",
+                        "Min idle processes 1",
+                        "Max accepted conn 5"
+                    ]
+                );
+            }
+            other => panic!("expected check --status, got {other:?}"),
+        }
+        assert!(
+            matches!(run(&["check", "--status"], &[]), Ok(Command::Check { status: Some(t), .. }) if t.is_empty())
+        );
+        assert!(matches!(
+            run(&["check"], &[]),
+            Ok(Command::Check { status: None, .. })
+        ));
+        assert!(error(&["check", "--max-listen-queue", "x"], &[]).contains("--max-listen-queue"));
+        assert!(error(&["check", "--max-queue=1"], &[]).contains("--max-queue"));
+        assert!(error(&["--max-listen-queue=1"], &[]).contains("unknown argument"));
     }
 
     #[test]

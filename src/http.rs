@@ -27,6 +27,8 @@ pub enum Route {
     Ping,
     /// `/health`, `/healthz`, `/`: this process is alive.
     Health,
+    /// `/fcgi-status`: php-fpm's status page and thresholds on it.
+    Status,
     /// Anything else.
     NotFound,
 }
@@ -43,7 +45,7 @@ pub enum Body {
 }
 
 /// A parsed request head: only what the server needs, owned, no borrowed strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     /// Bytes the head took in the buffer.
     pub len: usize,
@@ -55,6 +57,8 @@ pub struct Head {
     pub keep_alive: bool,
     /// The body that follows.
     pub body: Body,
+    /// The query string, kept only for [`Route::Status`] (its thresholds).
+    pub query: Option<String>,
 }
 
 /// Why a request head cannot be served.
@@ -97,7 +101,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         Some("HEAD") => Method::Head,
         _ => Method::Other,
     };
-    let route = route(request.path.unwrap_or_default());
+    let target = request.path.unwrap_or_default();
+    let route = route(target);
+    let query = (route == Route::Status).then(|| query(target).to_owned());
     let http10 = request.version == Some(0);
     let mut keep_alive = !http10;
     let mut length: Option<u64> = None;
@@ -137,6 +143,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         route,
         keep_alive,
         body,
+        query,
     }))
 }
 
@@ -151,9 +158,18 @@ pub fn route(target: &str) -> Route {
     let path = target.split(['?', '#']).next().unwrap_or_default();
     match path {
         "/fcgi-ping" => Route::Ping,
+        "/fcgi-status" => Route::Status,
         "/health" | "/healthz" | "/" => Route::Health,
         _ => Route::NotFound,
     }
+}
+
+/// The query string of a request target (without `?` and `#fragment`), or `""`.
+pub fn query(target: &str) -> &str {
+    target
+        .split_once('?')
+        .map(|(_, rest)| rest.split('#').next().unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// The reason phrase of the statuses this program sends (and of any `FAIL_STATUS`).
@@ -298,6 +314,18 @@ mod tests {
         assert_eq!(route("/"), Route::Health);
         assert_eq!(route("/fcgi-ping/x"), Route::NotFound);
         assert_eq!(route("*"), Route::NotFound);
+    }
+
+    #[test]
+    fn the_status_route_keeps_its_query() {
+        let h = head("GET /fcgi-status?max-listen-queue=10&min-idle-processes=1 HTTP/1.1\r\n\r\n");
+        assert_eq!(h.route, Route::Status);
+        assert_eq!(
+            h.query.as_deref(),
+            Some("max-listen-queue=10&min-idle-processes=1")
+        );
+        assert_eq!(head("GET /fcgi-ping?x=1 HTTP/1.1\r\n\r\n").query, None);
+        assert_eq!(query("/fcgi-status#top"), "");
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod limits;
 pub mod probe;
 pub mod server;
 pub mod socket;
+pub mod status;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod systemd;

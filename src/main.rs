@@ -19,12 +19,16 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let config = match config::parse(&args, |name| std::env::var_os(name)) {
         Ok(Command::Serve(config)) => config,
-        Ok(Command::Check { config, verbose }) => {
+        Ok(Command::Check {
+            config,
+            verbose,
+            status,
+        }) => {
             // The verdict line is the output; probe logs only when RUST_LOG asks for them.
             if std::env::var_os("RUST_LOG").is_some() {
                 init_logging(&config);
             }
-            return ExitCode::from(check::run(&config, verbose));
+            return ExitCode::from(check::run(&config, verbose, status.as_deref()));
         }
         Ok(Command::Help) => {
             print!("{}", config::help());

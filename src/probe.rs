@@ -28,6 +28,7 @@ use crate::coalesce::Coalescer;
 use crate::config::{Config, Destination, Host};
 use crate::deadline;
 use crate::fcgi::{self, protocol_status, Answer, DecodeError, Decoder};
+use crate::status::{self, Status};
 use crate::throttle::{Gate, Throttle};
 
 /// Why a probe failed: one stable word per kind of failure.
@@ -127,6 +128,8 @@ pub struct Probe {
     destination: Destination,
     label: String,
     path: String,
+    /// The php-fpm pool setting that makes it answer `path` (for hints).
+    setting: &'static str,
     request: Vec<u8>,
     expect: Vec<u8>,
     timeout: Duration,
@@ -156,21 +159,54 @@ enum Stage {
 impl Probe {
     /// A probe of `config.ping_path` at `config.destination`.
     pub fn new(config: &Config) -> Self {
-        let (path, query) = config
-            .ping_path
-            .split_once('?')
-            .unwrap_or((&config.ping_path, ""));
+        Self::for_path(
+            config,
+            &config.ping_path,
+            &config.ping_response,
+            "ping.path",
+        )
+    }
+
+    /// A probe of php-fpm's status page (`config.status_path`), accepting any body.
+    pub fn status(config: &Config) -> Self {
+        Self::for_path(config, &config.status_path, "", "pm.status_path")
+    }
+
+    /// A probe of `path` (php-fpm's `setting`) at `config.destination` whose body must contain
+    /// `expect`.
+    fn for_path(config: &Config, path: &str, expect: &str, setting: &'static str) -> Self {
+        let (script, query) = path.split_once('?').unwrap_or((path, ""));
         Self {
             destination: config.destination.clone(),
             label: config.destination.to_string(),
-            path: config.ping_path.clone(),
-            request: fcgi::render_request(path, query),
-            expect: config.ping_response.as_bytes().to_vec(),
+            path: path.to_owned(),
+            setting,
+            request: fcgi::render_request(script, query),
+            expect: expect.as_bytes().to_vec(),
             timeout: config.timeout,
             lookup: RefCell::new(None),
             lookups: Coalescer::new(true, Duration::ZERO),
             log: Throttle::new(Duration::from_secs(1), LOGGED_FAILURES_PER_SECOND),
         }
+    }
+
+    /// Fetches and reads php-fpm's status page (a probe made with [`Probe::status`]).
+    pub async fn fetch_status(&self) -> Result<Status, Failure> {
+        let (verdict, answer) = self.run_keeping_answer().await;
+        verdict?;
+        let stdout = answer.map(|answer| answer.stdout).unwrap_or_default();
+        let body = cgi::split(&stdout)
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        status::parse(body).map_err(|e| {
+            Failure::new(
+                Reason::UnexpectedResponse,
+                format!(
+                    "{} answered {} with {e}; is {} = {} set in the php-fpm pool?",
+                    self.label, self.path, self.setting, self.path
+                ),
+            )
+        })
     }
 
     /// The destination as shown in messages (`127.0.0.1:9000`, `unix:/run/php.sock`).
@@ -403,7 +439,10 @@ impl Probe {
             let (reason, hint) = match &e {
                 CgiError::BadStatus(_) | CgiError::UnparsableStatus(_) => (
                     Reason::BadStatus,
-                    format!("is ping.path = {} set in the php-fpm pool?", self.path),
+                    format!(
+                        "is {} = {} set in the php-fpm pool?",
+                        self.setting, self.path
+                    ),
                 ),
                 CgiError::BodyMismatch(_) => (
                     Reason::UnexpectedResponse,

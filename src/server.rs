@@ -36,8 +36,9 @@ use crate::limits::{
     ACCEPT_BACKOFF, HTTP_READ_CHUNK, MAX_DRAINED_BODY, MAX_HEAD_BYTES, MAX_QUEUED_RESPONSE_BYTES,
     MAX_REJECTING, REJECT_WRITE_TIMEOUT,
 };
-use crate::probe::{Probe, Verdict};
+use crate::probe::{Failure, Probe, Verdict};
 use crate::socket::{Listener, Stream};
+use crate::status::{self, Status};
 use crate::systemd::{self, Inherited};
 use crate::throttle::{Gate, Throttle};
 
@@ -109,6 +110,9 @@ struct Shared {
     max_connections: usize,
     probe: Probe,
     ping: Coalescer<Verdict>,
+    status_probe: Probe,
+    /// The status page is shared by concurrent requests; each applies its own thresholds.
+    status_page: Coalescer<Result<Status, Failure>>,
     ok: http::Canned,
     not_found: http::Canned,
     not_allowed: http::Canned,
@@ -162,6 +166,8 @@ pub async fn serve(
     let shared = Rc::new(Shared {
         max_connections,
         ping: Coalescer::new(config.coalesce, config.cache_ttl),
+        status_probe: Probe::status(&config),
+        status_page: Coalescer::new(config.coalesce, config.cache_ttl),
         ok: http::Canned::new(200, "ok\n"),
         not_found: http::Canned::new(404, "not found\n"),
         not_allowed: http::Canned::new(405, "method not allowed\n"),
@@ -522,6 +528,35 @@ impl Client {
                 (Route::NotFound, _) => Reply::Canned(&shared.not_found),
                 (_, Method::Other) => Reply::Canned(&shared.not_allowed),
                 (Route::Health, _) => Reply::Canned(&shared.ok),
+                (Route::Status, _) => {
+                    match status::parse_thresholds(head.query.as_deref().unwrap_or_default()) {
+                        Err(message) => Reply::Text(400, format!("{message}\n")),
+                        Ok(thresholds) => {
+                            if !self.flush(timeout).await {
+                                return;
+                            }
+                            match shared
+                                .status_page
+                                .run(|| shared.status_probe.fetch_status())
+                                .await
+                                .0
+                            {
+                                Ok(page) => {
+                                    let failed = status::evaluate(&page, &thresholds);
+                                    let code = if failed.is_empty() {
+                                        200
+                                    } else {
+                                        shared.config.fail_status
+                                    };
+                                    Reply::Text(code, status::render(&page, &failed))
+                                }
+                                Err(failure) => {
+                                    Reply::Text(shared.config.fail_status, format!("{failure}\n"))
+                                }
+                            }
+                        }
+                    }
+                }
                 (Route::Ping, _) => {
                     if !self.flush(timeout).await {
                         return;
@@ -697,6 +732,8 @@ mod tests {
                 max_connections: 1,
                 probe: Probe::new(&config),
                 ping: Coalescer::new(true, Duration::ZERO),
+                status_probe: Probe::status(&config),
+                status_page: Coalescer::new(true, Duration::ZERO),
                 ok: http::Canned::new(200, "ok\n"),
                 not_found: http::Canned::new(404, "not found\n"),
                 not_allowed: http::Canned::new(405, "method not allowed\n"),
