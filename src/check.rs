@@ -27,20 +27,33 @@ pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
     let (verdict, answer) = async_io::block_on(probe.run_keeping_answer());
     if verbose {
         match &answer {
-            Some(answer) => print!("{}", describe(answer)),
-            None => eprintln!("no complete FastCGI answer from {}", probe.label()),
+            Some(answer) => out(&describe(answer)),
+            None => err(&format!(
+                "no complete FastCGI answer from {}\n",
+                probe.label()
+            )),
         }
     }
     match verdict {
         Ok(()) => {
-            let _ = writeln!(std::io::stdout(), "ok");
+            out("ok\n");
             HEALTHY
         }
         Err(failure) => {
-            eprintln!("{failure}");
+            err(&format!("{failure}\n"));
             UNHEALTHY
         }
     }
+}
+
+/// Writes to stdout; a closed or full stdout loses the text, it does not change the verdict.
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// Writes to stderr, as [`out`].
+fn err(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// `check --status`: the status page must be readable and every threshold hold.
@@ -50,20 +63,20 @@ fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
         Ok(page) => {
             let failed = status::evaluate(&page, thresholds);
             if verbose {
-                print!("{}", status::render(&page, &failed));
+                out(&status::render(&page, &failed));
             }
             if failed.is_empty() {
                 if !verbose {
-                    let _ = writeln!(std::io::stdout(), "ok");
+                    out("ok\n");
                 }
                 HEALTHY
             } else {
-                eprintln!("threshold: {}", failed.join("; "));
+                err(&format!("threshold: {}\n", failed.join("; ")));
                 UNHEALTHY
             }
         }
         Err(failure) => {
-            eprintln!("{failure}");
+            err(&format!("{failure}\n"));
             UNHEALTHY
         }
     }

@@ -6,10 +6,12 @@
 //! Two clocks serve it. Without a ticker, each wait gets its own `async_io::Timer`: exact, but
 //! every timer costs the reactor a wake-up (an eventfd write and read, an `epoll_ctl`, a
 //! `timerfd_settime`), which is a third of the system calls of a probe. When [`run_ticker`] runs
-//! on the thread (the server starts it), waits further than [`COARSE_MIN`] away register in a
-//! shared wheel instead, and one ticker wakes whatever has expired every [`TICK`]: registration
-//! costs no system call, a deadline fires at most one tick late, and the ticker sleeps (no
-//! wake-ups at all) once nothing has waited for [`TICKER_LINGER`].
+//! on the thread (the server starts it), waits register in a shared wheel instead, ordered by
+//! deadline, and one timer is armed at the earliest. Registering costs no system call unless the
+//! new deadline comes before the armed one (with equal timeouts, it never does); a finished wait
+//! just leaves the wheel, and the armed timer, when it fires with nothing due, is re-armed at the
+//! earliest remaining deadline or not at all. With nothing waiting, the ticker sleeps without a
+//! timer.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -21,17 +23,6 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use event_listener::Event;
 use futures_lite::future;
-
-/// How often the shared ticker looks for expired deadlines; the most a deadline may be late.
-pub const TICK: Duration = Duration::from_millis(10);
-
-/// Waits shorter than this use their own exact timer even when the ticker runs.
-pub const COARSE_MIN: Duration = Duration::from_millis(100);
-
-/// How long the ticker keeps ticking after the last wait ended before it sleeps: under a steady
-/// load the wheel empties between requests, and re-arming every time would cost what the wheel
-/// saves.
-pub const TICKER_LINGER: Duration = Duration::from_secs(1);
 
 /// Runs `fut` until `deadline`; `None` when the deadline came first (and `fut` is dropped).
 pub async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
@@ -56,7 +47,9 @@ struct Wheel {
     /// Registered deadlines, earliest first, with the waker of their waiter.
     entries: RefCell<BTreeMap<(Instant, u64), Waker>>,
     next_id: Cell<u64>,
-    /// Wakes a sleeping ticker when a deadline registers.
+    /// When the ticker's timer fires; `None` while it sleeps without one.
+    armed: Cell<Option<Instant>>,
+    /// Wakes the ticker when a deadline registers before its timer.
     wake_ticker: Event,
 }
 
@@ -96,9 +89,8 @@ impl Future for Expiry {
             self.deregister();
             return Poll::Ready(());
         }
-        let coarse = self.timer.is_none()
-            && self.deadline.saturating_duration_since(now) >= COARSE_MIN
-            && WHEEL.try_with(|wheel| wheel.ticking.get()).unwrap_or(false);
+        let coarse =
+            self.timer.is_none() && WHEEL.try_with(|wheel| wheel.ticking.get()).unwrap_or(false);
         if !coarse {
             self.deregister();
             let deadline = self.deadline;
@@ -119,17 +111,16 @@ impl Future for Expiry {
         };
         WHEEL.with(|wheel| {
             let mut entries = wheel.entries.borrow_mut();
-            let was_empty = entries.is_empty();
             match entries.get_mut(&key) {
                 Some(waker) if waker.will_wake(cx.waker()) => {}
                 Some(waker) => waker.clone_from(cx.waker()),
                 None => {
                     entries.insert(key, cx.waker().clone());
+                    drop(entries);
+                    if wheel.armed.get().is_none_or(|armed| key.0 < armed) {
+                        wheel.wake_ticker.notify(1);
+                    }
                 }
-            }
-            drop(entries);
-            if was_empty {
-                wheel.wake_ticker.notify(1);
             }
         });
         Poll::Pending
@@ -163,28 +154,31 @@ pub async fn run_ticker() {
         return;
     }
     let _guard = TickerGuard;
-    let mut last_busy = Instant::now();
     loop {
-        let listener = WHEEL.with(|wheel| {
-            let empty = wheel.entries.borrow().is_empty();
-            let lingering = last_busy.elapsed() < TICKER_LINGER;
-            (empty && !lingering).then(|| wheel.wake_ticker.listen())
+        // Listen before looking, so that a registration in between is not missed.
+        let (listener, earliest) = WHEEL.with(|wheel| {
+            let listener = wheel.wake_ticker.listen();
+            let earliest = wheel
+                .entries
+                .borrow()
+                .first_key_value()
+                .map(|(key, _)| key.0);
+            wheel.armed.set(earliest);
+            (listener, earliest)
         });
-        if let Some(listener) = listener {
-            // Nothing waits: sleep until a deadline registers (checked again after listening, so
-            // that a registration in between is not missed).
-            if WHEEL.with(|wheel| wheel.entries.borrow().is_empty()) {
-                listener.await;
+        match earliest {
+            // Nothing waits: sleep, without a timer, until a deadline registers.
+            None => listener.await,
+            Some(at) => {
+                future::or(listener, async {
+                    Timer::at(at).await;
+                })
+                .await
             }
-            last_busy = Instant::now();
         }
-        Timer::after(TICK).await;
         let now = Instant::now();
         let expired: Vec<Waker> = WHEEL.with(|wheel| {
             let mut entries = wheel.entries.borrow_mut();
-            if !entries.is_empty() {
-                last_busy = now;
-            }
             let mut expired = Vec::new();
             while let Some(entry) = entries.first_entry() {
                 if entry.key().0 > now {
@@ -222,14 +216,41 @@ mod tests {
     }
 
     #[test]
-    fn expires_through_the_wheel_at_most_a_tick_late() {
+    fn expires_through_the_wheel_on_time() {
         let (result, elapsed) = elapsed_until_expiry(true, Duration::from_millis(150));
         assert_eq!(result, None);
         assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(400), "{elapsed:?}");
+    }
+
+    #[test]
+    fn a_later_deadline_does_not_rearm_and_an_earlier_one_does() {
+        let ex = LocalExecutor::new();
+        let _ticker = ex.spawn(run_ticker());
+        let late = ex.spawn(at(after(Duration::from_secs(60)), future::pending::<()>()));
+        while ex.try_tick() {}
+        let armed = WHEEL
+            .with(|wheel| wheel.armed.get())
+            .expect("armed at the only deadline");
+        let later = ex.spawn(at(after(Duration::from_secs(120)), future::pending::<()>()));
+        while ex.try_tick() {}
+        assert_eq!(
+            WHEEL.with(|wheel| wheel.armed.get()),
+            Some(armed),
+            "a later deadline keeps the timer"
+        );
+        let started = Instant::now();
+        let early = ex.spawn(at(
+            after(Duration::from_millis(100)),
+            future::pending::<()>(),
+        ));
+        assert_eq!(async_io::block_on(ex.run(early)), None);
+        let elapsed = started.elapsed();
         assert!(
-            elapsed < Duration::from_millis(150) + TICK * 20,
+            elapsed >= Duration::from_millis(100) && elapsed < Duration::from_secs(2),
             "{elapsed:?}"
         );
+        drop((late, later));
     }
 
     #[test]

@@ -25,11 +25,12 @@ pub mod deadline;
 pub mod fcgi;
 pub mod http;
 pub mod limits;
+pub mod logger;
 pub mod probe;
 pub mod server;
 pub mod socket;
 pub mod status;
 #[allow(unsafe_code)]
-pub mod sys;
+mod sys;
 pub mod systemd;
 pub mod throttle;

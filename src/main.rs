@@ -8,9 +8,9 @@ use std::rc::Rc;
 use async_executor::LocalExecutor;
 use fastcgi_healthcheck::check;
 use fastcgi_healthcheck::config::{self, Command, Config};
-use fastcgi_healthcheck::server;
 use fastcgi_healthcheck::systemd::{self, Activation};
-use simple_logger::SimpleLogger;
+use fastcgi_healthcheck::{logger, server};
+use std::io::Write;
 
 const EXIT_CANNOT_SERVE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -31,15 +31,18 @@ fn main() -> ExitCode {
             return ExitCode::from(check::run(&config, verbose, status.as_deref()));
         }
         Ok(Command::Help) => {
-            print!("{}", config::help());
+            say(false, &config::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("fastcgi-healthcheck {}", env!("CARGO_PKG_VERSION"));
+            say(
+                false,
+                concat!("fastcgi-healthcheck ", env!("CARGO_PKG_VERSION"), "\n"),
+            );
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            eprintln!("fastcgi-healthcheck: {error}");
+            say(true, &format!("fastcgi-healthcheck: {error}\n"));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -49,12 +52,12 @@ fn main() -> ExitCode {
         Ok(Activation::Sockets(_)) => match systemd::take_listener() {
             Ok(listener) => Some(listener),
             Err(error) => {
-                eprintln!("fastcgi-healthcheck: {error}");
+                say(true, &format!("fastcgi-healthcheck: {error}\n"));
                 return ExitCode::from(EXIT_USAGE);
             }
         },
         Err(error) => {
-            eprintln!("fastcgi-healthcheck: {error}");
+            say(true, &format!("fastcgi-healthcheck: {error}\n"));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -63,17 +66,21 @@ fn main() -> ExitCode {
     match async_io::block_on(ex.run(server::serve(Rc::clone(&ex), config, inherited))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("fastcgi-healthcheck: {error}");
+            say(true, &format!("fastcgi-healthcheck: {error}\n"));
             ExitCode::from(EXIT_CANNOT_SERVE)
         }
     }
 }
 
 fn init_logging(config: &Config) {
-    let mut logger = SimpleLogger::new().with_level(config.log.default);
-    for (module, level) in &config.log.modules {
-        logger = logger.with_module_level(module, *level);
-    }
-    // Fails only if a logger is already installed, which cannot happen here.
-    let _ = logger.init();
+    logger::init(&config.log);
+}
+
+/// Writes `text` to stdout or stderr; a closed or full stream loses it rather than panicking.
+fn say(to_stderr: bool, text: &str) {
+    let _ = if to_stderr {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    } else {
+        std::io::stdout().lock().write_all(text.as_bytes())
+    };
 }

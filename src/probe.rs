@@ -326,6 +326,11 @@ impl Probe {
     /// Resolves `name` on a helper thread (getaddrinfo blocks), reusing a lookup still running
     /// from an earlier probe.
     async fn lookup(&self, name: &str, port: u16) -> Lookup {
+        // A lookup that finished after its probe gave up is old news: ask again. One still
+        // running is joined (its answer comes after this probe started).
+        if self.lookup.borrow().as_ref().is_some_and(Task::is_finished) {
+            *self.lookup.borrow_mut() = None;
+        }
         std::future::poll_fn(|cx| {
             let mut slot = self.lookup.borrow_mut();
             let task = slot.get_or_insert_with(|| {
@@ -463,11 +468,11 @@ impl Probe {
         })
     }
 
-    /// A Unix socket whose listen queue is full refuses a non-blocking connect with EAGAIN (seen
-    /// by async-io as "in progress", then as "not connected"): the pool is hung or too small.
+    /// A Unix socket whose listen queue is full refuses a non-blocking connect with EAGAIN: the
+    /// pool is hung or too small.
     fn unix_connect_failure(&self, error: &io::Error) -> Failure {
         match error.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected => Failure::new(
+            io::ErrorKind::WouldBlock => Failure::new(
                 Reason::FcgiOverloaded,
                 format!(
                     "the listen queue of {} is full; are php-fpm's workers hung or too few?",

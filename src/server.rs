@@ -220,9 +220,11 @@ async fn accept(
             info!("received {name}, stopping");
             None
         };
-        let accepted = future::or(future::or(stop, idle_exit(&shared)), async {
-            Some(listener.accept().await)
-        })
+        // Then a waiting connection, before an idle exit that would drop it.
+        let accepted = future::or(
+            stop,
+            future::or(async { Some(listener.accept().await) }, idle_exit(&shared)),
+        )
         .await;
         match accepted {
             Some(Ok(stream)) => admit(&ex, &shared, stream),
@@ -492,7 +494,8 @@ impl Client {
                 if !self.flush(timeout).await || (self.buf.is_empty() && shared.stopping.get()) {
                     return;
                 }
-                let read = self.read_more(deadline, phase).await;
+                let between_requests = self.buf.is_empty();
+                let read = self.read_more(deadline, phase, between_requests).await;
                 match read {
                     Read::Data => {}
                     Read::Closed => return,
@@ -603,20 +606,26 @@ impl Client {
     }
 
     /// Reads more request bytes (never more than one head's worth), keeping `phase` up to date:
-    /// idle while nothing of the next request has come, reading from its first byte on.
-    async fn read_more(&mut self, deadline: Instant, phase: &Cell<Phase>) -> Read {
+    /// idle while nothing of the next request has come (`between_requests`), reading from its
+    /// first byte until its body is in, with the time of that first byte.
+    async fn read_more(
+        &mut self,
+        deadline: Instant,
+        phase: &Cell<Phase>,
+        between_requests: bool,
+    ) -> Read {
         let start = self.buf.len();
         let room = MAX_HEAD_BYTES.saturating_sub(start).min(HTTP_READ_CHUNK);
         if room == 0 {
             return Read::Closed;
         }
         let now = Instant::now();
-        match (phase.get(), start) {
-            (Phase::Idle { .. }, 0) | (Phase::Reading { .. }, 1..) => {}
-            (_, 0) => phase.set(Phase::Idle { since: now }),
-            (_, _) => phase.set(Phase::Reading { since: now }),
+        match (phase.get(), between_requests) {
+            (Phase::Idle { .. }, true) | (Phase::Reading { .. }, false) => {}
+            (_, true) => phase.set(Phase::Idle { since: now }),
+            (_, false) => phase.set(Phase::Reading { since: now }),
         }
-        if start == 0 && self.answered {
+        if between_requests && self.answered {
             // A client reads our answer before it sends its next request: wait for it rather
             // than try a read that cannot succeed yet (one system call less per request).
             match deadline::at(deadline, self.stream.readable()).await {
@@ -657,7 +666,7 @@ impl Client {
             if remaining == 0 {
                 return Read::Data;
             }
-            match self.read_more(deadline, phase).await {
+            match self.read_more(deadline, phase, false).await {
                 Read::Data => {}
                 other => return other,
             }

@@ -8,7 +8,7 @@
 /// glibc's allocator returns freed memory only from the top of its heap; a storm's connections
 /// free megabytes in the middle of it that stay in the process's RSS until `malloc_trim` releases
 /// those pages. A no-op where the C library is not glibc.
-pub fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` has no preconditions: it takes the allocator's own lock, only
     // releases pages of free chunks, and is safe to call at any time from any thread.
@@ -17,24 +17,46 @@ pub fn release_free_memory() {
     }
 }
 
-/// Takes ownership of descriptor 3, the first socket systemd passes (`sd_listen_fds(3)`), and
-/// marks it close-on-exec. Only the first call adopts it; later calls fail.
-pub fn adopt_listen_fd() -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::{FromRawFd, OwnedFd};
+/// Takes ownership of descriptor 3 when systemd passed it to this very process
+/// (`sd_listen_fds(3)`: `LISTEN_PID` is our pid) and it is a listening stream socket; marks it
+/// close-on-exec. Only the first call can adopt it. Nothing is taken (or closed) on failure.
+pub(crate) fn adopt_listen_fd() -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::io::{Error, ErrorKind};
+    use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        == Some(std::process::id());
+    if !for_us {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "LISTEN_PID does not name this process",
+        ));
+    }
     static ADOPTED: AtomicBool = AtomicBool::new(false);
     if ADOPTED.swap(true, Ordering::SeqCst) {
-        return Err(std::io::Error::other("descriptor 3 was already taken"));
+        return Err(Error::other("descriptor 3 was already taken"));
     }
     let fd = crate::systemd::LISTEN_FDS_START;
     // SAFETY: `fcntl(F_GETFD)` is sound on any integer; it only reports whether it is open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(std::io::Error::last_os_error());
+        return Err(Error::last_os_error());
     }
-    // SAFETY: the descriptor is open (checked above), and systemd passed it for this process to
-    // own (the caller checked `LISTEN_PID` against our pid). Nothing else in the process refers
-    // to it: the program adopts it once (guarded above), at start, before it opens any file.
+    // SAFETY: the descriptor is open (checked above) and stays open while borrowed: nothing in
+    // this function closes it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let stream = rustix::net::sockopt::socket_type(borrowed)? == rustix::net::SocketType::STREAM;
+    if !stream || !rustix::net::sockopt::socket_acceptconn(borrowed)? {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "it is not a listening stream socket",
+        ));
+    }
+    // SAFETY: it is an open listening socket that systemd passed to this process (`LISTEN_PID`
+    // checked above) for the process to own; it is adopted once (guarded above), and nothing else
+    // in the program refers to descriptor 3.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
     Ok(owned)

@@ -62,14 +62,12 @@ pub enum Inherited {
     Unix(UnixListener),
 }
 
-/// Takes descriptor 3 as the listening socket, and unsets the activation variables so that
-/// children do not inherit them. Fails when it is not a listening stream socket.
+/// Takes descriptor 3 as the listening socket when systemd passed it to this process, and then
+/// unsets the activation variables so that children do not inherit them (call it at start,
+/// before the program starts threads). Fails when it is not a listening stream socket.
 pub fn take_listener() -> Result<Inherited, ConfigError> {
-    use rustix::net::{sockopt, AddressFamily, SocketType};
+    use rustix::net::AddressFamily;
 
-    std::env::remove_var("LISTEN_PID");
-    std::env::remove_var("LISTEN_FDS");
-    std::env::remove_var("LISTEN_FDNAMES");
     let not_a_listener = |what: &str| {
         ConfigError(format!(
             "LISTEN_FDS: file descriptor {LISTEN_FDS_START} {what}; systemd must pass a listening stream socket (ListenStream= in the .socket unit, Accept=no)"
@@ -77,12 +75,9 @@ pub fn take_listener() -> Result<Inherited, ConfigError> {
     };
     let fd: OwnedFd = crate::sys::adopt_listen_fd()
         .map_err(|e| not_a_listener(&format!("cannot be used: {e}")))?;
-    let stream =
-        sockopt::socket_type(&fd).map_err(|e| not_a_listener(&format!("is not a socket: {e}")))?;
-    let listening = sockopt::socket_acceptconn(&fd).unwrap_or(false);
-    if stream != SocketType::STREAM || !listening {
-        return Err(not_a_listener("is not a listening stream socket"));
-    }
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
     rustix::io::ioctl_fionbio(&fd, true)
         .map_err(|e| not_a_listener(&format!("cannot be made non-blocking: {e}")))?;
     let family = rustix::net::getsockname(&fd)
@@ -101,6 +96,8 @@ pub fn notify(state: &str) -> io::Result<()> {
         return Ok(());
     };
     let socket = UnixDatagram::unbound()?;
+    // A full notification queue must not stall the one thread that serves.
+    socket.set_nonblocking(true)?;
     let bytes = target.as_encoded_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;

@@ -128,3 +128,15 @@ fn invalid_settings_exit_2_naming_them() {
     assert_eq!(finished.status.code(), Some(2));
     assert!(finished.stderr.contains("--bogus"), "{:?}", finished.stderr);
 }
+
+/// A full stderr (`2>/dev/full`) loses the reason line; it does not change the exit status.
+#[test]
+fn a_full_stderr_does_not_change_the_verdict() {
+    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string();
+    let status = common::tool::command(&[("DESTINATION_PORT", port.as_str())], &["check"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create("/dev/full").unwrap())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+}

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -432,6 +432,27 @@ fn max_connections_all_busy_newcomer_gets_503() {
     }
 }
 
+/// A client in the middle of sending its request body is busy, not idle: a newcomer at the cap
+/// does not push it out (within the first second), and it gets its answer.
+#[test]
+fn max_connections_a_body_in_progress_is_not_idle() {
+    let tool = tool(&[("MAX_CONNECTIONS", "1"), ("CLIENT_TIMEOUT", "30s")]);
+    let server_port = tool.addr().port();
+    let mut sending = Client::connect(tool.addr());
+    sending.send(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n0123456789");
+    let client_port = sending.local_port();
+    wait_until(
+        Duration::from_secs(5),
+        "the server to read the head and half the body",
+        || server_drained(server_port, client_port).then_some(()),
+    );
+    let mut newcomer = Client::connect(tool.addr());
+    newcomer.send(request_text("GET", "/health", &[]).as_bytes());
+    assert_answered_then_closed(&mut newcomer, 503);
+    sending.send(b"0123456789");
+    assert_eq!(sending.read_response("POST").status, 405);
+}
+
 #[test]
 fn max_connections_stalled_requests_give_way_after_a_second() {
     // Two connections that sent one byte of a request and stopped (a slowloris) fill the cap.
@@ -501,6 +522,39 @@ fn a_low_open_file_limit_lowers_the_cap_and_probes_keep_working() {
         started.elapsed()
     );
     drop(idle);
+}
+
+/// Logging to a stderr that cannot be written (a log shipper gone, `2>/dev/full`) loses the lines
+/// and nothing else: the server keeps answering.
+#[test]
+fn a_full_stderr_does_not_stop_the_server() {
+    let server = SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    );
+    let refused = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string();
+    let server_text = server.to_string();
+    let mut child = common::tool::command(
+        &[
+            ("SERVER", server_text.as_str()),
+            ("DESTINATION_PORT", refused.as_str()),
+            ("RUST_LOG", "debug"),
+        ],
+        &[],
+    )
+    .stderr(std::fs::File::create("/dev/full").unwrap())
+    .spawn()
+    .unwrap();
+    wait_until(Duration::from_secs(10), "the tool to listen", || {
+        std::net::TcpStream::connect(server).ok()
+    });
+    for _ in 0..20 {
+        get(server, "/fcgi-ping").assert_failure(503, "connect_refused");
+    }
+    get(server, "/health").assert_ok();
+    assert!(child.try_wait().unwrap().is_none(), "the server died");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]
