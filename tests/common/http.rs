@@ -53,6 +53,11 @@ impl Response {
     }
 
     /// Asserts a healthy answer: 200 with body `ok\n`.
+    /// A 200 whatever the body (for `/fcgi-status`, whose body lists the fields).
+    pub fn assert_ok_status(&self) {
+        assert_eq!(self.status, 200, "expected 200: {self:?}");
+    }
+
     pub fn assert_ok(&self) {
         assert_eq!(
             (self.status, self.body.as_str()),

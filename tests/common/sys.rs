@@ -118,6 +118,7 @@ struct TcpSocket {
     local: u16,
     remote: u16,
     established: bool,
+    listening: bool,
     rx_queue: u64,
 }
 
@@ -133,10 +134,21 @@ fn tcp_sockets() -> Vec<TcpSocket> {
                 local: hex_port(fields.get(1)?)?,
                 remote: hex_port(fields.get(2)?)?,
                 established: *fields.get(3)? == "01",
+                listening: *fields.get(3)? == "0A",
                 rx_queue: u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()?,
             })
         })
         .collect()
+}
+
+/// How many connections wait in the accept queue of the TCP listener on `port` (a listening
+/// socket's receive queue in /proc/net/tcp).
+pub fn listen_queue(port: u16) -> u64 {
+    tcp_sockets()
+        .iter()
+        .filter(|s| s.local == port && s.listening)
+        .map(|s| s.rx_queue)
+        .sum()
 }
 
 /// Whether the server side of the TCP connection `server_port` <-> `client_port` has read everything the
