@@ -48,8 +48,9 @@ pub struct Config {
     pub ping_path: String,
     /// Text the response body must contain (empty: any body).
     pub ping_response: String,
-    /// php-fpm's `pm.status_path`, for `/fcgi-status` and `check --status`.
-    pub status_path: String,
+    /// php-fpm's `pm.status_path`, for `/fcgi-status`, `/metrics` and `check --status`; `None`
+    /// (`STATUS_PATH=off`): no status page.
+    pub status_path: Option<String>,
     /// One deadline for the whole probe.
     pub timeout: Duration,
     /// HTTP status for an unhealthy probe.
@@ -182,7 +183,7 @@ const SETTINGS: [Setting; 14] = [
     Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
         help: "exit 0 after this long without a connection (systemd socket activation)" },
     Setting { var: "STATUS_PATH", flag: "--status-path", default: "/fpm-status",
-        help: "php-fpm's pm.status_path, for /fcgi-status and check --status" },
+        help: "php-fpm's pm.status_path, for /fcgi-status, /metrics, check --status (off: none)" },
     Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
         help: "log level: error, warn, info, debug, trace, off" },
 ];
@@ -309,7 +310,7 @@ where
         server: parse_server(get(SERVER)?)?,
         destination: parse_destination(get(DESTINATION)?, get(DESTINATION_PORT)?)?,
         ping_path: parse_ping_path(get(PING_PATH)?)?,
-        status_path: parse_ping_path(get(STATUS_PATH)?)?,
+        status_path: parse_status_path(get(STATUS_PATH)?)?,
         ping_response: parse_ping_response(get(PING_RESPONSE)?)?,
         timeout: parse_duration_setting(get(TIMEOUT)?)?,
         fail_status: parse_fail_status(get(FAIL_STATUS)?)?,
@@ -426,6 +427,13 @@ fn parse_ping_path(raw: &Raw) -> Result<String, ConfigError> {
         return Err(raw.error("contains spaces or control characters"));
     }
     Ok(path.to_owned())
+}
+
+fn parse_status_path(raw: &Raw) -> Result<Option<String>, ConfigError> {
+    if raw.value.trim() == "off" {
+        return Ok(None);
+    }
+    parse_ping_path(raw).map(Some)
 }
 
 fn parse_ping_response(raw: &Raw) -> Result<String, ConfigError> {

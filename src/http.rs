@@ -29,6 +29,8 @@ pub enum Route {
     Health,
     /// `/fcgi-status`: php-fpm's status page and thresholds on it.
     Status,
+    /// `/metrics`: Prometheus exposition.
+    Metrics,
     /// Anything else.
     NotFound,
 }
@@ -159,6 +161,7 @@ pub fn route(target: &str) -> Route {
     match path {
         "/fcgi-ping" => Route::Ping,
         "/fcgi-status" => Route::Status,
+        "/metrics" => Route::Metrics,
         "/health" | "/healthz" | "/" => Route::Health,
         _ => Route::NotFound,
     }
@@ -214,6 +217,14 @@ pub struct Response<'a> {
 
 /// Appends `response` to `out`: status line, fixed headers, body.
 pub fn render(out: &mut Vec<u8>, response: Response<'_>) {
+    render_typed(out, response, "text/plain; charset=utf-8");
+}
+
+/// The content type of the Prometheus text exposition format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// As [`render`], with another `Content-Type`.
+pub fn render_typed(out: &mut Vec<u8>, response: Response<'_>, content_type: &str) {
     let Response {
         status,
         body,
@@ -223,7 +234,7 @@ pub fn render(out: &mut Vec<u8>, response: Response<'_>) {
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
         reason_phrase(status),
         body.len()
     );

@@ -26,6 +26,7 @@ pub mod fcgi;
 pub mod http;
 pub mod limits;
 pub mod logger;
+pub mod metrics;
 pub mod probe;
 pub mod server;
 pub mod socket;

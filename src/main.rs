@@ -28,6 +28,10 @@ fn main() -> ExitCode {
             if std::env::var_os("RUST_LOG").is_some() {
                 init_logging(&config);
             }
+            if status.is_some() && config.status_path.is_none() {
+                say(true, "fastcgi-healthcheck: check --status needs a status page, but STATUS_PATH=off\n");
+                return ExitCode::from(EXIT_USAGE);
+            }
             return ExitCode::from(check::run(&config, verbose, status.as_deref()));
         }
         Ok(Command::Help) => {

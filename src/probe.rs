@@ -167,9 +167,11 @@ impl Probe {
         )
     }
 
-    /// A probe of php-fpm's status page (`config.status_path`), accepting any body.
+    /// A probe of php-fpm's status page (`config.status_path`, or php-fpm's usual `/fpm-status`
+    /// when it is off), accepting any body.
     pub fn status(config: &Config) -> Self {
-        Self::for_path(config, &config.status_path, "", "pm.status_path")
+        let path = config.status_path.as_deref().unwrap_or("/fpm-status");
+        Self::for_path(config, path, "", "pm.status_path")
     }
 
     /// A probe of `path` (php-fpm's `setting`) at `config.destination` whose body must contain

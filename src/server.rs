@@ -36,6 +36,7 @@ use crate::limits::{
     ACCEPT_BACKOFF, HTTP_READ_CHUNK, MAX_DRAINED_BODY, MAX_HEAD_BYTES, MAX_QUEUED_RESPONSE_BYTES,
     MAX_REJECTING, REJECT_WRITE_TIMEOUT,
 };
+use crate::metrics::{self, Metrics};
 use crate::probe::{Failure, Probe, Verdict};
 use crate::socket::{Listener, Stream};
 use crate::status::{self, Status};
@@ -113,6 +114,7 @@ struct Shared {
     status_probe: Probe,
     /// The status page is shared by concurrent requests; each applies its own thresholds.
     status_page: Coalescer<Result<Status, Failure>>,
+    metrics: Metrics,
     ok: http::Canned,
     not_found: http::Canned,
     not_allowed: http::Canned,
@@ -168,6 +170,7 @@ pub async fn serve(
         ping: Coalescer::new(config.coalesce, config.cache_ttl),
         status_probe: Probe::status(&config),
         status_page: Coalescer::new(config.coalesce, config.cache_ttl),
+        metrics: Metrics::default(),
         ok: http::Canned::new(200, "ok\n"),
         not_found: http::Canned::new(404, "not found\n"),
         not_allowed: http::Canned::new(405, "method not allowed\n"),
@@ -447,6 +450,21 @@ async fn connection(shared: Rc<Shared>, stream: Stream, phase: Rc<Cell<Phase>>, 
 enum Reply<'a> {
     Canned(&'a http::Canned),
     Text(u16, String),
+    Metrics(String),
+}
+
+/// php-fpm's status page, fetched once for all concurrent requests (`/fcgi-status` with any
+/// thresholds, `/metrics`), and counted.
+async fn status_page(shared: &Shared) -> Result<Status, Failure> {
+    let started = Instant::now();
+    let (page, source) = shared
+        .status_page
+        .run(|| shared.status_probe.fetch_status())
+        .await;
+    shared
+        .metrics
+        .record(metrics::Kind::Status, &page, source, started.elapsed());
+    page
 }
 
 /// How a read for more request bytes ended.
@@ -531,6 +549,10 @@ impl Client {
                 (Route::NotFound, _) => Reply::Canned(&shared.not_found),
                 (_, Method::Other) => Reply::Canned(&shared.not_allowed),
                 (Route::Health, _) => Reply::Canned(&shared.ok),
+                (Route::Status, _) if shared.config.status_path.is_none() => Reply::Text(
+                    404,
+                    "not found: the status page is off (STATUS_PATH=off)\n".to_owned(),
+                ),
                 (Route::Status, _) => {
                     match status::parse_thresholds(head.query.as_deref().unwrap_or_default()) {
                         Err(message) => Reply::Text(400, format!("{message}\n")),
@@ -538,12 +560,7 @@ impl Client {
                             if !self.flush(timeout).await {
                                 return;
                             }
-                            match shared
-                                .status_page
-                                .run(|| shared.status_probe.fetch_status())
-                                .await
-                                .0
-                            {
+                            match status_page(shared).await {
                                 Ok(page) => {
                                     let failed = status::evaluate(&page, &thresholds);
                                     let code = if failed.is_empty() {
@@ -560,11 +577,27 @@ impl Client {
                         }
                     }
                 }
+                (Route::Metrics, _) => {
+                    if !self.flush(timeout).await {
+                        return;
+                    }
+                    let page = match shared.config.status_path {
+                        Some(_) => Some(status_page(shared).await),
+                        None => None,
+                    };
+                    let open = shared.conns.borrow().len();
+                    Reply::Metrics(metrics::render(&shared.metrics, open, page.as_ref()))
+                }
                 (Route::Ping, _) => {
                     if !self.flush(timeout).await {
                         return;
                     }
-                    match shared.ping.run(|| shared.probe.run()).await.0 {
+                    let started = Instant::now();
+                    let (verdict, source) = shared.ping.run(|| shared.probe.run()).await;
+                    shared
+                        .metrics
+                        .record_ping(&verdict, source, started.elapsed());
+                    match verdict {
                         Ok(()) => Reply::Canned(&shared.ok),
                         Err(failure) => {
                             Reply::Text(shared.config.fail_status, format!("{failure}\n"))
@@ -585,6 +618,15 @@ impl Client {
                         close,
                     };
                     http::render(&mut self.out, response);
+                }
+                Reply::Metrics(body) => {
+                    let response = http::Response {
+                        status: 200,
+                        body: &body,
+                        head_only,
+                        close,
+                    };
+                    http::render_typed(&mut self.out, response, http::PROMETHEUS_TEXT);
                 }
             }
             if close {
@@ -743,6 +785,7 @@ mod tests {
                 ping: Coalescer::new(true, Duration::ZERO),
                 status_probe: Probe::status(&config),
                 status_page: Coalescer::new(true, Duration::ZERO),
+                metrics: Metrics::default(),
                 ok: http::Canned::new(200, "ok\n"),
                 not_found: http::Canned::new(404, "not found\n"),
                 not_allowed: http::Canned::new(405, "method not allowed\n"),

@@ -1,0 +1,310 @@
+//! Counters of what the server did, and their Prometheus text exposition (format 0.0.4), with
+//! php-fpm's pool figures named as php-fpm_exporter names them so that existing dashboards work.
+//!
+//! Recording is a few integer additions on the request path; [`render`] is pure.
+
+use std::cell::Cell;
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::coalesce::Source;
+use crate::probe::{Failure, Reason, Verdict};
+use crate::status::Status;
+
+/// Which probe a figure is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `/fcgi-ping`.
+    Ping,
+    /// `/fcgi-status` and `/metrics` (the status page).
+    Status,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Ping => "ping",
+            Kind::Status => "status",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Kind::Ping => 0,
+            Kind::Status => 1,
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the probe duration histogram.
+pub const BUCKETS: [f64; 9] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+/// One probe kind's figures.
+#[derive(Debug, Default)]
+struct Probes {
+    /// Healthy results.
+    ok: Cell<u64>,
+    /// Failures, by [`Reason::ALL`] order.
+    failed: [Cell<u64>; Reason::ALL.len()],
+    /// Durations: counts per bucket (not cumulative), then the sum in microseconds.
+    buckets: [Cell<u64>; BUCKETS.len()],
+    over: Cell<u64>,
+    sum_micros: Cell<u64>,
+    waited: Cell<u64>,
+    cached: Cell<u64>,
+}
+
+/// What the server counts.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    probes: [Probes; 2],
+}
+
+fn bump(cell: &Cell<u64>, by: u64) {
+    cell.set(cell.get().saturating_add(by));
+}
+
+impl Metrics {
+    /// Counts one answer given from a probe of `kind`: its result and duration when this caller
+    /// ran it, a coalesced wait or cache hit otherwise.
+    pub fn record<T>(
+        &self,
+        kind: Kind,
+        result: &Result<T, Failure>,
+        source: Source,
+        took: Duration,
+    ) {
+        let Some(probes) = self.probes.get(kind.index()) else {
+            return;
+        };
+        match source {
+            Source::Waited => return bump(&probes.waited, 1),
+            Source::Cached => return bump(&probes.cached, 1),
+            Source::Ran => {}
+        }
+        match result {
+            Ok(_) => bump(&probes.ok, 1),
+            Err(failure) => {
+                let index = Reason::ALL.iter().position(|r| *r == failure.reason);
+                if let Some(cell) = index.and_then(|i| probes.failed.get(i)) {
+                    bump(cell, 1);
+                }
+            }
+        }
+        let seconds = took.as_secs_f64();
+        match BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .and_then(|i| probes.buckets.get(i))
+        {
+            Some(cell) => bump(cell, 1),
+            None => bump(&probes.over, 1),
+        }
+        bump(
+            &probes.sum_micros,
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        );
+    }
+
+    /// Counts a ping verdict (see [`Metrics::record`]).
+    pub fn record_ping(&self, verdict: &Verdict, source: Source, took: Duration) {
+        self.record(Kind::Ping, verdict, source, took);
+    }
+}
+
+/// The exposition: this process's figures, and php-fpm's when `status` is given (`Some(Err)`:
+/// the page could not be read, so `phpfpm_up 0`).
+pub fn render(
+    metrics: &Metrics,
+    open_connections: usize,
+    status: Option<&Result<Status, Failure>>,
+) -> String {
+    let mut out = String::with_capacity(4096);
+    let _ = writeln!(
+        out,
+        "# HELP fastcgi_healthcheck_build_info The running version."
+    );
+    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_build_info gauge");
+    let _ = writeln!(
+        out,
+        "fastcgi_healthcheck_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let _ = writeln!(out, "# HELP fastcgi_healthcheck_probes_total FastCGI probes by kind and result (ok, or the failure reason).");
+    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_probes_total counter");
+    for kind in [Kind::Ping, Kind::Status] {
+        let Some(p) = metrics.probes.get(kind.index()) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_probes_total{{probe=\"{}\",result=\"ok\"}} {}",
+            kind.label(),
+            p.ok.get()
+        );
+        for (reason, count) in Reason::ALL.iter().zip(&p.failed) {
+            let _ = writeln!(
+                out,
+                "fastcgi_healthcheck_probes_total{{probe=\"{}\",result=\"{reason}\"}} {}",
+                kind.label(),
+                count.get()
+            );
+        }
+    }
+
+    let _ = writeln!(out, "# HELP fastcgi_healthcheck_probe_duration_seconds Duration of the FastCGI probes this process ran.");
+    let _ = writeln!(
+        out,
+        "# TYPE fastcgi_healthcheck_probe_duration_seconds histogram"
+    );
+    for kind in [Kind::Ping, Kind::Status] {
+        let Some(p) = metrics.probes.get(kind.index()) else {
+            continue;
+        };
+        let mut cumulative = 0u64;
+        for (bound, count) in BUCKETS.iter().zip(&p.buckets) {
+            cumulative = cumulative.saturating_add(count.get());
+            let _ = writeln!(out, "fastcgi_healthcheck_probe_duration_seconds_bucket{{probe=\"{}\",le=\"{bound}\"}} {cumulative}", kind.label());
+        }
+        let total = cumulative.saturating_add(p.over.get());
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{{probe=\"{}\",le=\"+Inf\"}} {total}",
+            kind.label()
+        );
+        let sum = Duration::from_micros(p.sum_micros.get()).as_secs_f64();
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_probe_duration_seconds_sum{{probe=\"{}\"}} {sum}",
+            kind.label()
+        );
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_probe_duration_seconds_count{{probe=\"{}\"}} {total}",
+            kind.label()
+        );
+    }
+
+    let _ = writeln!(out, "# HELP fastcgi_healthcheck_coalesced_total Requests answered by another request's probe (waited) or a cached verdict (cached).");
+    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_coalesced_total counter");
+    for kind in [Kind::Ping, Kind::Status] {
+        let Some(p) = metrics.probes.get(kind.index()) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_coalesced_total{{probe=\"{}\",source=\"waited\"}} {}",
+            kind.label(),
+            p.waited.get()
+        );
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_coalesced_total{{probe=\"{}\",source=\"cached\"}} {}",
+            kind.label(),
+            p.cached.get()
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "# HELP fastcgi_healthcheck_open_connections HTTP connections open now."
+    );
+    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_open_connections gauge");
+    let _ = writeln!(
+        out,
+        "fastcgi_healthcheck_open_connections {open_connections}"
+    );
+
+    if let Some(status) = status {
+        render_php_fpm(&mut out, status);
+    }
+    out
+}
+
+/// php-fpm's figures, named as php-fpm_exporter names them. Its counters without a `_total`
+/// suffix are typed `gauge` here: the names are what dashboards query (and `rate()` works on a
+/// gauge), and the exposition passes `promtool check metrics` without lint problems.
+const PHP_FPM_METRICS: [(&str, &str, &str, &str); 11] = [
+    ("phpfpm_start_since", "gauge", "start since", "Number of seconds since FPM has started."),
+    ("phpfpm_accepted_connections", "gauge", "accepted conn", "The number of requests accepted by the pool."),
+    ("phpfpm_listen_queue", "gauge", "listen queue", "The number of requests in the queue of pending connections."),
+    ("phpfpm_max_listen_queue", "gauge", "max listen queue", "The maximum number of requests in the queue of pending connections since FPM has started."),
+    ("phpfpm_listen_queue_length", "gauge", "listen queue len", "The size of the socket queue of pending connections."),
+    ("phpfpm_idle_processes", "gauge", "idle processes", "The number of idle processes."),
+    ("phpfpm_active_processes", "gauge", "active processes", "The number of active processes."),
+    ("phpfpm_total_processes", "gauge", "total processes", "The number of idle + active processes."),
+    ("phpfpm_max_active_processes", "gauge", "max active processes", "The maximum number of active processes since FPM has started."),
+    ("phpfpm_max_children_reached", "gauge", "max children reached", "The number of times, the process limit has been reached, when pm tries to start more children."),
+    ("phpfpm_slow_requests", "gauge", "slow requests", "The number of requests that exceeded your 'request_slowlog_timeout' value."),
+];
+
+fn render_php_fpm(out: &mut String, status: &Result<Status, Failure>) {
+    let _ = writeln!(out, "# HELP phpfpm_up Could PHP-FPM's status page be read?");
+    let _ = writeln!(out, "# TYPE phpfpm_up gauge");
+    let page = match status {
+        Ok(page) => page,
+        Err(_) => {
+            let _ = writeln!(out, "phpfpm_up 0");
+            return;
+        }
+    };
+    let pool = page
+        .text("pool")
+        .unwrap_or_default()
+        .replace(['\\', '"', '\n'], "_");
+    let _ = writeln!(out, "phpfpm_up{{pool=\"{pool}\"}} 1");
+    for (name, kind, field, help) in PHP_FPM_METRICS {
+        if let Some(value) = page.number(field) {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name}{{pool=\"{pool}\"}} {value}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status;
+
+    #[test]
+    fn counts_results_durations_and_waits() {
+        let metrics = Metrics::default();
+        metrics.record_ping(&Ok(()), Source::Ran, Duration::from_micros(700));
+        metrics.record_ping(&Ok(()), Source::Waited, Duration::ZERO);
+        let failure = Failure {
+            reason: Reason::Timeout,
+            detail: String::new(),
+        };
+        metrics.record_ping(&Err(failure), Source::Ran, Duration::from_secs(2));
+        let text = render(&metrics, 3, None);
+        for line in [
+            "fastcgi_healthcheck_probes_total{probe=\"ping\",result=\"ok\"} 1",
+            "fastcgi_healthcheck_probes_total{probe=\"ping\",result=\"timeout\"} 1",
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.001\"} 1",
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"1\"} 1",
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"+Inf\"} 2",
+            "fastcgi_healthcheck_probe_duration_seconds_count{probe=\"ping\"} 2",
+            "fastcgi_healthcheck_coalesced_total{probe=\"ping\",source=\"waited\"} 1",
+            "fastcgi_healthcheck_open_connections 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(!text.contains("phpfpm_"));
+    }
+
+    #[test]
+    fn php_fpm_figures_follow_the_status_page() {
+        let page = status::parse(b"pool: www\nprocess manager: static\nstart since: 5\naccepted conn: 7\nlisten queue: 1\nmax listen queue: 2\nlisten queue len: 511\nidle processes: 1\nactive processes: 1\ntotal processes: 2\nmax active processes: 2\nmax children reached: 0\nslow requests: 0\n").unwrap();
+        let text = render(&Metrics::default(), 0, Some(&Ok(page)));
+        assert!(text.contains("phpfpm_up{pool=\"www\"} 1\n"));
+        assert!(text.contains("phpfpm_accepted_connections{pool=\"www\"} 7\n"));
+        assert!(text.contains("phpfpm_listen_queue_length{pool=\"www\"} 511\n"));
+        let down = Err(Failure {
+            reason: Reason::ConnectRefused,
+            detail: String::new(),
+        });
+        assert!(render(&Metrics::default(), 0, Some(&down)).contains("phpfpm_up 0\n"));
+    }
+}

@@ -1,0 +1,189 @@
+//! `/metrics`: Prometheus text validated by `promtool check metrics` (Debian's prometheus
+//! package), php-fpm figures equal to the status page's, probe counters, one status fetch per
+//! scrape.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod common;
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::fcgi::answer;
+use common::{free_port, get, Behavior, FakePeer, PhpFpm, Tool};
+
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+fn promtool_check(text: &str) {
+    assert!(
+        Path::new(PROMTOOL).exists(),
+        "{PROMTOOL} not found: install it with \"apt-get install prometheus\""
+    );
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of the sample `name{labels}` (the whole series text as it appears).
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// A field of the `/fcgi-status` body.
+fn field(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("{name} missing:\n{body}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_are_valid_and_match_the_status_page() {
+    let fpm = PhpFpm::tcp();
+    let port = fpm.port().to_string();
+    // The status page is cached for a while, so that both reads see the same page.
+    let tool = Tool::start(&[("DESTINATION_PORT", port.as_str()), ("CACHE_TTL", "30s")]);
+    get(tool.addr(), "/fcgi-ping").assert_ok();
+    let status = get(tool.addr(), "/fcgi-status");
+    status.assert_ok_status();
+    let metrics = get(tool.addr(), "/metrics");
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    promtool_check(&metrics.body);
+    let text = &metrics.body;
+    assert_eq!(sample(text, "phpfpm_up{pool=\"www\"}"), 1);
+    for (metric, name) in [
+        ("phpfpm_accepted_connections", "accepted conn"),
+        ("phpfpm_listen_queue", "listen queue"),
+        ("phpfpm_max_listen_queue", "max listen queue"),
+        ("phpfpm_listen_queue_length", "listen queue len"),
+        ("phpfpm_idle_processes", "idle processes"),
+        ("phpfpm_active_processes", "active processes"),
+        ("phpfpm_total_processes", "total processes"),
+        ("phpfpm_max_active_processes", "max active processes"),
+        ("phpfpm_max_children_reached", "max children reached"),
+        ("phpfpm_slow_requests", "slow requests"),
+        ("phpfpm_start_since", "start since"),
+    ] {
+        assert_eq!(
+            sample(text, &format!("{metric}{{pool=\"www\"}}")),
+            field(&status.body, name),
+            "{metric}"
+        );
+    }
+    assert_eq!(
+        sample(
+            text,
+            "fastcgi_healthcheck_probes_total{probe=\"ping\",result=\"ok\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        sample(
+            text,
+            "fastcgi_healthcheck_probes_total{probe=\"status\",result=\"ok\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        sample(
+            text,
+            "fastcgi_healthcheck_coalesced_total{probe=\"status\",source=\"cached\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        sample(
+            text,
+            "fastcgi_healthcheck_probe_duration_seconds_count{probe=\"ping\"}"
+        ),
+        1
+    );
+    assert!(sample(text, "fastcgi_healthcheck_open_connections") >= 1);
+}
+
+#[test]
+fn php_fpm_down_is_phpfpm_up_0_and_counted_by_reason() {
+    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string();
+    let tool = Tool::start(&[("DESTINATION_PORT", port.as_str())]);
+    get(tool.addr(), "/fcgi-ping").assert_failure(503, "connect_refused");
+    let metrics = get(tool.addr(), "/metrics");
+    assert_eq!(
+        metrics.status, 200,
+        "a scrape succeeds while php-fpm is down"
+    );
+    promtool_check(&metrics.body);
+    assert!(
+        metrics.body.lines().any(|l| l == "phpfpm_up 0"),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(
+        sample(
+            &metrics.body,
+            "fastcgi_healthcheck_probes_total{probe=\"ping\",result=\"connect_refused\"}"
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_scrape_fetches_the_status_page_once_and_nothing_else() {
+    let page = "Content-type: text/plain\r\n\r\npool: www\naccepted conn: 7\ntotal processes: 2\n";
+    let peer = FakePeer::start(Behavior::hold(answer(1, page)));
+    let port = peer.port().to_string();
+    let tool = Tool::start(&[("DESTINATION_PORT", port.as_str())]);
+    let metrics = get(tool.addr(), "/metrics");
+    promtool_check(&metrics.body);
+    assert_eq!(
+        sample(&metrics.body, "phpfpm_accepted_connections{pool=\"www\"}"),
+        7
+    );
+    let requests = peer.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].param("SCRIPT_NAME").as_deref(),
+        Some("/fpm-status")
+    );
+}
+
+#[test]
+fn status_path_off_leaves_php_fpm_out() {
+    let tool = Tool::start(&[("STATUS_PATH", "off")]);
+    let metrics = get(tool.addr(), "/metrics");
+    promtool_check(&metrics.body);
+    assert!(!metrics.body.contains("phpfpm_"), "{}", metrics.body);
+    assert_eq!(get(tool.addr(), "/fcgi-status").status, 404);
+}
