@@ -573,7 +573,14 @@ pub fn help() -> String {
         "\nENDPOINTS:\n\
          \x20   GET|HEAD /fcgi-ping          one FastCGI request to PING_PATH: 200 `ok`, or FAIL_STATUS\n\
          \x20                                and a one-line reason (connect_refused, timeout, bad_status, ...)\n\
+         \x20   GET|HEAD /fcgi-status        php-fpm's status page (STATUS_PATH); thresholds in the query:\n\
+         \x20                                ?max-listen-queue=10&min-idle-processes=1 (200, or FAIL_STATUS)\n\
+         \x20   GET /metrics                 Prometheus text: probes, durations, php-fpm's pool (phpfpm_*)\n\
          \x20   GET|HEAD /health /healthz /  200 `ok`: this process is alive (no FastCGI)\n\n\
+         CHECK:\n\
+         \x20   check [-v]                   one ping; exit 0 healthy, 1 unhealthy (reason on stderr)\n\
+         \x20   check --status [--max-<field> N] [--min-<field> N] [--<field> N]\n\
+         \x20                                the status page against thresholds (--<field>: maximum)\n\n\
          EXIT CODES:\n\
          \x20   0  stopped by SIGTERM or SIGINT, or --help/--version; check: healthy\n\
          \x20   1  could not listen on SERVER; check: unhealthy (the reason on stderr)\n\
