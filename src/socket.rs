@@ -10,6 +10,11 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::systemd::Inherited;
 
+/// The listen queue asked for (the kernel caps it at `net.core.somaxconn`, 4096 by default).
+/// The standard library's 128 overflows under a burst of connections, and a client whose SYN is
+/// dropped retries only after a second: longer than a Kubernetes probe waits.
+pub const BACKLOG: i32 = 4096;
+
 /// A listening socket.
 #[derive(Debug)]
 pub enum Listener {
@@ -20,9 +25,22 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds a TCP address.
+    /// Binds a TCP address, with a listen queue of [`BACKLOG`].
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        Async::<TcpListener>::bind(addr).map(Listener::Tcp)
+        use rustix::net::{ipproto, AddressFamily, SocketFlags, SocketType};
+
+        let family = if addr.is_ipv4() {
+            AddressFamily::INET
+        } else {
+            AddressFamily::INET6
+        };
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        let socket =
+            rustix::net::socket_with(family, SocketType::STREAM, flags, Some(ipproto::TCP))?;
+        rustix::net::sockopt::set_socket_reuseaddr(&socket, true)?;
+        rustix::net::bind(&socket, &addr)?;
+        rustix::net::listen(&socket, BACKLOG)?;
+        Async::new_nonblocking(TcpListener::from(socket)).map(Listener::Tcp)
     }
 
     /// Serves a socket systemd passed.
