@@ -831,6 +831,9 @@ mod tests {
         assert!(error(&["check", "--max-listen-queue", "x"], &[]).contains("--max-listen-queue"));
         assert!(error(&["check", "--max-queue=1"], &[]).contains("--max-queue"));
         assert!(error(&["--max-listen-queue=1"], &[]).contains("unknown argument"));
+        // Found by the config_values fuzz target: a threshold flag with a newline in its name.
+        let message = error(&["check", "--max-x\ny=1"], &[]);
+        assert_eq!(message.lines().count(), 1, "{message}");
     }
 
     #[test]

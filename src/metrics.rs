@@ -249,10 +249,19 @@ fn render_php_fpm(out: &mut String, status: &Result<Status, Failure>) {
             return;
         }
     };
-    let pool = page
+    // A label value without backslash, quote or any control character needs no escaping.
+    let pool: String = page
         .text("pool")
         .unwrap_or_default()
-        .replace(['\\', '"', '\n'], "_");
+        .chars()
+        .map(|c| {
+            if c == '\\' || c == '"' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
     let _ = writeln!(out, "phpfpm_up{{pool=\"{pool}\"}} 1");
     for (name, kind, field, help) in PHP_FPM_METRICS {
         if let Some(value) = page.number(field) {

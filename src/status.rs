@@ -107,7 +107,8 @@ pub enum Bound {
 /// Reads one `max-<field>` / `min-<field>` name (dashes for spaces) and its value; the error
 /// starts with `name=value` and says what is accepted.
 pub fn parse_threshold(name: &str, value: &str) -> Result<Threshold, String> {
-    let fail = |what: String| format!("{name}={value:?} {what}");
+    // Both halves escaped: the message stays one line whatever the name holds.
+    let fail = |what: String| format!("{}={value:?} {what}", name.escape_debug());
     let (kind, field) = if let Some(field) = name.strip_prefix("max-") {
         (Bound::Max, field)
     } else if let Some(field) = name.strip_prefix("min-") {
