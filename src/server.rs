@@ -129,6 +129,31 @@ struct Shared {
     last_activity: Cell<Instant>,
 }
 
+impl Shared {
+    /// The state of a server for `config`, probing with `probe`, serving `max_connections`.
+    fn new(config: Config, probe: Probe, max_connections: usize) -> Self {
+        Self {
+            max_connections,
+            ping: Coalescer::new(config.coalesce, config.cache_ttl),
+            status_probe: Probe::status(&config),
+            status_page: Coalescer::new(config.coalesce, config.cache_ttl),
+            metrics: Metrics::default(),
+            ok: http::Canned::new(200, "ok\n"),
+            not_found: http::Canned::new(404, "not found\n"),
+            not_allowed: http::Canned::new(405, "method not allowed\n"),
+            config,
+            probe,
+            conns: RefCell::new(BTreeMap::new()),
+            next_id: Cell::new(0),
+            rejecting: Cell::new(0),
+            stopping: Cell::new(false),
+            cap_log: Throttle::new(Duration::from_secs(10), 1),
+            peak: Cell::new(0),
+            last_activity: Cell::new(Instant::now()),
+        }
+    }
+}
+
 /// An open connection: dropping it cancels its task, which closes the socket.
 struct Conn {
     phase: Rc<Cell<Phase>>,
@@ -165,25 +190,7 @@ pub async fn serve(
     );
     // One shared clock for every wait of this thread (see `deadline`): no reactor wake-up per wait.
     let _ticker = ex.spawn(deadline::run_ticker());
-    let shared = Rc::new(Shared {
-        max_connections,
-        ping: Coalescer::new(config.coalesce, config.cache_ttl),
-        status_probe: Probe::status(&config),
-        status_page: Coalescer::new(config.coalesce, config.cache_ttl),
-        metrics: Metrics::default(),
-        ok: http::Canned::new(200, "ok\n"),
-        not_found: http::Canned::new(404, "not found\n"),
-        not_allowed: http::Canned::new(405, "method not allowed\n"),
-        config,
-        probe,
-        conns: RefCell::new(BTreeMap::new()),
-        next_id: Cell::new(0),
-        rejecting: Cell::new(0),
-        stopping: Cell::new(false),
-        cap_log: Throttle::new(Duration::from_secs(10), 1),
-        peak: Cell::new(0),
-        last_activity: Cell::new(Instant::now()),
-    });
+    let shared = Rc::new(Shared::new(config, probe, max_connections));
     if let Err(error) = systemd::notify("READY=1") {
         warn!("cannot tell systemd we are ready (NOTIFY_SOCKET): {error}");
     }
@@ -255,7 +262,8 @@ async fn idle_exit<T>(shared: &Shared) -> Option<T> {
     loop {
         let since = shared.last_activity.get();
         let due = since.checked_add(idle).unwrap_or(since);
-        Timer::at(due).await;
+        // Through the shared deadline wheel: no reactor timer re-armed at every accept.
+        deadline::at(due, future::pending::<()>()).await;
         if shared.conns.borrow().is_empty() && shared.last_activity.get() == since {
             info!("no connection for {idle:?} (IDLE_EXIT): exiting");
             return None;
@@ -779,25 +787,8 @@ mod tests {
             let stream = Async::<TcpStream>::connect(listener.get_ref().local_addr().unwrap())
                 .await
                 .unwrap();
-            let shared = Rc::new(Shared {
-                max_connections: 1,
-                probe: Probe::new(&config),
-                ping: Coalescer::new(true, Duration::ZERO),
-                status_probe: Probe::status(&config),
-                status_page: Coalescer::new(true, Duration::ZERO),
-                metrics: Metrics::default(),
-                ok: http::Canned::new(200, "ok\n"),
-                not_found: http::Canned::new(404, "not found\n"),
-                not_allowed: http::Canned::new(405, "method not allowed\n"),
-                config,
-                conns: RefCell::new(BTreeMap::new()),
-                next_id: Cell::new(0),
-                rejecting: Cell::new(0),
-                stopping: Cell::new(false),
-                cap_log: Throttle::new(Duration::from_secs(1), 1),
-                peak: Cell::new(0),
-                last_activity: Cell::new(Instant::now()),
-            });
+            let probe = Probe::new(&config);
+            let shared = Rc::new(Shared::new(config, probe, 1));
             let phase = Rc::new(Cell::new(Phase::Busy));
             let task = connection(Rc::clone(&shared), Stream::Tcp(stream), phase, 0);
             assert!(
