@@ -48,14 +48,24 @@ pub fn quote(bytes: &[u8]) -> String {
     text
 }
 
-/// Splits a CGI response into headers and body at the first blank line (`\r\n\r\n` or `\n\n`).
+/// Splits a CGI response into headers and body at the first blank line (`\r\n\r\n` or `\n\n`),
+/// in one pass over the line feeds.
 pub fn split(stdout: &[u8]) -> Option<(&[u8], &[u8])> {
-    let crlf = find(stdout, b"\r\n\r\n").map(|at| (at, 4));
-    let lf = find(stdout, b"\n\n").map(|at| (at, 2));
-    let (at, len) = match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b)?,
-    };
+    let (at, len) = stdout
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .find_map(|(lf, _)| {
+            let next = lf.checked_add(1)?;
+            match stdout.get(next..)? {
+                [b'\n', ..] => Some((lf, 2)),
+                [b'\r', b'\n', ..] => {
+                    let cr = lf.checked_sub(1)?;
+                    (stdout.get(cr) == Some(&b'\r')).then_some((cr, 4))
+                }
+                _ => None,
+            }
+        })?;
     Some((stdout.get(..at)?, stdout.get(at.checked_add(len)?..)?))
 }
 
@@ -106,9 +116,10 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() {
         return Some(0);
     }
+    // Comparing the first byte first keeps `memcmp` out of the loop.
     haystack
         .windows(needle.len())
-        .position(|window| window == needle)
+        .position(|window| window.first() == needle.first() && window == needle)
 }
 
 #[cfg(test)]
@@ -167,6 +178,42 @@ mod tests {
         );
         // A blank line without headers is a body only.
         assert_eq!(split(b"\r\n\r\npong"), Some((&b""[..], &b"pong"[..])));
+        assert_eq!(split(b"\n\npong"), Some((&b""[..], &b"pong"[..])));
+        // A line feed, carriage return, line feed is not a blank line; nor is a lone CR.
+        assert_eq!(split(b"A: 1\n\r\nB"), None);
+        assert_eq!(split(b"A: 1\r\r\n\r\nB"), Some((&b"A: 1\r"[..], &b"B"[..])));
+        assert_eq!(split(b"A: 1\r\n\r"), None);
+        assert_eq!(split(b"\n"), None);
+        assert_eq!(find(b"abcabd", b"abd"), Some(3));
+        assert_eq!(find(b"ab", b"abc"), None);
+        assert_eq!(find(b"ab", b""), Some(0));
+    }
+
+    /// Every string of up to 8 bytes over CR, LF and a letter splits where the earliest
+    /// `\r\n\r\n` or `\n\n` is.
+    #[test]
+    fn split_agrees_with_the_earliest_blank_line() {
+        fn reference(s: &[u8]) -> Option<(usize, usize)> {
+            let at = |pat: &[u8]| s.windows(pat.len()).position(|w| w == pat);
+            match (at(b"\r\n\r\n").map(|a| (a, 4)), at(b"\n\n").map(|a| (a, 2))) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        for len in 0..=8u32 {
+            for code in 0..3usize.pow(len) {
+                let mut rest = code;
+                let input: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let byte = [b'\r', b'\n', b'a'][rest % 3];
+                        rest /= 3;
+                        byte
+                    })
+                    .collect();
+                let expected = reference(&input).map(|(at, n)| (&input[..at], &input[at + n..]));
+                assert_eq!(split(&input), expected, "{input:?}");
+            }
+        }
     }
 
     #[test]

@@ -88,8 +88,12 @@ pub const SLOW_REQUEST: Duration = Duration::from_secs(1);
 const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// After a storm of at least this many open connections, the memory they used is handed back to
-/// the operating system once they have all closed.
+/// the operating system as soon as they have all closed.
 const STORM_CONNECTIONS: usize = 128;
+
+/// Otherwise free memory is handed back when the last connection closes, at most this often (a
+/// probe every few seconds leaves the server at its idle size between probes).
+const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// File descriptors kept free for the listener, the log, signals, name lookups and the like.
 const RESERVED_FDS: u64 = 32;
@@ -125,6 +129,8 @@ struct Shared {
     cap_log: Throttle,
     /// Most connections open at once since memory was last released.
     peak: Cell<usize>,
+    /// When free memory was last handed back (never yet: `None`).
+    trimmed: Cell<Option<Instant>>,
     /// When a connection last opened or closed (for `IDLE_EXIT`).
     last_activity: Cell<Instant>,
 }
@@ -149,6 +155,7 @@ impl Shared {
             stopping: Cell::new(false),
             cap_log: Throttle::new(Duration::from_secs(10), 1),
             peak: Cell::new(0),
+            trimmed: Cell::new(None),
             last_activity: Cell::new(Instant::now()),
         }
     }
@@ -445,12 +452,21 @@ async fn connection(shared: Rc<Shared>, stream: Stream, phase: Rc<Cell<Phase>>, 
         let mut conns = shared.conns.borrow_mut();
         (conns.remove(&id), conns.len())
     };
-    shared.last_activity.set(Instant::now());
+    let now = Instant::now();
+    shared.last_activity.set(now);
     // Dropping our own task handle here is fine: the task completes in this very poll.
     drop(own);
-    if open == 0 && shared.peak.replace(0) >= STORM_CONNECTIONS {
-        debug!("all connections closed after a storm: releasing free memory");
-        crate::sys::release_free_memory();
+    if open == 0 {
+        let storm = shared.peak.replace(0) >= STORM_CONNECTIONS;
+        let due = shared
+            .trimmed
+            .get()
+            .is_none_or(|last| now.saturating_duration_since(last) >= TRIM_INTERVAL);
+        if storm || due {
+            debug!("no connection open: releasing free memory");
+            shared.trimmed.set(Some(now));
+            crate::sys::release_free_memory();
+        }
     }
 }
 

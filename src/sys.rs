@@ -3,11 +3,11 @@
 //!
 //! Each call states why it is sound. Everything else in the crate denies `unsafe`.
 
-/// Gives the memory freed after a connection storm back to the operating system.
+/// Gives free memory back to the operating system (after a connection storm, and when idle).
 ///
-/// glibc's allocator returns freed memory only from the top of its heap; a storm's connections
-/// free megabytes in the middle of it that stay in the process's RSS until `malloc_trim` releases
-/// those pages. A no-op where the C library is not glibc.
+/// glibc's allocator returns freed memory on its own only from the top of its heap, and only above
+/// 128 KiB; a storm's connections free megabytes in the middle of it that stay in the process's
+/// RSS until `malloc_trim` releases those pages. A no-op where the C library is not glibc.
 pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` has no preconditions: it takes the allocator's own lock, only

@@ -127,6 +127,54 @@ fn healthy_over_tcp() {
     }
 }
 
+/// TCP connections in TIME-WAIT whose local (`local == true`) or remote port is `port`, from
+/// /proc/net/tcp and tcp6 (state 06).
+fn time_wait_on(port: u16, local: bool) -> usize {
+    let field = if local { 1 } else { 2 };
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|line| {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    let port_of = |addr: &str| {
+                        addr.rsplit(':')
+                            .next()
+                            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+                    };
+                    cols.len() > 3 && cols[3] == "06" && port_of(cols[field]) == Some(port)
+                })
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .count()
+}
+
+/// A probe closes its finished connection with a reset (as HAProxy's health checks do): neither
+/// php-fpm nor this host keeps a TIME-WAIT socket per probe, and php-fpm logs nothing about it.
+#[test]
+fn probes_leave_no_time_wait_sockets_behind() {
+    let fpm = PhpFpm::tcp();
+    let tool = tool_for(&fpm, &[("COALESCE", "off")]);
+    let mut client = Client::connect(tool.addr());
+    for _ in 0..100 {
+        client.request("GET", "/fcgi-ping").assert_ok();
+    }
+    let (at_fpm, here) = (time_wait_on(fpm.port(), true), time_wait_on(fpm.port(), false));
+    assert!(
+        at_fpm + here < 10,
+        "100 probes left {at_fpm} TIME-WAIT sockets at php-fpm and {here} on the probing side"
+    );
+    let log = fpm.log();
+    assert!(
+        !log.contains("WARNING") && !log.contains("ERROR"),
+        "php-fpm logged: {log}"
+    );
+}
+
 #[test]
 fn healthy_over_unix_socket_in_both_spellings() {
     let fpm = PhpFpm::unix();

@@ -100,6 +100,11 @@ impl PhpFpm {
         panic!("php-fpm did not start on {ip}: {last_error}");
     }
 
+    /// What php-fpm has written to its error log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("php-fpm.log")).unwrap_or_default()
+    }
+
     /// php-fpm listening exactly at `listen`.
     pub fn start(listen: Listen) -> Self {
         Self::start_in(TempDir::new(), listen, "").unwrap_or_else(|error| panic!("{error}"))
