@@ -92,6 +92,8 @@ def spawn(argv, *, env=None, stdout=None, stderr=None):
 
 def stop(p, grace=5.0):
     """SIGTERM the process group, then SIGKILL what is left of it after `grace` seconds."""
+    if p.poll() is not None and p not in _children:
+        return  # stopped before: its group id may belong to someone else by now
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
         try:
             os.killpg(p.pid, sig)  # the group: nginx and php-fpm workers too
@@ -409,7 +411,7 @@ catch_workers_output = no
     return p, port, binary, (version[0] if version else "?")
 
 
-def start_ours(tmp, fpm_port, coalesce):
+def start_ours(tmp, fpm_port, coalesce, binary=None):
     def start(srv):
         srv.port = free_port()
         env = dict(os.environ, SERVER=f"127.0.0.1:{srv.port}", DESTINATION="127.0.0.1",
@@ -418,9 +420,9 @@ def start_ours(tmp, fpm_port, coalesce):
         env.pop("CACHE_TTL", None)
         if not coalesce:
             env["COALESCE"] = "off"
-        srv.log = os.path.join(tmp, f"ours-{'coalesce' if coalesce else 'no-coalesce'}.log")
+        srv.log = os.path.join(tmp, f"{srv.name.replace(' ', '-')}.log")
         with open(srv.log, "a") as lf:
-            srv.proc = spawn([os.environ["BENCH_OURS"]], env=env, stdout=lf, stderr=lf)
+            srv.proc = spawn([binary or os.environ["BENCH_OURS"]], env=env, stdout=lf, stderr=lf)
     return start
 
 
@@ -497,7 +499,8 @@ def idle_snapshot(srv):
             pass
     names = sorted({read_file(t + "/comm").strip() for p in pids for t in glob.glob(f"/proc/{p}/task/*")
                     if os.path.exists(t + "/comm")})
-    return {"rss_kb": sum(kb(s, "VmRSS") for s in sts), "pss_kb": pss, "thread_names": names, "processes": len(pids),
+    return {"rss_kb": sum(kb(s, "VmRSS") for s in sts), "anon_kb": sum(kb(s, "RssAnon") for s in sts),
+            "pss_kb": pss, "thread_names": names, "processes": len(pids),
             "threads": sum(int(s.get("Threads", "0")) for s in sts)}
 
 
@@ -779,7 +782,8 @@ def report(medians, servers, scenarios, sizes, idle, meta, results):
         return f" = {', '.join(out)}" if out else ""
 
     print()
-    print("idle RSS (VmRSS summed over the server's processes, after start and one probe; PSS splits shared pages):")
+    print("idle RSS (VmRSS summed over the server's processes, after start and one probe; anon = heap and stacks,")
+    print("the rest is mapped pages of the binary and shared libraries; PSS splits shared pages):")
     kind_idle = {}
     for s in servers:
         if s.name in idle and s.kind not in kind_idle:
@@ -788,11 +792,11 @@ def report(medians, servers, scenarios, sizes, idle, meta, results):
         i = idle.get(s.name)
         if i:
             bases = [(k, kind_idle.get(k)) for k in ("nginx", "original") if k != s.kind]
-            print(f"  {s.name:17} {i['rss_kb'] / 1024:5.1f} MB (PSS {i['pss_kb'] / 1024:4.1f} MB; {i['processes']} proc, "
-                  f"{i['threads']} thr: {','.join(i['thread_names'])}){vs(i['rss_kb'], bases)}")
+            print(f"  {s.name:17} {i['rss_kb'] / 1024:5.1f} MB (anon {i['anon_kb'] / 1024:4.1f} MB, PSS {i['pss_kb'] / 1024:4.1f} MB; "
+                  f"{i['processes']} proc, {i['threads']} thr: {','.join(i['thread_names'])}){vs(i['rss_kb'], bases)}")
     print("stripped binary size" + (" (nginx: /usr/sbin/nginx alone, without its shared libraries)"
                                     if "nginx" in sizes else "") + ":")
-    for kind in ("ours", "nginx", "original"):
+    for kind in ("ours", "ours static", "nginx", "original"):
         if kind in sizes:
             bases = [(k, sizes.get(k)) for k in ("nginx", "original") if k != kind]
             print(f"  {kind:17} {sizes[kind] / 1e6:5.2f} MB{vs(sizes[kind], bases)}")
@@ -888,9 +892,22 @@ def main():
             say(f"{srv.name} ready on 127.0.0.1:{srv.port} (pid {srv.proc.pid}, idle RSS "
                 f"{idle[srv.name]['rss_kb'] / 1024:.1f} MB, {idle[srv.name]['threads']} threads)")
 
+        # the static build (what containers run) is measured idle only: same code, other linking
+        static = os.environ.get("BENCH_OURS_STATIC")
+        extra = []
+        if "ours" in args.only and static:
+            srv = Server("ours static", "ours", start_ours(tmp, fpm_port, True, static))
+            launch(srv)
+            idle[srv.name] = idle_snapshot(srv)
+            say(f"{srv.name} idle RSS {idle[srv.name]['rss_kb'] / 1024:.1f} MB")
+            stop(srv.proc)
+            extra.append(srv)
+
         sizes = {}
         if "ours" in args.only:
             sizes["ours"] = stripped_size(os.environ["BENCH_OURS"], tmp, "ours")
+            if static:
+                sizes["ours static"] = stripped_size(static, tmp, "ours-static")
         if "nginx" in args.only:
             sizes["nginx"] = os.path.getsize(os.environ["BENCH_NGINX"])
         if "original" in args.only:
@@ -909,16 +926,18 @@ def main():
                     # scenario made it keep (allocators rarely give it back) must not count as this
                     # scenario's peak RSS
                     if not srv.fresh:
-                        if not srv.alive():
-                            srv.deaths += 1
-                            say(f"{srv.name} had died (status {srv.proc.returncode}); starting it again\n"
-                                f"{tail(srv.log, 8)}")
-                        stop(srv.proc)
                         launch(srv)
                     srv.fresh = False
                     r = measure(srv, sc, args.duration, fpm_port, fpm_proc, tmp)
                     r["run"] = run + 1
                     results.append(r)
+                    # stopped right away: a server must not go on working in the background (the
+                    # original tool keeps retrying FastCGI connects after its clients are gone, and
+                    # those connections hold php-fpm's workers) while the next one is measured
+                    if not srv.alive():
+                        srv.deaths += 1
+                        say(f"{srv.name} died during the run (status {srv.proc.returncode})\n{tail(srv.log, 8)}")
+                    stop(srv.proc)
                     say(f"[{n}/{total}] {srv.name:16} {sc:5} {r['rps']:9,.0f} req/s  p99 {f_lat(r['p99_us']):>7}  "
                         f"non-2xx {r['non2xx']}  sock errs {r['sock_errors']}  "
                         f"cpu {f_num(r['server_cpu_us_per_probe'], 1)} us/probe"
@@ -929,7 +948,7 @@ def main():
             groups.setdefault((r["server"], r["scenario"]), []).append(r)
         medians = [median_row(rows) for rows in groups.values()]
         meta = {"duration_s": args.duration, "runs": args.runs}
-        report(medians, servers, args.scenarios, sizes, idle, meta, results)
+        report(medians, servers + extra, args.scenarios, sizes, idle, meta, results)
         elapsed = time.monotonic() - t0
         print(f"\nphp-fpm: {fpm_version}; measured in {elapsed:.0f} s")
 
