@@ -503,24 +503,50 @@ fn parse_duration_setting(raw: &Raw) -> Result<Duration, ConfigError> {
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds (`2`, `0.5`).
-/// Accepts 1 ms to 1 h; anything else is `None`.
+/// Accepts 1 ms to 1 h; anything else is `None`. Exact decimal arithmetic (no floating point):
+/// `0.001` is exactly 1 ms; digits below a nanosecond are dropped.
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    const NANOS_PER_MS: u128 = 1_000_000;
     let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
+    let (number, unit_nanos) = if let Some(n) = text.strip_suffix("ms") {
+        (n, NANOS_PER_MS)
     } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
+        (n, 1_000 * NANOS_PER_MS)
     } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
+        (n, 60_000 * NANOS_PER_MS)
     } else {
-        (text, 1.0)
+        (text, 1_000 * NANOS_PER_MS)
     };
     let number = number.trim();
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
         return None;
     }
-    let seconds: f64 = number.parse().ok()?;
-    let duration = Duration::try_from_secs_f64(seconds * scale).ok()?;
+    // More than 12 whole digits is beyond an hour in any unit; fraction digits past the 18th
+    // are below a nanosecond for every unit.
+    if whole.len() > 12 {
+        return None;
+    }
+    let fraction = fraction.get(..18).unwrap_or(fraction);
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let (numerator, scale) = if fraction.is_empty() {
+        (0, 1)
+    } else {
+        let exponent = u32::try_from(fraction.len()).ok()?;
+        (
+            fraction.parse::<u128>().ok()?,
+            10u128.checked_pow(exponent)?,
+        )
+    };
+    let nanos = whole
+        .checked_mul(unit_nanos)?
+        .checked_add(numerator.checked_mul(unit_nanos)?.checked_div(scale)?)?;
+    let duration = Duration::from_nanos(u64::try_from(nanos).ok()?);
     (Duration::from_millis(1)..=MAX_DURATION)
         .contains(&duration)
         .then_some(duration)
@@ -722,6 +748,16 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0.001"), Some(Duration::from_millis(1)));
+        assert_eq!(parse_duration(".25s"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2."), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5ms"), Some(Duration::from_micros(1500)));
+        assert_eq!(parse_duration("0.5m"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("60m"), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_duration("1.0000000000000000000000001"),
+            Some(Duration::from_secs(1))
+        );
         for bad in [
             "",
             "s",
@@ -734,6 +770,12 @@ mod tests {
             "-2",
             "1..2",
             "99999999999999999999999",
+            ".",
+            "1.2.3",
+            "+1",
+            "0.999ms",
+            "60.001m",
+            "3601",
         ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }

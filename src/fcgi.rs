@@ -46,6 +46,14 @@ pub fn render_request(path: &str, query: &str) -> Vec<u8> {
         .request_uri(uri)
         .query_string(query)
         .custom("CONTENT_LENGTH", "0");
+    if log::log_enabled!(log::Level::Debug) {
+        let mut pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort_unstable();
+        log::debug!(
+            "FastCGI request (sent as is by every probe): {}",
+            pairs.join(" ")
+        );
+    }
     let mut recorder = Recorder(Vec::with_capacity(512));
     let request = Request::new(params, fastcgi_client::io::empty());
     let sent =

@@ -36,8 +36,19 @@ impl Kind {
     }
 }
 
-/// Upper bounds (seconds) of the probe duration histogram.
-pub const BUCKETS: [f64; 9] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+/// Upper bounds of the probe duration histogram: microseconds, and the `le` label in seconds
+/// (integers only: no floating-point code in the binary).
+pub const BUCKETS: [(u128, &str); 9] = [
+    (1_000, "0.001"),
+    (2_500, "0.0025"),
+    (5_000, "0.005"),
+    (10_000, "0.01"),
+    (25_000, "0.025"),
+    (50_000, "0.05"),
+    (100_000, "0.1"),
+    (250_000, "0.25"),
+    (1_000_000, "1"),
+];
 
 /// One probe kind's figures.
 #[derive(Debug, Default)]
@@ -91,10 +102,10 @@ impl Metrics {
                 }
             }
         }
-        let seconds = took.as_secs_f64();
+        let micros = took.as_micros();
         match BUCKETS
             .iter()
-            .position(|bound| seconds <= *bound)
+            .position(|(bound, _)| micros <= *bound)
             .and_then(|i| probes.buckets.get(i))
         {
             Some(cell) => bump(cell, 1),
@@ -163,7 +174,7 @@ pub fn render(
             continue;
         };
         let mut cumulative = 0u64;
-        for (bound, count) in BUCKETS.iter().zip(&p.buckets) {
+        for ((_, bound), count) in BUCKETS.iter().zip(&p.buckets) {
             cumulative = cumulative.saturating_add(count.get());
             let _ = writeln!(out, "fastcgi_healthcheck_probe_duration_seconds_bucket{{probe=\"{}\",le=\"{bound}\"}} {cumulative}", kind.label());
         }
@@ -173,11 +184,13 @@ pub fn render(
             "fastcgi_healthcheck_probe_duration_seconds_bucket{{probe=\"{}\",le=\"+Inf\"}} {total}",
             kind.label()
         );
-        let sum = Duration::from_micros(p.sum_micros.get()).as_secs_f64();
+        let micros = p.sum_micros.get();
         let _ = writeln!(
             out,
-            "fastcgi_healthcheck_probe_duration_seconds_sum{{probe=\"{}\"}} {sum}",
-            kind.label()
+            "fastcgi_healthcheck_probe_duration_seconds_sum{{probe=\"{}\"}} {}.{:06}",
+            kind.label(),
+            micros / 1_000_000,
+            micros % 1_000_000
         );
         let _ = writeln!(
             out,

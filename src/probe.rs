@@ -232,6 +232,20 @@ impl Probe {
             Some(Err(failure)) => (Err(failure), None),
             None => (Err(self.timed_out(stage.get(), received.get())), None),
         };
+        if let Some(answer) = &answer {
+            debug!(
+                "probe {} {}: sent {} bytes (BEGIN_REQUEST, PARAMS, STDIN); got {} bytes of stdout {}, \
+                 {} bytes of stderr, END_REQUEST app status {} protocol status {}",
+                self.label,
+                self.path,
+                self.request.len(),
+                answer.stdout.len(),
+                cgi::quote(&answer.stdout),
+                answer.stderr_len,
+                answer.app_status,
+                answer.protocol_status
+            );
+        }
         let elapsed = started.elapsed();
         match &verdict {
             Ok(()) => debug!(

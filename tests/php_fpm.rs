@@ -163,7 +163,10 @@ fn probes_leave_no_time_wait_sockets_behind() {
     for _ in 0..100 {
         client.request("GET", "/fcgi-ping").assert_ok();
     }
-    let (at_fpm, here) = (time_wait_on(fpm.port(), true), time_wait_on(fpm.port(), false));
+    let (at_fpm, here) = (
+        time_wait_on(fpm.port(), true),
+        time_wait_on(fpm.port(), false),
+    );
     assert!(
         at_fpm + here < 10,
         "100 probes left {at_fpm} TIME-WAIT sockets at php-fpm and {here} on the probing side"
