@@ -523,8 +523,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
         return None;
     }
-    // More than 12 whole digits is beyond an hour in any unit; fraction digits past the 18th
-    // are below a nanosecond for every unit.
+    // More than 12 significant whole digits is beyond an hour in any unit; fraction digits past
+    // the 18th are below a nanosecond for every unit.
+    let whole = whole.trim_start_matches('0');
     if whole.len() > 12 {
         return None;
     }
@@ -754,6 +755,11 @@ mod tests {
         assert_eq!(parse_duration("1.5ms"), Some(Duration::from_micros(1500)));
         assert_eq!(parse_duration("0.5m"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("60m"), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_duration("0000000000000002s"),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(parse_duration("0.0"), None);
         assert_eq!(
             parse_duration("1.0000000000000000000000001"),
             Some(Duration::from_secs(1))

@@ -38,7 +38,7 @@ impl Kind {
 
 /// Upper bounds of the probe duration histogram: microseconds, and the `le` label in seconds
 /// (integers only: no floating-point code in the binary).
-pub const BUCKETS: [(u128, &str); 9] = [
+pub const BUCKETS: [(u64, &str); 9] = [
     (1_000, "0.001"),
     (2_500, "0.0025"),
     (5_000, "0.005"),
@@ -102,10 +102,9 @@ impl Metrics {
                 }
             }
         }
-        let micros = took.as_micros();
         match BUCKETS
             .iter()
-            .position(|(bound, _)| micros <= *bound)
+            .position(|(bound, _)| took <= Duration::from_micros(*bound))
             .and_then(|i| probes.buckets.get(i))
         {
             Some(cell) => bump(cell, 1),
@@ -314,6 +313,29 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
         assert!(!text.contains("phpfpm_"));
+    }
+
+    #[test]
+    fn bucket_bounds_are_inclusive_and_exact() {
+        let metrics = Metrics::default();
+        for took in [
+            Duration::from_millis(1),
+            Duration::from_millis(1) + Duration::from_nanos(1),
+            Duration::from_secs(1),
+            Duration::from_micros(1_234_567),
+        ] {
+            metrics.record_ping(&Ok(()), Source::Ran, took);
+        }
+        let text = render(&metrics, 0, None);
+        for line in [
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.001\"} 1",
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.0025\"} 2",
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"1\"} 3",
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"+Inf\"} 4",
+            "fastcgi_healthcheck_probe_duration_seconds_sum{probe=\"ping\"} 2.236567",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 
     #[test]
