@@ -293,6 +293,7 @@ class Server:
         self.idle = None
         self.fresh = False  # started and not measured yet
         self.deaths = 0
+        self.scenarios = None  # None: every scenario; else only these
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -423,6 +424,16 @@ def start_ours(tmp, fpm_port, coalesce, binary=None):
         srv.log = os.path.join(tmp, f"{srv.name.replace(' ', '-')}.log")
         with open(srv.log, "a") as lf:
             srv.proc = spawn([binary or os.environ["BENCH_OURS"]], env=env, stdout=lf, stderr=lf)
+    return start
+
+
+def start_floor(tmp, fpm_port):
+    """scripts/floor.c: eight blocking system calls per probe, one connection at a time."""
+    def start(srv):
+        srv.port = free_port()
+        srv.log = os.path.join(tmp, "floor.log")
+        with open(srv.log, "a") as lf:
+            srv.proc = spawn([os.environ["BENCH_FLOOR"], str(srv.port), str(fpm_port)], stdout=lf, stderr=lf)
     return start
 
 
@@ -741,7 +752,8 @@ def report(medians, servers, scenarios, sizes, idle, meta, results):
           "server\n(all processes and threads) / wrk requests, fpm us/probe the same for php-fpm (master + workers); "
           "fpm req/probe = FastCGI\nrequests php-fpm accepted / wrk requests; peak RSS = VmHWM summed over the "
           "server's processes; threads = max seen during the run;\n"
-          "every measurement uses a freshly started server process (one probe before the run), all share one php-fpm")
+          "every measurement uses a freshly started server process (one probe before the run), all share one php-fpm;\n"
+          "floor = scripts/floor.c, c1 only: the eight system calls a bridge must make per probe, blocking, and nothing else")
     print()
     print(table(["server", "scen", "req/s", "p50", "p99", "non-2xx", "sock errs (c/r/w/t)", "cpu us/probe",
                  "fpm us/probe", "fpm req/probe", "peak RSS MB", "threads", ""],
@@ -755,7 +767,7 @@ def report(medians, servers, scenarios, sizes, idle, meta, results):
             if not m:
                 continue
             first = True
-            for base_kind in ("nginx", "original"):
+            for base_kind in ("nginx", "original", "floor"):
                 base = next((by.get((s.name, sc)) for s in servers if s.kind == base_kind), None)
                 if base is None or m["kind"] == base_kind:
                     continue
@@ -839,7 +851,8 @@ def main():
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=parse_duration, default=5, help="wrk duration per run (default 5s)")
     ap.add_argument("--runs", type=int, default=1, help="repeat each measurement N times, report the median")
-    ap.add_argument("--only", type=parse_list(["ours", "nginx", "original"]), default=["ours", "nginx", "original"])
+    ap.add_argument("--only", type=parse_list(["ours", "nginx", "original", "floor"]),
+                    default=["ours", "nginx", "original", "floor"])
     ap.add_argument("--scenarios", type=parse_list(list(SCENARIOS)), default=list(SCENARIOS))
     ap.add_argument("--json", metavar="FILE", help="write raw results and medians as JSON")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs) for inspection")
@@ -883,10 +896,16 @@ def main():
             servers.append(Server("nginx", "nginx", start_nginx(tmp, fpm_port, nofile)))
         if "original" in args.only:
             servers.append(Server("original", "original", start_original(tmp, fpm_port)))
+        if "floor" in args.only and os.environ.get("BENCH_FLOOR") and "c1" in args.scenarios:
+            floor = Server("floor", "floor", start_floor(tmp, fpm_port))
+            floor.scenarios = {"c1"}  # it serves one connection at a time
+            servers.append(floor)
         idle = {}
         for srv in servers:
             launch(srv)
             srv.fresh = True
+            if srv.kind == "floor":
+                continue
             # one probe done; let its lazily allocated memory settle, then read the idle RSS
             idle[srv.name] = idle_snapshot(srv)
             say(f"{srv.name} ready on 127.0.0.1:{srv.port} (pid {srv.proc.pid}, idle RSS "
@@ -913,7 +932,8 @@ def main():
         if "original" in args.only:
             sizes["original"] = stripped_size(os.environ["BENCH_ORIGINAL"], tmp, "original")
 
-        total = args.runs * len(args.scenarios) * len(servers)
+        total = args.runs * sum(1 for sc in args.scenarios for srv in servers
+                                if srv.scenarios is None or sc in srv.scenarios)
         say(f"{total} measurements of {args.duration}s each (nofile limit {nofile})")
         results, n = [], 0
         for run in range(args.runs):
@@ -921,6 +941,8 @@ def main():
             order = servers[run % len(servers):] + servers[:run % len(servers)]
             for sc in args.scenarios:
                 for srv in order:
+                    if srv.scenarios is not None and sc not in srv.scenarios:
+                        continue
                     n += 1
                     # every measurement starts from a fresh server process: memory that an earlier
                     # scenario made it keep (allocators rarely give it back) must not count as this
