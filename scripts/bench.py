@@ -519,10 +519,11 @@ def idle_snapshot(srv):
 # one measurement
 
 def settle(srv, fpm_port, fpm_proc):
-    """Poll until php-fpm has no queue and no busy worker but the one answering, and the server's
-    CPU time stops moving; bounded by SETTLE_DEADLINE."""
+    """Poll until, for half a second in a row, php-fpm has no queue and no busy worker but the one
+    answering, and neither the server's nor php-fpm's CPU time moves (php-fpm may still be working
+    through connections an earlier server left in its queue); bounded by SETTLE_DEADLINE."""
     end = time.monotonic() + SETTLE_DEADLINE
-    last = None
+    last, quiet = None, 0
     while time.monotonic() < end:
         if fpm_proc.poll() is not None:
             raise BenchError(f"php-fpm exited with status {fpm_proc.returncode}")
@@ -531,8 +532,11 @@ def settle(srv, fpm_port, fpm_proc):
             fpm_idle = st.get("listen queue") == "0" and st.get("active processes") == "1"
         except (OSError, BenchError):
             fpm_idle = False
-        ticks = sum(cpu_ticks(srv.pids()).values())
-        if fpm_idle and last is not None and ticks == last:
+        ticks = (sum(cpu_ticks(srv.pids()).values()), sum(cpu_ticks(tree(fpm_proc.pid)).values()))
+        # php-fpm's own status answers may cost a tick now and then
+        still = last is not None and ticks[0] == last[0] and ticks[1] - last[1] <= 1
+        quiet = quiet + 1 if fpm_idle and still else 0
+        if quiet >= 5:
             return True
         last = ticks
         time.sleep(0.1)
