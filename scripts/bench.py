@@ -518,10 +518,30 @@ def idle_snapshot(srv):
 # ------------------------------------------------------------------------------------------------
 # one measurement
 
+def half_open(port):
+    """Connections to 127.0.0.1:`port` still in SYN-RECV (state 03 in /proc/net/tcp*)."""
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = read_file(path).splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 3 and cols[3] == "03" and cols[1].rsplit(":", 1)[-1] == f"{port:04X}":
+                n += 1
+    return n
+
+
 def settle(srv, fpm_port, fpm_proc):
     """Poll until, for half a second in a row, php-fpm has no queue and no busy worker but the one
-    answering, and neither the server's nor php-fpm's CPU time moves (php-fpm may still be working
-    through connections an earlier server left in its queue); bounded by SETTLE_DEADLINE."""
+    answering, no half-open connection waits at its listener, and neither the server's nor
+    php-fpm's CPU time moves; bounded by SETTLE_DEADLINE.
+
+    The half-open ones matter: a server that flooded php-fpm (the original tool at 1,000
+    connections) leaves hundreds of SYN-RECV entries behind for a few seconds, and while they are
+    there new connections to php-fpm stall for up to seconds (SYN-ACK retransmissions; seen as
+    probes timing out "while reading the answer, 0 bytes received" in whichever server runs next)."""
     end = time.monotonic() + SETTLE_DEADLINE
     last, quiet = None, 0
     while time.monotonic() < end:
@@ -535,7 +555,7 @@ def settle(srv, fpm_port, fpm_proc):
         ticks = (sum(cpu_ticks(srv.pids()).values()), sum(cpu_ticks(tree(fpm_proc.pid)).values()))
         # php-fpm's own status answers may cost a tick now and then
         still = last is not None and ticks[0] == last[0] and ticks[1] - last[1] <= 1
-        quiet = quiet + 1 if fpm_idle and still else 0
+        quiet = quiet + 1 if fpm_idle and still and half_open(fpm_port) == 0 else 0
         if quiet >= 5:
             return True
         last = ticks
