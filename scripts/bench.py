@@ -977,9 +977,9 @@ def main():
                     r = measure(srv, sc, args.duration, fpm_port, fpm_proc, tmp)
                     r["run"] = run + 1
                     results.append(r)
-                    # stopped right away: a server must not go on working in the background (the
-                    # original tool keeps retrying FastCGI connects after its clients are gone, and
-                    # those connections hold php-fpm's workers) while the next one is measured
+                    # stopped right away: a server must not go on working in the background while
+                    # the next one is measured (the original tool's FastCGI connects outlive its
+                    # clients: php-fpm's listen queue stayed at 130 for a second after wrk stopped)
                     if not srv.alive():
                         srv.deaths += 1
                         say(f"{srv.name} died during the run (status {srv.proc.returncode})\n{tail(srv.log, 8)}")
