@@ -350,17 +350,23 @@ class Probes:
         return sum(len(a) for a in self.send)
 
 
+def recv_more(sock, buf, deadline, eof):
+    """`buf` with the next bytes from `sock`, waiting at most until `deadline`; EOFError(`eof`)
+    when the peer closes."""
+    left = deadline - mono()
+    if left <= 0:
+        raise socket.timeout()
+    sock.settimeout(left)
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise EOFError(eof)
+    return buf + chunk
+
+
 def read_response(sock, buf, deadline):
     """One HTTP response from a keep-alive connection. Returns (status, reason word, keep_alive, buf)."""
     while b"\r\n\r\n" not in buf:
-        left = deadline - mono()
-        if left <= 0:
-            raise socket.timeout()
-        sock.settimeout(left)
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise EOFError("empty" if not buf else "partial")
-        buf += chunk
+        buf = recv_more(sock, buf, deadline, "empty" if not buf else "partial")
         if len(buf) > 1 << 16:
             raise ValueError("head too large")
     head, _, buf = buf.partition(b"\r\n\r\n")
@@ -381,14 +387,7 @@ def read_response(sock, buf, deadline):
     if length is None or length > 1 << 16:
         raise ValueError("no or huge Content-Length")
     while len(buf) < length:
-        left = deadline - mono()
-        if left <= 0:
-            raise socket.timeout()
-        sock.settimeout(left)
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise EOFError("partial")
-        buf += chunk
+        buf = recv_more(sock, buf, deadline, "partial")
     body, buf = buf[:length], buf[length:]
     word = body.split(None, 1)[0].decode("ascii", "replace").rstrip(":") if body.strip() else ""
     return status, word[:40], keep, buf

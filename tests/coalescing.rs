@@ -18,13 +18,7 @@ use common::{
 };
 
 fn tool_for_peer(peer: &FakePeer, extra: &[(&str, &str)]) -> Tool {
-    let port = peer.port().to_string();
-    let mut env = vec![
-        ("DESTINATION", "127.0.0.1"),
-        ("DESTINATION_PORT", port.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    Tool::start(&env)
+    Tool::probing("127.0.0.1", peer.port(), extra)
 }
 
 /// `clients` simultaneous GET /fcgi-ping, each on its own connection, released together.
@@ -127,13 +121,11 @@ fn cache_ttl_reuses_a_verdict_then_expires() {
 #[test]
 fn a_storm_of_1000_probes_costs_php_fpm_one_request() {
     let fpm = PhpFpm::tcp();
-    let port = fpm.port().to_string();
-    let tool = Tool::start(&[
-        ("DESTINATION", "127.0.0.1"),
-        ("DESTINATION_PORT", port.as_str()),
-        ("TIMEOUT", "10s"),
-        ("CLIENT_TIMEOUT", "30s"),
-    ]);
+    let tool = Tool::probing(
+        "127.0.0.1",
+        fpm.port(),
+        &[("TIMEOUT", "10s"), ("CLIENT_TIMEOUT", "30s")],
+    );
     get(tool.addr(), "/fcgi-ping").assert_ok();
     let before = fpm.status_field("accepted conn");
 

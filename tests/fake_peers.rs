@@ -20,14 +20,9 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 const MARGIN: Duration = Duration::from_secs(1);
 
 fn tool_for(peer: &FakePeer, extra: &[(&str, &str)]) -> Tool {
-    let port = peer.port().to_string();
-    let mut env = vec![
-        ("DESTINATION", "127.0.0.1"),
-        ("DESTINATION_PORT", port.as_str()),
-        ("TIMEOUT", "500ms"),
-    ];
+    let mut env = vec![("TIMEOUT", "500ms")];
     env.extend_from_slice(extra);
-    Tool::start(&env)
+    Tool::probing("127.0.0.1", peer.port(), &env)
 }
 
 /// Probes a peer showing `fault`: expects 503 with `reason`, within TIMEOUT + MARGIN, a WARN line with the

@@ -111,12 +111,7 @@ fn haproxy_marks_php_fpm_down_and_up_through_the_tool() {
     let dir = TempDir::new();
     let mut fpm = PhpFpm::tcp();
     let addr = fpm.addr();
-    let port = addr.port().to_string();
-    let tool = Tool::start(&[
-        ("DESTINATION", "127.0.0.1"),
-        ("DESTINATION_PORT", port.as_str()),
-        ("TIMEOUT", "500ms"),
-    ]);
+    let tool = Tool::probing("127.0.0.1", addr.port(), &[("TIMEOUT", "500ms")]);
     let haproxy = Haproxy::start(&dir, addr.port(), tool.addr().port());
     haproxy.wait_for("UP", Duration::from_secs(10));
 

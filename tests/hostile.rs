@@ -46,13 +46,7 @@ const SERIES: usize = 20;
 /// A tool probing a healthy fake php-fpm, with `extra` settings.
 fn healthy_tool(extra: &[(&str, &str)]) -> (FakePeer, Tool) {
     let peer = FakePeer::start(Behavior::healthy());
-    let port = peer.port().to_string();
-    let mut env = vec![
-        ("DESTINATION", "127.0.0.1"),
-        ("DESTINATION_PORT", port.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    let tool = Tool::start(&env);
+    let tool = Tool::probing("127.0.0.1", peer.port(), extra);
     (peer, tool)
 }
 

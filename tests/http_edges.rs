@@ -24,13 +24,11 @@ const MARGIN: Duration = Duration::from_secs(1);
 
 /// A tool whose FastCGI destination refuses connections (so /fcgi-ping fails fast), plus `extra`.
 fn tool(extra: &[(&str, &str)]) -> Tool {
-    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string();
-    let mut env = vec![
-        ("DESTINATION", "127.0.0.1"),
-        ("DESTINATION_PORT", port.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    Tool::start(&env)
+    Tool::probing(
+        "127.0.0.1",
+        free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        extra,
+    )
 }
 
 fn assert_no_store(response: &Response) {
@@ -393,14 +391,15 @@ fn max_connections_evicts_a_keep_alive_idle_connection() {
 fn max_connections_all_busy_newcomer_gets_503() {
     // Two connections busy probing a peer that never answers (for 2 s, the probe deadline).
     let peer = FakePeer::start(Behavior::silent());
-    let port = peer.port().to_string();
-    let tool = Tool::start(&[
-        ("DESTINATION", "127.0.0.1"),
-        ("DESTINATION_PORT", port.as_str()),
-        ("MAX_CONNECTIONS", "2"),
-        ("TIMEOUT", "2s"),
-        ("COALESCE", "off"),
-    ]);
+    let tool = Tool::probing(
+        "127.0.0.1",
+        peer.port(),
+        &[
+            ("MAX_CONNECTIONS", "2"),
+            ("TIMEOUT", "2s"),
+            ("COALESCE", "off"),
+        ],
+    );
     let server_port = tool.addr().port();
     let mut busy: Vec<Client> = (0..2).map(|_| Client::connect(tool.addr())).collect();
     for client in &mut busy {

@@ -26,10 +26,7 @@ const PROMPT: Duration = Duration::from_secs(1);
 
 /// A tool probing TCP `host`:`port`, with `extra` variables.
 fn tool_for_tcp(host: &str, port: u16, extra: &[(&str, &str)]) -> Tool {
-    let port = port.to_string();
-    let mut env = vec![("DESTINATION", host), ("DESTINATION_PORT", port.as_str())];
-    env.extend_from_slice(extra);
-    Tool::start(&env)
+    Tool::probing(host, port, extra)
 }
 
 fn tool_for(fpm: &PhpFpm, extra: &[(&str, &str)]) -> Tool {

@@ -18,13 +18,7 @@ use common::fcgi::fcgi_get;
 use common::{get, run_to_exit, wait_until, PhpFpm, TempDir, Tool};
 
 fn tool_for(fpm: &PhpFpm, extra: &[(&str, &str)]) -> Tool {
-    let port = fpm.port().to_string();
-    let mut env = vec![
-        ("DESTINATION", "127.0.0.1"),
-        ("DESTINATION_PORT", port.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    Tool::start(&env)
+    Tool::probing("127.0.0.1", fpm.port(), extra)
 }
 
 #[test]

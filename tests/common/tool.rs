@@ -111,6 +111,15 @@ impl Tool {
         Self::start_with_args(env, &[])
     }
 
+    /// Starts the tool probing FastCGI at `host`:`port` over TCP, with `extra` variables (which
+    /// win over these).
+    pub fn probing(host: &str, port: u16, extra: &[(&str, &str)]) -> Self {
+        let port = port.to_string();
+        let mut env = vec![("DESTINATION", host), ("DESTINATION_PORT", port.as_str())];
+        env.extend_from_slice(extra);
+        Self::start(&env)
+    }
+
     pub fn start_with_args(env: &[(&str, &str)], args: &[&str]) -> Self {
         Self::spawn(&[BIN], env, args, |logs| {
             logs.iter().find_map(|line| listening_addr(line))
