@@ -187,20 +187,23 @@ fn panels_and_rows(list: &Value) -> Vec<&Value> {
 }
 
 fn uses_datasource_variable(datasource: &Value) -> bool {
-    matches!(datasource["uid"].as_str(), Some("${datasource}" | "$datasource"))
+    matches!(
+        datasource["uid"].as_str(),
+        Some("${datasource}" | "$datasource")
+    )
 }
 
 /// What keeps Grafana from importing `dashboard` as a dashboard of this kind, one line each.
 fn dashboard_problems(dashboard: &Value) -> Vec<String> {
     let mut problems = Vec::new();
-    if !dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 27) {
+    if dashboard["schemaVersion"].as_u64().is_none_or(|v| v < 27) {
         problems.push(format!(
             "schemaVersion {} is not a number of at least 27 (rows as panels)",
             dashboard["schemaVersion"]
         ));
     }
     for key in ["title", "uid"] {
-        if !dashboard[key].as_str().is_some_and(|s| !s.is_empty()) {
+        if dashboard[key].as_str().is_none_or(str::is_empty) {
             problems.push(format!("no {key}"));
         }
     }
@@ -214,15 +217,13 @@ fn dashboard_problems(dashboard: &Value) -> Vec<String> {
     let variable = |name: &str| variables.iter().find(|v| v["name"] == name);
     match variable("datasource") {
         Some(v) if v["type"] == "datasource" && v["query"] == "prometheus" => {}
-        _ => problems.push(
-            "no variable \"datasource\" of type datasource with query prometheus".to_owned(),
-        ),
+        _ => problems
+            .push("no variable \"datasource\" of type datasource with query prometheus".to_owned()),
     }
     match variable("pool") {
         Some(v) if v["type"] == "query" && uses_datasource_variable(&v["datasource"]) => {}
-        _ => problems.push(
-            "no variable \"pool\" of type query on the datasource variable".to_owned(),
-        ),
+        _ => problems
+            .push("no variable \"pool\" of type query on the datasource variable".to_owned()),
     }
     let mut ids: BTreeMap<u64, String> = BTreeMap::new();
     for panel in panels_and_rows(&dashboard["panels"]) {
@@ -256,7 +257,7 @@ fn dashboard_problems(dashboard: &Value) -> Vec<String> {
             problems.push(format!("panel \"{title}\" has no targets"));
         }
         for target in &targets {
-            if !target["expr"].as_str().is_some_and(|e| !e.trim().is_empty()) {
+            if target["expr"].as_str().is_none_or(|e| e.trim().is_empty()) {
                 problems.push(format!(
                     "panel \"{title}\" target {} has no expr",
                     target["refId"]
@@ -344,7 +345,10 @@ impl Prometheus {
                     "--config.file={}",
                     dir.join("prometheus.yml").display()
                 ))
-                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
                 .arg(format!("--web.listen-address={addr}"))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
@@ -380,7 +384,9 @@ impl Prometheus {
     /// One HTTP/1.0 GET (so the body is not chunked and ends at EOF): status and body.
     fn http(&self, path: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .ok()?;
         write!(stream, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).ok()?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).ok()?;
@@ -546,9 +552,7 @@ fn wait_scrapes(prometheus: &Prometheus, more: f64) {
     let start = prometheus.value(&scrapes).unwrap_or(0.0);
     let within = Duration::from_secs_f64(10.0 + 3.0 * more);
     let seen = poll(within, || {
-        prometheus
-            .value(&scrapes)
-            .filter(|n| *n >= start + more)
+        prometheus.value(&scrapes).filter(|n| *n >= start + more)
     });
     assert!(
         seen.is_some(),
@@ -606,8 +610,14 @@ fn every_panel_returns_data_from_a_live_prometheus() {
         .filter(|f| f.contains("rejects"))
         .collect();
     assert!(unparsed.is_empty(), "{}", unparsed.join("\n"));
-    let all_data = poll(Duration::from_secs(60), || failures().is_empty().then_some(()));
-    assert!(all_data.is_some(), "dead panels:\n{}", failures().join("\n"));
+    let all_data = poll(Duration::from_secs(60), || {
+        failures().is_empty().then_some(())
+    });
+    assert!(
+        all_data.is_some(),
+        "dead panels:\n{}",
+        failures().join("\n")
+    );
 
     // The pool variable's query (Grafana's label_values(phpfpm_up, pool)) offers the pool.
     let pools = prometheus
@@ -632,7 +642,10 @@ fn every_panel_returns_data_from_a_live_prometheus() {
         "{error}"
     );
     let error = check_query(&prometheus, "Dead", "fastcgi_healthcheck_no_such_series").unwrap_err();
-    assert!(error.starts_with("panel \"Dead\" returns no data"), "{error}");
+    assert!(
+        error.starts_with("panel \"Dead\" returns no data"),
+        "{error}"
+    );
 
     // The picture: from this Prometheus, by the script the README names.
     let picture = std::env::var_os("DASHBOARD_PNG").map(PathBuf::from);
@@ -663,7 +676,10 @@ fn outage_for_the_picture(prometheus: &Prometheus, fpm: &PhpFpm) {
         prometheus.value(timeouts).filter(|n| *n >= 15.0)
     });
     fpm.resume_workers();
-    assert!(counted.is_some(), "no ping timeouts counted while php-fpm was stopped");
+    assert!(
+        counted.is_some(),
+        "no ping timeouts counted while php-fpm was stopped"
+    );
     wait_scrapes(prometheus, 40.0);
 }
 
