@@ -37,8 +37,10 @@ impl Kind {
 }
 
 /// Upper bounds of the probe duration histogram: microseconds, and the `le` label in seconds
-/// (integers only: no floating-point code in the binary).
-pub const BUCKETS: [(u64, &str); 9] = [
+/// (integers only: no floating-point code in the binary). 0.5 and 0.75 tell a probe near the
+/// default 800 ms `TIMEOUT` (the `FastcgiHealthcheckProbeLatencyNearTimeout` alert) from a merely
+/// slow one.
+pub const BUCKETS: [(u64, &str); 11] = [
     (1_000, "0.001"),
     (2_500, "0.0025"),
     (5_000, "0.005"),
@@ -47,6 +49,8 @@ pub const BUCKETS: [(u64, &str); 9] = [
     (50_000, "0.05"),
     (100_000, "0.1"),
     (250_000, "0.25"),
+    (500_000, "0.5"),
+    (750_000, "0.75"),
     (1_000_000, "1"),
 ];
 
@@ -333,6 +337,23 @@ mod tests {
             "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"1\"} 3",
             "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"+Inf\"} 4",
             "fastcgi_healthcheck_probe_duration_seconds_sum{probe=\"ping\"} 2.236567",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn buckets_tell_near_the_default_timeout() {
+        let metrics = Metrics::default();
+        for millis in [400, 600, 800] {
+            metrics.record_ping(&Ok(()), Source::Ran, Duration::from_millis(millis));
+        }
+        let text = render(&metrics, 0, None);
+        for line in [
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.25\"} 0",
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.5\"} 1",
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.75\"} 2",
+            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"1\"} 3",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
