@@ -47,7 +47,10 @@ fn shipped_manifests_validate_and_a_misplaced_field_does_not() {
     // The sidecar with a field its probe does not have: the validator must name it.
     let original = std::fs::read_to_string(&sidecar).unwrap();
     let probe = "            httpGet: {";
-    assert!(original.contains(probe), "sidecar.yaml has no `{probe}` line");
+    assert!(
+        original.contains(probe),
+        "sidecar.yaml has no `{probe}` line"
+    );
     let broken = original.replacen(probe, &format!("            bogusField: 1\n{probe}"), 1);
     let tmp = TempDir::new();
     let broken_path = tmp.join("broken.yaml");

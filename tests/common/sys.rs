@@ -37,9 +37,10 @@ impl Drop for TempDir {
     }
 }
 
-/// Polls `check` every 10 ms until it returns `Some`, or `None` once `within` has passed.
+/// Polls `check` every 10 ms until it returns `Some`, or `None` once `within` has passed (scaled
+/// under an emulator: see `tool::scaled`).
 pub fn poll<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
+    let deadline = Instant::now() + super::tool::scaled(within);
     loop {
         if let Some(value) = check() {
             return Some(value);
