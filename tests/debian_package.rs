@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::sys::output_text;
 use common::tool::{static_binary, TOOL_VARS};
 use common::{wait_until, PhpFpm, TempDir};
 
@@ -39,14 +40,6 @@ fn run(program: &str, args: &[&str], install: &str) -> Output {
         .unwrap_or_else(|error| panic!("{program}: {error}: install it with \"{install}\""))
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Builds the amd64 package from the static binary into `dir`; returns its path.
 fn build_package(dir: &Path) -> PathBuf {
     let binary = static_binary();
@@ -61,7 +54,11 @@ fn build_package(dir: &Path) -> PathBuf {
         .arg(dir)
         .output()
         .expect("run scripts/debian/build-deb");
-    assert!(out.status.success(), "build-deb failed:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "build-deb failed:\n{}",
+        output_text(&out)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     PathBuf::from(stdout.lines().last().expect("the package's path").trim())
 }
@@ -139,7 +136,7 @@ fn package_lints_installs_serves_a_template_instance_and_purges_clean() {
     // lintian: exit 0, no error, and no warning (each kept one is overridden, with its reason, in
     // scripts/debian/lintian-overrides).
     let out = run("lintian", &[deb_str], "apt-get install lintian");
-    let report = text(&out);
+    let report = output_text(&out);
     assert!(out.status.success(), "lintian failed:\n{report}");
     assert!(
         !report
@@ -160,7 +157,7 @@ fn package_lints_installs_serves_a_template_instance_and_purges_clean() {
 
     let out = run("dpkg", &["-i", deb_str], "dpkg");
     let installed = Installed;
-    assert!(out.status.success(), "dpkg -i:\n{}", text(&out));
+    assert!(out.status.success(), "dpkg -i:\n{}", output_text(&out));
 
     // The installed binary's check against a real php-fpm, and against nothing.
     let fpm = PhpFpm::unix();
@@ -177,13 +174,13 @@ fn package_lints_installs_serves_a_template_instance_and_purges_clean() {
             .unwrap()
     };
     let out = check(&socket);
-    assert_eq!(out.status.code(), Some(0), "check: {}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "check: {}", output_text(&out));
     let out = check("/nonexistent/php-fpm.sock");
     assert_eq!(
         out.status.code(),
         Some(1),
         "check of nothing: {}",
-        text(&out)
+        output_text(&out)
     );
 
     // man fastcgi-healthcheck holds every line of --help.
@@ -202,7 +199,7 @@ fn package_lints_installs_serves_a_template_instance_and_purges_clean() {
         .output()
         .expect("man (Debian's man-db package: apt-get install man-db)");
     let manual = words(&String::from_utf8_lossy(&man.stdout));
-    assert!(man.status.success(), "man: {}", text(&man));
+    assert!(man.status.success(), "man: {}", output_text(&man));
     for line in help.lines().filter(|l| !l.trim().is_empty()) {
         assert!(
             manual.contains(&words(line)),
@@ -306,7 +303,7 @@ fn package_lints_installs_serves_a_template_instance_and_purges_clean() {
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("installed"),
         "still installed: {}",
-        text(&out)
+        output_text(&out)
     );
     let left: Vec<&String> = files.iter().filter(|f| Path::new(f).exists()).collect();
     assert!(left.is_empty(), "left behind after purge: {left:?}");

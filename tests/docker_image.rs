@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::sys::output_text;
 use common::tool::{native_only, static_binary};
 use common::{free_port, wait_until, Listen, PhpFpm, TempDir};
 
@@ -106,7 +107,11 @@ impl Engine {
 
     fn run(&self, args: &[&str]) -> String {
         let out = self.command().args(args).output().unwrap();
-        assert!(out.status.success(), "docker {args:?}: {}", text(&out));
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            output_text(&out)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
@@ -137,14 +142,6 @@ impl Drop for Engine {
 
 fn poll_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
     common::sys::poll(within, || child.try_wait().ok().flatten())
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Removes the test's container and image, however the test ends (before the engine stops).
@@ -180,7 +177,7 @@ fn image_files(engine: &Engine, image: &str, dir: &Path) -> Vec<String> {
         .arg(&unpacked)
         .output()
         .unwrap();
-    assert!(out.status.success(), "tar: {}", text(&out));
+    assert!(out.status.success(), "tar: {}", output_text(&out));
     let manifest = fs::read_to_string(unpacked.join("manifest.json")).unwrap();
     // "Layers":["<id>/layer.tar",...]: the paths between quotes that end in .tar.
     let layers: Vec<PathBuf> = manifest
@@ -223,7 +220,11 @@ fn image_holds_the_static_binary_alone_and_docker_sees_it_healthy_unhealthy_heal
         .arg(&image)
         .output()
         .expect("run scripts/docker/build-image");
-    assert!(out.status.success(), "build-image failed: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "build-image failed: {}",
+        output_text(&out)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.lines().last(),

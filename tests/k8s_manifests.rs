@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::sys::output_text;
 use common::TempDir;
 
 fn validate(files: &[&Path]) -> Output {
@@ -18,20 +19,12 @@ fn validate(files: &[&Path]) -> Output {
         .unwrap_or_else(|error| panic!("run {}: {error}", script.display()))
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn shipped_manifests_validate_and_a_misplaced_field_does_not() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/k8s");
     let sidecar = dir.join("sidecar.yaml");
     let out = validate(&[&sidecar, &dir.join("exec-probe.yaml")]);
-    let report = text(&out);
+    let report = output_text(&out);
     assert!(out.status.success(), "{report}");
     for resource in [
         "pod/php-exec-probe",
@@ -56,7 +49,7 @@ fn shipped_manifests_validate_and_a_misplaced_field_does_not() {
     let broken_path = tmp.join("broken.yaml");
     std::fs::write(&broken_path, broken).unwrap();
     let out = validate(&[&broken_path]);
-    let report = text(&out);
+    let report = output_text(&out);
     assert!(!out.status.success(), "a misplaced field passed:\n{report}");
     assert!(report.contains("bogusField"), "{report}");
 }

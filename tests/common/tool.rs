@@ -236,8 +236,9 @@ impl Tool {
     ) -> Self {
         let mut child = spawn_child(argv, env, args, Stdio::null());
         let logs = collect_lines(child.stderr.take().expect("piped stderr"));
+        // poll scales the limit under an emulator.
         let startup = scaled(STARTUP);
-        let addr = poll(startup, || {
+        let addr = poll(STARTUP, || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "the tool exited with {status} before listening; stderr:\n{}",
@@ -340,7 +341,7 @@ pub fn run_program_to_exit(argv: &[&str], env: &[(&str, &str)], args: &[&str]) -
     let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
     let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
     let within = scaled(STARTUP);
-    let status = poll(within, || child.try_wait().ok().flatten());
+    let status = poll(STARTUP, || child.try_wait().ok().flatten());
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
