@@ -1,7 +1,13 @@
 //! The Kubernetes manifests in `scripts/k8s/` validate against the Kubernetes API's schema (strict:
 //! an unknown or misplaced field is an error), with `kubernetes-validate` from PyPI run by
 //! `scripts/k8s/validate`; and the validator does reject a manifest with a misplaced field.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 mod common;
 

@@ -1,7 +1,13 @@
 //! Bad input to the build scripts of the release (`scripts/cross`, `scripts/debian/build-deb`,
 //! `scripts/docker/build-image`): a usage line naming what is accepted and exit 2, or one line
 //! naming what is missing and exit 1. None of these builds anything.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 mod common;
 
