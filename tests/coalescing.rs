@@ -63,6 +63,8 @@ fn a_shared_failure_reaches_every_waiter() {
         response.assert_failure(503, "timeout");
     }
     assert_eq!(peer.requests().len(), 1);
+    // The warning may reach the log reader after the responses reach the clients.
+    tool.wait_for_log(&["WARN", "timeout"]);
     let logs = tool.logs();
     let warnings = logs
         .iter()

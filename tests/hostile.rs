@@ -21,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::sys::poll;
+use common::tool::scaled;
 use common::{
     request_text, server_read_everything, timed_get, wait_until, Behavior, FakePeer, Tool,
 };
@@ -223,8 +224,10 @@ fn p99(latencies: &[Duration]) -> Duration {
     sorted[(sorted.len() - 1) * 99 / 100]
 }
 
-/// Asserts p99 under [`PROMPT_P99`] and every latency under [`PROMPT_MAX`]; prints them.
+/// Asserts p99 under [`PROMPT_P99`] and every latency under [`PROMPT_MAX`] (both scaled under an
+/// emulator); prints them.
 fn assert_prompt(latencies: &[Duration], what: &str) {
+    let (p99_limit, max_limit) = (scaled(PROMPT_P99), scaled(PROMPT_MAX));
     let max = latencies.iter().max().copied().unwrap_or_default();
     let p99 = p99(latencies);
     let mut sorted = latencies.to_vec();
@@ -235,12 +238,12 @@ fn assert_prompt(latencies: &[Duration], what: &str) {
         latencies.len()
     );
     assert!(
-        p99 < PROMPT_P99,
-        "{what}: p99 {p99:?} >= {PROMPT_P99:?}; latencies {latencies:?}"
+        p99 < p99_limit,
+        "{what}: p99 {p99:?} >= {p99_limit:?}; latencies {latencies:?}"
     );
     assert!(
-        max < PROMPT_MAX,
-        "{what}: a request took {max:?} >= {PROMPT_MAX:?}; latencies {latencies:?}"
+        max < max_limit,
+        "{what}: a request took {max:?} >= {max_limit:?}; latencies {latencies:?}"
     );
 }
 
@@ -939,7 +942,7 @@ fn control_characters_are_400_and_never_reach_the_log_raw() {
         let end = read_end(&mut stream, started + Duration::from_secs(5));
         assert_eq!(end, End::Answered(400), "{what}: {request:?}");
         assert!(
-            started.elapsed() < PROMPT_MAX,
+            started.elapsed() < scaled(PROMPT_MAX),
             "{what}: answered after {:?}",
             started.elapsed()
         );

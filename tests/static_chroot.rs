@@ -14,33 +14,12 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::tool::run_program_to_exit;
+use common::tool::{run_program_to_exit, static_binary};
 use common::{get, wait_until, Listen, PhpFpm, TempDir, Tool};
-
-/// Builds the static binary with `scripts/build-static` (its last line is the path).
-fn static_binary() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-static");
-    let out = Command::new(&script)
-        .output()
-        .expect("run scripts/build-static");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "scripts/build-static failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .expect("a path on the last line")
-            .trim(),
-    )
-}
 
 /// An empty root with only the binary in it.
 fn empty_root(binary: &Path) -> TempDir {

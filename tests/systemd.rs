@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::tool::{BIN, TOOL_VARS};
+use common::tool::{argv, TOOL_VARS};
 use common::{free_port, get, wait_until, Behavior, FakePeer, TempDir, Tool};
 
 const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
@@ -37,7 +37,7 @@ fn activate(listen: &str, env: &[(&str, &str)]) -> Child {
         command.arg("-E").arg(format!("{name}={value}"));
     }
     command
-        .arg(BIN)
+        .args(argv())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -155,13 +155,14 @@ fn sd_notify_ready_then_stopping() {
 /// Runs the tool with `LISTEN_PID` set to its own pid (through `sh`'s `exec`), `LISTEN_FDS` and
 /// descriptor 3 as `redirect` sets it up.
 fn run_activated(listen_fds: &str, redirect: &str) -> (Option<i32>, String) {
-    let script = format!("{redirect} LISTEN_PID=$$ LISTEN_FDS={listen_fds} exec \"$0\"");
+    let script = format!("{redirect} LISTEN_PID=$$ LISTEN_FDS={listen_fds} exec \"$@\"");
     let mut command = Command::new("sh");
     for var in TOOL_VARS {
         command.env_remove(var);
     }
     let out = command
-        .args(["-c", &script, BIN])
+        .args(["-c", &script, "sh"])
+        .args(argv())
         .env("SERVER", "127.0.0.1:0")
         .stdin(Stdio::null())
         .output()
@@ -206,7 +207,7 @@ fn shipped_unit_files_verify() {
         let text = std::fs::read_to_string(units.join(name)).unwrap();
         let text = text.replace(
             "ExecStart=/usr/local/bin/fastcgi-healthcheck",
-            &format!("ExecStart={BIN}"),
+            &format!("ExecStart={}", argv().join(" ")),
         );
         std::fs::write(dir.join(name), text).unwrap();
     }

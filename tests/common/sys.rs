@@ -37,9 +37,10 @@ impl Drop for TempDir {
     }
 }
 
-/// Polls `check` every 10 ms until it returns `Some`, or `None` once `within` has passed.
+/// Polls `check` every 10 ms until it returns `Some`, or `None` once `within` has passed (scaled
+/// under an emulator: see `tool::scaled`).
 pub fn poll<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
+    let deadline = Instant::now() + super::tool::scaled(within);
     loop {
         if let Some(value) = check() {
             return Some(value);
@@ -172,4 +173,13 @@ pub fn server_read_everything(server_port: u16) -> bool {
 /// The port of a /proc/net/tcp address such as `0100007F:1F90`.
 fn hex_port(address: &str) -> Option<u16> {
     u16::from_str_radix(address.rsplit(':').next()?, 16).ok()
+}
+
+/// A finished command's stdout then stderr, for assertion messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

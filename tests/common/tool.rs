@@ -3,13 +3,85 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use super::sys::{free_port, poll, signal};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_fastcgi-healthcheck");
+/// The binary under test: `FASTCGI_HEALTHCHECK_BIN` when set (a cross build, such as the aarch64 one
+/// of `scripts/cross`), else the one cargo built for these tests.
+static BIN: LazyLock<String> = LazyLock::new(|| {
+    std::env::var("FASTCGI_HEALTHCHECK_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_fastcgi-healthcheck").to_owned())
+});
+
+/// The emulator that runs [`bin`], from `FASTCGI_HEALTHCHECK_RUNNER` (e.g. `qemu-aarch64-static`).
+static RUNNER: LazyLock<Option<String>> =
+    LazyLock::new(|| std::env::var("FASTCGI_HEALTHCHECK_RUNNER").ok());
+
+/// How much longer than native a wait may take, from `FASTCGI_HEALTHCHECK_TIME_SCALE` (a whole
+/// number, 1 when unset): everything is slower under an emulator.
+static TIME_SCALE: LazyLock<u32> = LazyLock::new(|| {
+    std::env::var("FASTCGI_HEALTHCHECK_TIME_SCALE").map_or(1, |text| {
+        text.parse().unwrap_or_else(|_| {
+            panic!("FASTCGI_HEALTHCHECK_TIME_SCALE={text:?} is not a whole number")
+        })
+    })
+});
+
+/// The path of the binary under test.
+pub fn bin() -> &'static str {
+    &BIN
+}
+
+/// The emulator the binary runs under, if any.
+pub fn runner() -> Option<&'static str> {
+    RUNNER.as_deref()
+}
+
+/// The command line that starts the binary under test: the emulator (if any), then the binary.
+pub fn argv() -> Vec<&'static str> {
+    runner().into_iter().chain([bin()]).collect()
+}
+
+/// `limit` scaled for the emulator (unchanged at native speed).
+pub fn scaled(limit: Duration) -> Duration {
+    limit * *TIME_SCALE
+}
+
+/// The host's static binary, built by `scripts/build-static` (its last line is the path); for the
+/// tests of what ships it (empty root, Debian package, container image), which cannot run under
+/// an emulator and say so.
+pub fn static_binary() -> std::path::PathBuf {
+    native_only("it builds and runs the host's static binary (scripts/build-static)");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-static");
+    let out = Command::new(&script)
+        .output()
+        .expect("run scripts/build-static");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "scripts/build-static failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("a path on the last line")
+            .trim(),
+    )
+}
+
+/// For a test that starts the host's binary some other way: fails it, saying so, when the tests
+/// are run against another binary (`FASTCGI_HEALTHCHECK_BIN` or `FASTCGI_HEALTHCHECK_RUNNER` set).
+pub fn native_only(why: &str) {
+    assert!(
+        runner().is_none() && std::env::var_os("FASTCGI_HEALTHCHECK_BIN").is_none(),
+        "this test does not run against FASTCGI_HEALTHCHECK_BIN/FASTCGI_HEALTHCHECK_RUNNER: {why}"
+    );
+}
 
 /// Every variable the tool reads: its settings, and systemd's socket activation and readiness
 /// variables. Never inherited from the test's environment, only set explicitly.
@@ -44,7 +116,7 @@ pub fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
 /// As [`command`], run through `wrapper` (e.g. `["prlimit", "--nofile=256"]`) when it is not empty.
 pub fn command_under(wrapper: &[&str], env: &[(&str, &str)], args: &[&str]) -> Command {
     let mut argv = wrapper.to_vec();
-    argv.push(BIN);
+    argv.extend(self::argv());
     command_program(&argv, env, args)
 }
 
@@ -71,7 +143,7 @@ fn spawn_child(argv: &[&str], env: &[(&str, &str)], args: &[&str], stdout: Stdio
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|error| panic!("spawn {BIN}: {error}"))
+        .unwrap_or_else(|error| panic!("spawn {argv:?}: {error}"))
 }
 
 type Lines = Arc<Mutex<Vec<String>>>;
@@ -121,7 +193,7 @@ impl Tool {
     }
 
     pub fn start_with_args(env: &[(&str, &str)], args: &[&str]) -> Self {
-        Self::spawn(&[BIN], env, args, |logs| {
+        Self::spawn(&argv(), env, args, |logs| {
             logs.iter().find_map(|line| listening_addr(line))
         })
     }
@@ -136,7 +208,7 @@ impl Tool {
         let server = addr.to_string();
         let mut env = env.to_vec();
         env.push(("SERVER", &server));
-        Self::spawn(&[BIN], &env, args, |_| {
+        Self::spawn(&argv(), &env, args, |_| {
             TcpStream::connect(addr).is_ok().then_some(addr)
         })
     }
@@ -144,7 +216,7 @@ impl Tool {
     /// Starts the tool through `wrapper` (a command that runs its arguments, such as `prlimit`).
     pub fn start_under(wrapper: &[&str], env: &[(&str, &str)]) -> Self {
         let mut argv = wrapper.to_vec();
-        argv.push(BIN);
+        argv.extend(self::argv());
         Self::start_program(&argv, env)
     }
 
@@ -164,6 +236,8 @@ impl Tool {
     ) -> Self {
         let mut child = spawn_child(argv, env, args, Stdio::null());
         let logs = collect_lines(child.stderr.take().expect("piped stderr"));
+        // poll scales the limit under an emulator.
+        let startup = scaled(STARTUP);
         let addr = poll(STARTUP, || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
@@ -176,7 +250,7 @@ impl Tool {
         let Some(addr) = addr else {
             let _ = child.kill();
             let stderr = logs.lock().expect("lines lock").join("\n");
-            panic!("the tool was not listening within {STARTUP:?}; stderr:\n{stderr}");
+            panic!("the tool was not listening within {startup:?}; stderr:\n{stderr}");
         };
         Self { child, addr, logs }
     }
@@ -258,7 +332,7 @@ pub struct Finished {
 
 /// Runs the tool and waits (10 s at most) for it to exit; a tool still running is killed and the test fails.
 pub fn run_to_exit(env: &[(&str, &str)], args: &[&str]) -> Finished {
-    run_program_to_exit(&[BIN], env, args)
+    run_program_to_exit(&argv(), env, args)
 }
 
 /// As [`run_to_exit`], running `argv` (see [`Tool::start_program`]).
@@ -266,12 +340,13 @@ pub fn run_program_to_exit(argv: &[&str], env: &[(&str, &str)], args: &[&str]) -
     let mut child = spawn_child(argv, env, args, Stdio::piped());
     let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
     let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
+    let within = scaled(STARTUP);
     let status = poll(STARTUP, || child.try_wait().ok().flatten());
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
         panic!(
-            "the tool with {env:?} {args:?} did not exit within {STARTUP:?}; stderr:\n{}",
+            "the tool with {env:?} {args:?} did not exit within {within:?}; stderr:\n{}",
             all_lines(&stderr)
         );
     };

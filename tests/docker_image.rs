@@ -1,0 +1,328 @@
+//! The container image, built and run by a real Docker engine (Debian's docker.io): built by
+//! `scripts/docker/build-image` from the one Dockerfile users build (scripts/docker/Dockerfile),
+//! it holds the static binary alone (at most 1.8 MB as `docker image inspect` reports it), runs as
+//! a numeric non-root user, and with short health-check intervals against a real php-fpm Docker
+//! reports it starting, then healthy, then unhealthy once php-fpm stops, then healthy once it is
+//! back. The test starts its own dockerd when none answers (`--iptables=false --bridge=none`, so
+//! the host's firewall and interfaces are left alone; the container uses the host's network), and
+//! removes its container and image and stops that dockerd at the end.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod common;
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::sys::output_text;
+use common::tool::{native_only, static_binary};
+use common::{free_port, wait_until, Listen, PhpFpm, TempDir};
+
+const DOCKER: &str = "/usr/bin/docker";
+const DOCKERD: &str = "/usr/sbin/dockerd";
+/// The image's size limit, as `docker image inspect` reports it.
+const MAX_IMAGE_BYTES: u64 = 1_800_000;
+
+/// A Docker daemon for the test: the one that answers already, or one started here (stopped on
+/// drop, with its private data).
+struct Engine {
+    host: Option<String>,
+    started: Option<(Child, TempDir)>,
+}
+
+impl Engine {
+    fn get() -> Self {
+        assert!(
+            Path::new(DOCKER).exists(),
+            "{DOCKER} not found: install Debian's Docker engine with \"apt-get install docker.io\""
+        );
+        let answers = |host: Option<&str>| {
+            let mut command = Command::new(DOCKER);
+            if let Some(host) = host {
+                command.env("DOCKER_HOST", host);
+            }
+            command
+                .args(["version", "--format", "{{.Server.Version}}"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        if answers(None) {
+            return Self {
+                host: None,
+                started: None,
+            };
+        }
+        assert!(
+            Path::new(DOCKERD).exists(),
+            "no Docker daemon answers and {DOCKERD} is not installed: \"apt-get install docker.io\""
+        );
+        let dir = TempDir::new();
+        let host = format!("unix://{}", dir.join("docker.sock").display());
+        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new(DOCKERD)
+            .arg("--host")
+            .arg(&host)
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .args(["--iptables=false", "--bridge=none"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        let started = Instant::now();
+        let engine = Self {
+            host: Some(host.clone()),
+            started: Some((child, dir)),
+        };
+        wait_until(Duration::from_secs(30), "dockerd to answer", || {
+            answers(Some(&host)).then_some(())
+        });
+        eprintln!("dockerd started, answering after {:?}", started.elapsed());
+        engine
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(DOCKER);
+        if let Some(host) = &self.host {
+            command.env("DOCKER_HOST", host);
+        }
+        command.env("DOCKER_BUILDKIT", "1").stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.command().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            output_text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some((child, dir)) = &mut self.started {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = poll_exit(child, Duration::from_secs(20));
+            let _ = child.kill();
+            let _ = child.wait();
+            // Mounts dockerd leaves under its private roots (its network namespace), deepest
+            // first, so that the folder can go.
+            let prefix = dir.path().display().to_string();
+            let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|line| line.split(' ').nth(1))
+                .filter(|point| point.starts_with(&prefix))
+                .collect();
+            points.sort_by_key(|point| std::cmp::Reverse(point.len()));
+            for point in points {
+                let _ = Command::new("umount").arg(point).status();
+            }
+        }
+    }
+}
+
+fn poll_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    common::sys::poll(within, || child.try_wait().ok().flatten())
+}
+
+/// Removes the test's container and image, however the test ends (before the engine stops).
+struct Cleanup<'a> {
+    engine: &'a Engine,
+    container: Option<String>,
+    image: String,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if let Some(container) = &self.container {
+            let _ = self.engine.command().args(["rm", "-f", container]).output();
+        }
+        let _ = self
+            .engine
+            .command()
+            .args(["rmi", "-f", &self.image])
+            .output();
+    }
+}
+
+/// The files of the image's layers, from `docker save`.
+fn image_files(engine: &Engine, image: &str, dir: &Path) -> Vec<String> {
+    let tar = dir.join("image.tar");
+    engine.run(&["save", "-o", tar.to_str().unwrap(), image]);
+    let unpacked = dir.join("image");
+    fs::create_dir_all(&unpacked).unwrap();
+    let out = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&unpacked)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {}", output_text(&out));
+    let manifest = fs::read_to_string(unpacked.join("manifest.json")).unwrap();
+    // "Layers":["<id>/layer.tar",...]: the paths between quotes that end in .tar.
+    let layers: Vec<PathBuf> = manifest
+        .split('"')
+        .filter(|part| part.ends_with("layer.tar"))
+        .map(|part| unpacked.join(part))
+        .collect();
+    assert!(!layers.is_empty(), "no layer in {manifest}");
+    layers
+        .iter()
+        .flat_map(|layer| {
+            let out = Command::new("tar").arg("-tf").arg(layer).output().unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn image_holds_the_static_binary_alone_and_docker_sees_it_healthy_unhealthy_healthy() {
+    native_only("it builds the image from the host's static binary");
+    // Built first, so that the build's time is not counted in the engine's.
+    let binary = static_binary();
+    let engine = Engine::get();
+    let image = format!("fastcgi-healthcheck-test:{}", std::process::id());
+    let mut cleanup = Cleanup {
+        engine: &engine,
+        container: None,
+        image: image.clone(),
+    };
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker/build-image");
+    let mut build = Command::new(&script);
+    if let Some(host) = &engine.host {
+        build.env("DOCKER_HOST", host);
+    }
+    let out = build
+        .arg(&image)
+        .output()
+        .expect("run scripts/docker/build-image");
+    assert!(
+        out.status.success(),
+        "build-image failed: {}",
+        output_text(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().last(),
+        Some(image.as_str()),
+        "the last line is not the tag"
+    );
+
+    // Numeric non-root user, the binary alone, within the size limit.
+    let inspect = engine.run(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Size}} {{.Config.User}}",
+        &image,
+    ]);
+    let (size, user) = inspect.split_once(' ').unwrap();
+    let size: u64 = size.parse().unwrap();
+    eprintln!("image {image}: {size} bytes, user {user}");
+    assert!(
+        size <= MAX_IMAGE_BYTES,
+        "the image is {size} bytes, above {MAX_IMAGE_BYTES}"
+    );
+    let (uid, gid) = user.split_once(':').unwrap_or((user, ""));
+    let uid: u32 = uid
+        .parse()
+        .unwrap_or_else(|_| panic!("user {user:?} is not numeric"));
+    assert!(
+        uid != 0 && gid.parse::<u32>().is_ok_and(|gid| gid != 0),
+        "user {user:?}"
+    );
+    let tmp = TempDir::new();
+    let files = image_files(&engine, &image, tmp.path());
+    assert_eq!(
+        files,
+        ["fastcgi-healthcheck"],
+        "the image holds more than the binary"
+    );
+    assert_eq!(
+        size,
+        fs::metadata(&binary).unwrap().len(),
+        "the image's size is not the static binary's"
+    );
+
+    // Against a real php-fpm on the host's network, with a health check every second (the first
+    // one a second after the start: until then Docker says "starting").
+    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut fpm = PhpFpm::tcp();
+    let fpm_addr = fpm.addr();
+    let container = engine.run(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "-e",
+        &format!("SERVER=127.0.0.1:{port}"),
+        "-e",
+        "DESTINATION=127.0.0.1",
+        "-e",
+        &format!("DESTINATION_PORT={}", fpm_addr.port()),
+        "-e",
+        "TIMEOUT=500ms",
+        "--health-interval",
+        "1s",
+        "--health-timeout",
+        "2s",
+        "--health-retries",
+        "1",
+        &image,
+    ]);
+    cleanup.container = Some(container.clone());
+    let started = Instant::now();
+    let health = || {
+        engine.run(&[
+            "inspect",
+            "--format",
+            "{{.State.Health.Status}}",
+            &container,
+        ])
+    };
+    let first = health();
+    assert_eq!(first, "starting", "the first health status");
+    let wait_for = |status: &str| {
+        wait_until(Duration::from_secs(30), &format!("health {status}"), || {
+            (health() == status).then(|| started.elapsed())
+        })
+    };
+    let healthy = wait_for("healthy");
+    fpm.kill();
+    let stopped = started.elapsed();
+    let unhealthy = wait_for("unhealthy");
+    let _fpm = PhpFpm::start(Listen::Tcp(fpm_addr));
+    let back = started.elapsed();
+    let healthy_again = wait_for("healthy");
+    eprintln!(
+        "health: starting at 0, healthy at {healthy:?}; php-fpm stopped at {stopped:?}, \
+         unhealthy at {unhealthy:?}; php-fpm back at {back:?}, healthy at {healthy_again:?}"
+    );
+    // The container served HTTP as well, on the host's network.
+    let response = common::get(format!("127.0.0.1:{port}").parse().unwrap(), "/fcgi-ping");
+    response.assert_ok();
+}
