@@ -119,12 +119,9 @@ impl<T: Clone> Coalescer<T> {
         *self.state.borrow_mut() = if self.ttl.is_zero() {
             State::Idle
         } else {
-            match Instant::now().checked_add(self.ttl) {
-                Some(until) => State::Cached {
-                    value: value.clone(),
-                    until,
-                },
-                None => State::Idle,
+            State::Cached {
+                value: value.clone(),
+                until: crate::deadline::after(self.ttl),
             }
         };
         flight.done.notify(usize::MAX);

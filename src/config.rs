@@ -472,25 +472,21 @@ fn parse_switch(raw: &Raw) -> Result<bool, ConfigError> {
 }
 
 fn parse_idle_exit(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
-    if matches!(raw.value.trim(), "off" | "0" | "") {
+    if matches!(raw.value.trim(), "off" | "") {
         return Ok(None);
     }
-    parse_duration(&raw.value)
-        .map(Some)
-        .ok_or_else(|| raw.error("is not off or a duration between 1ms and 1h (examples: 30s, 5m)"))
+    match parse_span(&raw.value) {
+        Some(Duration::ZERO) => Ok(None),
+        Some(span) if span >= MIN_DURATION => Ok(Some(span)),
+        _ => Err(raw.error("is not off, 0 or a duration between 1ms and 1h (examples: 30s, 5m)")),
+    }
 }
 
 fn parse_ttl(raw: &Raw) -> Result<Duration, ConfigError> {
-    if raw
-        .value
-        .trim()
-        .trim_end_matches(['m', 's'])
-        .trim_matches(['0', '.'])
-        .is_empty()
-    {
-        return Ok(Duration::ZERO);
+    match parse_span(&raw.value) {
+        Some(span) if span == Duration::ZERO || span >= MIN_DURATION => Ok(span),
+        _ => Err(raw.error("is not 0 or a duration between 1ms and 1h (examples: 0, 250ms, 2s)")),
     }
-    parse_duration_setting(raw)
 }
 
 fn parse_duration_setting(raw: &Raw) -> Result<Duration, ConfigError> {
@@ -499,6 +495,9 @@ fn parse_duration_setting(raw: &Raw) -> Result<Duration, ConfigError> {
     })
 }
 
+/// Shortest accepted duration other than zero.
+const MIN_DURATION: Duration = Duration::from_millis(1);
+
 /// Longest accepted duration.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
@@ -506,6 +505,13 @@ const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// Accepts 1 ms to 1 h; anything else is `None`. Exact decimal arithmetic (no floating point):
 /// `0.001` is exactly 1 ms; digits below a nanosecond are dropped.
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    parse_span(text).filter(|span| *span >= MIN_DURATION)
+}
+
+/// As [`parse_duration`], but zero (`0`, `0s`, `0ms`, `0.0m`) is accepted too: the one parser
+/// behind every duration setting, so that they all read the same text the same way. A number
+/// is required: a unit alone (`ms`, `s`, `.`) is `None`.
+fn parse_span(text: &str) -> Option<Duration> {
     const NANOS_PER_MS: u128 = 1_000_000;
     let text = text.trim();
     let (number, unit_nanos) = if let Some(n) = text.strip_suffix("ms") {
@@ -548,9 +554,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         .checked_mul(unit_nanos)?
         .checked_add(numerator.checked_mul(unit_nanos)?.checked_div(scale)?)?;
     let duration = Duration::from_nanos(u64::try_from(nanos).ok()?);
-    (Duration::from_millis(1)..=MAX_DURATION)
-        .contains(&duration)
-        .then_some(duration)
+    (duration <= MAX_DURATION).then_some(duration)
 }
 
 fn parse_log(raw: &Raw) -> Result<LogSpec, ConfigError> {
@@ -801,6 +805,40 @@ mod tests {
                 Duration::ZERO,
                 "{zero}"
             );
+        }
+    }
+
+    /// `0`, `0s` and `0ms` mean the same in every duration setting, and a unit without a number
+    /// is an error that names the variable (never a silent default).
+    #[test]
+    fn zero_durations_agree_and_a_bare_unit_is_an_error() {
+        for zero in ["0", "0s", "0ms", "0m", "0.0"] {
+            assert_eq!(
+                config(&[], &[("CACHE_TTL", zero)]).cache_ttl,
+                Duration::ZERO,
+                "{zero}"
+            );
+            assert_eq!(
+                config(&[], &[("IDLE_EXIT", zero)]).idle_exit,
+                None,
+                "{zero}"
+            );
+            for var in ["TIMEOUT", "CLIENT_TIMEOUT"] {
+                let message = error(&[], &[(var, zero)]);
+                assert!(
+                    message.starts_with(&format!("{var}=")),
+                    "{var}={zero}: {message}"
+                );
+            }
+        }
+        for var in ["CACHE_TTL", "IDLE_EXIT", "TIMEOUT", "CLIENT_TIMEOUT"] {
+            for bad in ["ms", "s", "m", ".", "mmm", ".ms", "m0", " s"] {
+                let message = error(&[], &[(var, bad)]);
+                assert!(
+                    message.starts_with(&format!("{var}=")),
+                    "{var}={bad}: {message}"
+                );
+            }
         }
     }
 

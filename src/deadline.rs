@@ -33,10 +33,28 @@ pub async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T>
     .await
 }
 
-/// `now + after`; `now` itself if that overflows (no accepted setting comes near).
+/// `now + after`; when that overflows the clock, the latest instant it can hold: a wait that
+/// long is "never", not "now" (no accepted setting comes near).
 pub fn after(after: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(after).unwrap_or(now)
+    later(Instant::now(), after)
+}
+
+/// `start + after`, or the latest instant the clock can hold past `start` when that overflows.
+pub fn later(start: Instant, after: Duration) -> Instant {
+    if let Some(at) = start.checked_add(after) {
+        return at;
+    }
+    // `start + after` overflows; so does `at + 2 * step` at every round (it was the previous
+    // step, or `after` itself): at most one addition per halving, 2 x 128 rounds at most.
+    let mut step = after;
+    let mut at = start;
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => step /= 2,
+        }
+    }
+    at
 }
 
 /// The shared wheel of this thread.
@@ -206,6 +224,13 @@ mod tests {
             at(after(wait), future::pending::<()>()).await
         }));
         (result, started.elapsed())
+    }
+
+    /// A deadline too far to represent is "never", not "now".
+    #[test]
+    fn an_overflowing_deadline_is_never() {
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        assert!(after(Duration::MAX) > far);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use async_signal::{Signal, Signals};
 use futures_lite::{future, StreamExt};
 use log::{debug, info, warn};
 
-use crate::coalesce::Coalescer;
+use crate::coalesce::{Coalescer, Source};
 use crate::config::Config;
 use crate::deadline;
 use crate::http::{self, Body, Method, Route};
@@ -185,15 +185,19 @@ pub async fn serve(
     let signals = Signals::new([Signal::Term, Signal::Int]).map_err(ServeError::Signals)?;
     let probe = Probe::new(&config);
     info!(
-        "listening on {}{}, probing {} {} (timeout {:?}, fail status {}, coalescing {}, cache {:?})",
+        "listening on {}{}, probing {} {} (timeout {:?}, fail status {}, coalescing {}, cache {})",
         listener.describe(),
-        if from_systemd { " (socket from systemd)" } else { "" },
+        if from_systemd {
+            " (socket from systemd)"
+        } else {
+            ""
+        },
         probe.label(),
         config.ping_path,
         config.timeout,
         config.fail_status,
         if config.coalesce { "on" } else { "off" },
-        config.cache_ttl,
+        CacheTtl(config.cache_ttl),
     );
     // One shared clock for every wait of this thread (see `deadline`): no reactor wake-up per wait.
     let _ticker = ex.spawn(deadline::run_ticker());
@@ -217,6 +221,19 @@ pub async fn serve(
     }
     stop(&shared).await;
     Ok(())
+}
+
+/// `CACHE_TTL` for the start-up line: `off`, or the duration.
+struct CacheTtl(Duration);
+
+impl fmt::Display for CacheTtl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_zero() {
+            f.write_str("off")
+        } else {
+            write!(f, "{:?}", self.0)
+        }
+    }
 }
 
 /// Accepts connections until SIGTERM or SIGINT.
@@ -268,7 +285,7 @@ async fn idle_exit<T>(shared: &Shared) -> Option<T> {
     };
     loop {
         let since = shared.last_activity.get();
-        let due = since.checked_add(idle).unwrap_or(since);
+        let due = deadline::later(since, idle);
         // Through the shared deadline wheel: no reactor timer re-armed at every accept.
         deadline::at(due, future::pending::<()>()).await;
         if shared.conns.borrow().is_empty() && shared.last_activity.get() == since {
@@ -488,6 +505,9 @@ async fn status_page(shared: &Shared) -> Result<Status, Failure> {
     shared
         .metrics
         .record(metrics::Kind::Status, &page, source, started.elapsed());
+    if let (Ok(page), Source::Ran) = (&page, source) {
+        shared.metrics.saw_pool(page);
+    }
     page
 }
 
@@ -609,6 +629,9 @@ impl Client {
                         Some(_) => Some(status_page(shared).await),
                         None => None,
                     };
+                    if let Some(Err(_)) = page {
+                        shared.metrics.scrape_failed();
+                    }
                     let open = shared.conns.borrow().len();
                     Reply::Metrics(metrics::render(&shared.metrics, open, page.as_ref()))
                 }
