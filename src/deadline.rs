@@ -51,7 +51,7 @@ pub fn later(start: Instant, after: Duration) -> Instant {
     while !step.is_zero() {
         match at.checked_add(step) {
             Some(next) => at = next,
-            None => step /= 2,
+            None => step = step.checked_div(2).unwrap_or_default(),
         }
     }
     at
