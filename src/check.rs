@@ -25,6 +25,8 @@ pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
     }
     let probe = Probe::new(config);
     let (verdict, answer) = async_io::block_on(probe.run_keeping_answer());
+    // The probe's log lines (RUST_LOG) before the verdict.
+    crate::logger::flush();
     if verbose {
         match &answer {
             Some(answer) => out(&describe(answer)),

@@ -2,20 +2,117 @@
 //! `RUST_LOG`.
 //!
 //! Written here rather than taken from a logging crate because a log must never take the
-//! process down: a closed or full stderr (a log shipper that restarted, `2>/dev/full`) loses
-//! lines, it does not panic. Control characters are escaped, so nothing a peer sends can forge
-//! log lines or reach a terminal raw.
+//! process down or stall it. The serving thread only formats a line and queues it (a bounded
+//! queue, [`QUEUED_LINES`]); a writer thread of its own does the blocking writes. When the reader
+//! of stderr stalls (a log shipper that stopped reading a pipe), the queue fills and new lines
+//! are dropped and counted; once the writer has caught up it says how many were lost. A closed or
+//! full stderr (`2>/dev/full`) loses lines, it does not panic. Control characters are escaped,
+//! so nothing a peer sends can forge log lines or reach a terminal raw.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use log::{LevelFilter, Log, Metadata, Record};
 
 use crate::config::LogSpec;
 
+/// Most lines waiting for the writer; more are dropped and counted.
+pub const QUEUED_LINES: usize = 1024;
+
+/// How long [`flush`] waits for the writer at exit (a stalled stderr must not hold the exit).
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
+
+/// The writer thread's stack: it only copies bytes.
+const WRITER_STACK: usize = 64 * 1024;
+
+/// Lines between the serving thread and the writer.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<State>,
+    /// Signalled when a line is queued.
+    queued: Condvar,
+    /// Signalled when the writer has written everything queued.
+    drained: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    lines: VecDeque<String>,
+    /// Lines dropped because the queue was full, not yet reported.
+    lost: u64,
+    /// Whether the writer holds lines it has not finished writing.
+    writing: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot happen (no code that panics runs under it);
+        // if it did, the state is still a valid queue.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `line`, or counts it as lost when the queue is full. Never blocks on the writer.
+    fn push(&self, line: String) {
+        let mut state = self.lock();
+        if state.lines.len() >= QUEUED_LINES {
+            state.lost = state.lost.saturating_add(1);
+            return;
+        }
+        state.lines.push_back(line);
+        drop(state);
+        self.queued.notify_one();
+    }
+
+    /// The writer: writes what is queued, and reports lost lines once it has caught up.
+    fn write_forever(&self) {
+        let mut batch = String::new();
+        loop {
+            let mut state = self.lock();
+            state.writing = false;
+            while state.lines.is_empty() && state.lost == 0 {
+                self.drained.notify_all();
+                state = self
+                    .queued
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            batch.clear();
+            state.lines.drain(..).for_each(|line| batch.push_str(&line));
+            if state.lines.is_empty() && batch.is_empty() {
+                // Caught up: say what the stall cost.
+                let lost = std::mem::take(&mut state.lost);
+                let _ = writeln!(
+                    batch,
+                    "WARN  [{}] {lost} log lines were lost: stderr was not read fast enough (serving went on)",
+                    module_path!()
+                );
+            }
+            state.writing = true;
+            drop(state);
+            // A lost line is better than a dead health checker.
+            let _ = std::io::stderr().lock().write_all(batch.as_bytes());
+        }
+    }
+
+    /// Waits (at most `within`) until the writer has written everything queued.
+    fn flush(&self, within: Duration) {
+        let state = self.lock();
+        let _ = self
+            .drained
+            .wait_timeout_while(state, within, |s| !s.lines.is_empty() || s.writing);
+    }
+}
+
 /// The process's logger.
 struct Logger {
     spec: LogSpec,
+    /// `None` when the writer thread could not start: lines are then written directly.
+    queue: Option<&'static Queue>,
 }
 
 impl Logger {
@@ -55,16 +152,25 @@ impl Log for Logger {
             }
         }
         line.push('\n');
-        // A lost line is better than a dead health checker.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        match self.queue {
+            Some(queue) => queue.push(line),
+            None => {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+        }
     }
 
     fn flush(&self) {
-        let _ = std::io::stderr().lock().flush();
+        if let Some(queue) = self.queue {
+            queue.flush(FLUSH_WAIT);
+        }
     }
 }
 
-/// Installs the logger for `spec` (once; later calls do nothing).
+/// The queue of the installed logger.
+static QUEUE: OnceLock<Queue> = OnceLock::new();
+
+/// Installs the logger for `spec` and starts its writer thread (once; later calls do nothing).
 pub fn init(spec: &LogSpec) {
     let max = spec
         .modules
@@ -73,10 +179,26 @@ pub fn init(spec: &LogSpec) {
         .chain([spec.default])
         .max()
         .unwrap_or(LevelFilter::Off);
-    let logger: &'static Logger = Box::leak(Box::new(Logger { spec: spec.clone() }));
+    if max == LevelFilter::Off || QUEUE.get().is_some() {
+        return;
+    }
+    let queue: &'static Queue = QUEUE.get_or_init(Queue::default);
+    let writer = std::thread::Builder::new()
+        .name("log".into())
+        .stack_size(WRITER_STACK)
+        .spawn(move || queue.write_forever());
+    let logger: &'static Logger = Box::leak(Box::new(Logger {
+        spec: spec.clone(),
+        queue: writer.is_ok().then_some(queue),
+    }));
     if log::set_logger(logger).is_ok() {
         log::set_max_level(max);
     }
+}
+
+/// Waits (a second at most) until the lines logged so far are written: call before exiting.
+pub fn flush() {
+    log::logger().flush();
 }
 
 #[cfg(test)]
@@ -86,6 +208,7 @@ mod tests {
     #[test]
     fn the_longest_module_prefix_wins() {
         let logger = Logger {
+            queue: None,
             spec: LogSpec {
                 default: LevelFilter::Warn,
                 modules: vec![

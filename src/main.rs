@@ -32,7 +32,9 @@ fn main() -> ExitCode {
                 say(true, "fastcgi-healthcheck: check --status needs a status page, but STATUS_PATH=off\n");
                 return ExitCode::from(EXIT_USAGE);
             }
-            return ExitCode::from(check::run(&config, verbose, status.as_deref()));
+            let code = check::run(&config, verbose, status.as_deref());
+            logger::flush();
+            return ExitCode::from(code);
         }
         Ok(Command::Help) => {
             say(false, &config::help());
@@ -67,7 +69,9 @@ fn main() -> ExitCode {
     };
     init_logging(&config);
     let ex = Rc::new(LocalExecutor::new());
-    match async_io::block_on(ex.run(server::serve(Rc::clone(&ex), config, inherited))) {
+    let served = async_io::block_on(ex.run(server::serve(Rc::clone(&ex), config, inherited)));
+    logger::flush();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             say(true, &format!("fastcgi-healthcheck: {error}\n"));

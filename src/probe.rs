@@ -140,6 +140,8 @@ pub struct Probe {
     lookups: Coalescer<Lookup>,
     /// Bounds the warn lines of unhealthy verdicts.
     log: Throttle,
+    /// Bounds the warn lines about the peer's stderr (a PHP notice in every answer).
+    stderr_log: Throttle,
 }
 
 /// The addresses of a name, or why it did not resolve.
@@ -147,6 +149,9 @@ type Lookup = Result<Vec<SocketAddr>, String>;
 
 /// At most this many unhealthy verdicts are logged per second; the rest are counted.
 const LOGGED_FAILURES_PER_SECOND: u32 = 10;
+
+/// At most this many answers' stderr are logged per 10 s; the rest are counted.
+const LOGGED_STDERR_PER_10S: u32 = 3;
 
 /// What a probe is doing, for the detail of a timeout.
 #[derive(Debug, Clone, Copy)]
@@ -189,6 +194,7 @@ impl Probe {
             lookup: RefCell::new(None),
             lookups: Coalescer::new(true, Duration::ZERO),
             log: Throttle::new(Duration::from_secs(1), LOGGED_FAILURES_PER_SECOND),
+            stderr_log: Throttle::new(Duration::from_secs(10), LOGGED_STDERR_PER_10S),
         }
     }
 
@@ -232,6 +238,18 @@ impl Probe {
             Some(Err(failure)) => (Err(failure), None),
             None => (Err(self.timed_out(stage.get(), received.get())), None),
         };
+        if let Some(answer) = answer.as_ref().filter(|a| a.stderr_len > 0) {
+            if let Gate::Log { suppressed } = self.stderr_log.gate(Instant::now()) {
+                warn!(
+                    "probe {} {}: the FastCGI server wrote {} bytes to stderr: {}{}",
+                    self.label,
+                    self.path,
+                    answer.stderr_len,
+                    cgi::quote(&answer.stderr),
+                    Suppressed(suppressed, "answers with stderr")
+                );
+            }
+        }
         if let Some(answer) = &answer {
             debug!(
                 "probe {} {}: sent {} bytes (BEGIN_REQUEST, PARAMS, STDIN); got {} bytes of stdout {}, \
@@ -254,16 +272,12 @@ impl Probe {
             ),
             Err(failure) => {
                 if let Gate::Log { suppressed } = self.log.gate(Instant::now()) {
-                    let more = if suppressed > 0 {
-                        format!(" ({suppressed} more unhealthy verdicts were not logged)")
-                    } else {
-                        String::new()
-                    };
                     warn!(
-                        "probe {} {}: unhealthy after {}ms: {failure}{more}",
+                        "probe {} {}: unhealthy after {}ms: {failure}{}",
                         self.label,
                         self.path,
-                        elapsed.as_millis()
+                        elapsed.as_millis(),
+                        Suppressed(suppressed, "unhealthy verdicts")
                     );
                 }
             }
@@ -431,15 +445,6 @@ impl Probe {
 
     /// Turns a complete answer into a verdict.
     fn judge(&self, answer: &Answer) -> Verdict {
-        if answer.stderr_len > 0 {
-            warn!(
-                "probe {} {}: the FastCGI server wrote {} bytes to stderr: {}",
-                self.label,
-                self.path,
-                answer.stderr_len,
-                cgi::quote(&answer.stderr)
-            );
-        }
         let name = match answer.protocol_status {
             protocol_status::REQUEST_COMPLETE => None,
             protocol_status::OVERLOADED => Some((Reason::FcgiOverloaded, "OVERLOADED")),
@@ -537,6 +542,18 @@ impl Probe {
                 self.label, self.timeout
             ),
         )
+    }
+}
+
+/// ` (N more WHAT were not logged)` when a throttle suppressed N lines, else nothing.
+struct Suppressed(u64, &'static str);
+
+impl fmt::Display for Suppressed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, " ({n} more {} were not logged)", self.1),
+        }
     }
 }
 

@@ -53,6 +53,8 @@ pub enum ServeError {
         /// The OS error.
         error: io::Error,
     },
+    /// The socket systemd passed could not be served.
+    Inherited(io::Error),
     /// The signal handlers could not be installed.
     Signals(io::Error),
 }
@@ -63,6 +65,10 @@ impl fmt::Display for ServeError {
             ServeError::Bind { addr, error } => write!(
                 f,
                 "cannot listen on SERVER={addr}: {error}; choose a free address:port with SERVER or --server"
+            ),
+            ServeError::Inherited(error) => write!(
+                f,
+                "cannot serve the socket systemd passed (LISTEN_FDS): {error}; check ListenStream= in the .socket unit"
             ),
             ServeError::Signals(error) => {
                 write!(f, "cannot install the SIGTERM/SIGINT handlers: {error}")
@@ -178,10 +184,9 @@ pub async fn serve(
     let max_connections = fit_connection_cap(&config);
     let from_systemd = inherited.is_some();
     let listener = match inherited {
-        Some(inherited) => Listener::inherit(inherited),
-        None => Listener::bind(addr),
-    }
-    .map_err(|error| ServeError::Bind { addr, error })?;
+        Some(inherited) => Listener::inherit(inherited).map_err(ServeError::Inherited),
+        None => Listener::bind(addr).map_err(|error| ServeError::Bind { addr, error }),
+    }?;
     let signals = Signals::new([Signal::Term, Signal::Int]).map_err(ServeError::Signals)?;
     let probe = Probe::new(&config);
     info!(
@@ -215,11 +220,21 @@ pub async fn serve(
         signals,
         Rc::clone(&shared),
     ));
-    accepting.await;
+    let mut signals = accepting.await;
     if let Err(error) = systemd::notify("STOPPING=1") {
         warn!("cannot tell systemd we are stopping (NOTIFY_SOCKET): {error}");
     }
-    stop(&shared).await;
+    // A second SIGTERM or SIGINT during the grace ends it: the connections still answering are
+    // dropped with the executor.
+    let second = async {
+        if let Some(Ok(signal)) = signals.next().await {
+            warn!(
+                "received {} during the stop: exiting without waiting for the answering connections",
+                signal_name(signal)
+            );
+        }
+    };
+    future::or(stop(&shared), second).await;
     Ok(())
 }
 
@@ -236,22 +251,25 @@ impl fmt::Display for CacheTtl {
     }
 }
 
-/// Accepts connections until SIGTERM or SIGINT.
+/// The name of a signal we handle.
+fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Int => "SIGINT",
+        _ => "SIGTERM",
+    }
+}
+
+/// Accepts connections until SIGTERM or SIGINT; gives the signal stream back for the stop.
 async fn accept(
     ex: Rc<LocalExecutor<'static>>,
     listener: Listener,
     mut signals: Signals,
     shared: Rc<Shared>,
-) {
+) -> Signals {
     loop {
         // The signal first: a connection flood must not delay the stop.
         let stop = async {
-            let signal = signals.next().await;
-            let name = match signal {
-                Some(Ok(Signal::Int)) => "SIGINT",
-                _ => "SIGTERM",
-            };
-            info!("received {name}, stopping");
+            stop_signal(&mut signals).await;
             None
         };
         // Then a waiting connection, before an idle exit that would drop it.
@@ -262,19 +280,55 @@ async fn accept(
         .await;
         match accepted {
             Some(Ok(stream)) => admit(&ex, &shared, stream),
-            Some(Err(error)) => {
-                // Out of file descriptors, most likely: free one if we can, and do not spin.
+            Some(Err(error)) if out_of_resources(&error) => {
+                // Free a descriptor if we can, and do not spin; a signal still stops at once.
                 make_room(&shared, Instant::now());
                 if let Gate::Log { suppressed } = shared.cap_log.gate(Instant::now()) {
                     warn!("accept failed: {error} ({suppressed} similar events not logged); retrying in {ACCEPT_BACKOFF:?}");
                 }
-                Timer::after(ACCEPT_BACKOFF).await;
+                let backoff = async {
+                    Timer::after(ACCEPT_BACKOFF).await;
+                    false
+                };
+                let signalled = async {
+                    stop_signal(&mut signals).await;
+                    true
+                };
+                if future::or(signalled, backoff).await {
+                    break;
+                }
+            }
+            Some(Err(error)) => {
+                // That one connection failed (ECONNABORTED: reset before we took it); the
+                // others are fine.
+                if let Gate::Log { suppressed } = shared.cap_log.gate(Instant::now()) {
+                    warn!("accept failed: {error} ({suppressed} similar events not logged)");
+                }
             }
             None => break,
         }
         // Let the connections run between accepts, even while a flood keeps the backlog full.
         future::yield_now().await;
     }
+    signals
+}
+
+/// Waits for SIGTERM or SIGINT and says so.
+async fn stop_signal(signals: &mut Signals) {
+    let name = match signals.next().await {
+        Some(Ok(signal)) => signal_name(signal),
+        _ => "SIGTERM",
+    };
+    info!("received {name}, stopping");
+}
+
+/// Whether a failed `accept` means the process or system ran out of descriptors or memory
+/// (wait a moment and make room), rather than one connection failing (go on at once).
+fn out_of_resources(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    ) || error.kind() == io::ErrorKind::OutOfMemory
 }
 
 /// Completes (with `None`, "stop") once `IDLE_EXIT` has passed without an open connection; never
@@ -816,6 +870,30 @@ mod tests {
 
     /// An open connection costs its task's future plus at most one read chunk while it waits:
     /// the probe's sockets, timer and decoder live on the heap only while a probe runs.
+    #[test]
+    fn a_failing_inherited_socket_is_not_called_server() {
+        let error = ServeError::Inherited(io::Error::from_raw_os_error(libc::EPERM));
+        let message = error.to_string();
+        assert!(message.contains("LISTEN_FDS"), "{message}");
+        assert!(!message.contains("SERVER"), "{message}");
+    }
+
+    #[test]
+    fn only_running_out_of_resources_backs_off_accepting() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(
+                out_of_resources(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+        for errno in [libc::ECONNABORTED, libc::EPROTO, libc::EPERM, libc::EINTR] {
+            assert!(
+                !out_of_resources(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+    }
+
     #[test]
     fn a_waiting_connection_is_small() {
         let Ok(crate::config::Command::Serve(config)) = crate::config::parse(&[], |_| None) else {

@@ -46,7 +46,10 @@ where
     let fds = text("LISTEN_FDS").unwrap_or_default();
     match fds.parse::<u32>() {
         Ok(0) => Ok(Activation::None),
-        Ok(n) => Ok(Activation::Sockets(n)),
+        Ok(1) => Ok(Activation::Sockets(1)),
+        Ok(n) => Err(ConfigError(format!(
+            "LISTEN_FDS={fds:?}: systemd passed {n} sockets, but this program serves one; keep one ListenStream= in the .socket unit"
+        ))),
         Err(_) => Err(ConfigError(format!(
             "LISTEN_FDS={fds:?} is not a number of file descriptors (set by systemd socket activation; ListenStream= in the .socket unit)"
         ))),
@@ -143,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_wrong_listen_fds_is_a_clear_error() {
-        for fds in ["", "two", "-1"] {
+        for fds in ["", "two", "-1", "2"] {
             let error = read(&[("LISTEN_PID", "42"), ("LISTEN_FDS", fds)], 42).unwrap_err();
             assert!(error.0.starts_with("LISTEN_FDS="), "{error}");
         }
