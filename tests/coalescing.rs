@@ -164,7 +164,7 @@ fn a_storm_of_1000_probes_costs_php_fpm_one_request() {
     wait_until(
         Duration::from_secs(10),
         "the tool to read all 1,000 requests",
-        || server_read_everything(tool.addr().port()).then_some(()),
+        || server_read_everything(tool.addr().port(), 1000).then_some(()),
     );
     fpm.resume_workers();
 

@@ -575,7 +575,7 @@ fn five_hundred_slowloris_clients_do_not_lock_out_a_real_client() {
     wait_until(
         Duration::from_secs(5),
         "the tool to read the first bytes",
-        || server_read_everything(addr.port()).then_some(()),
+        || server_read_everything(addr.port(), SLOW).then_some(()),
     );
     // The stalled requests must be older than a second to give way (SLOW_REQUEST): that age is
     // what is tested, not a readiness wait.

@@ -227,6 +227,17 @@ impl Tool {
         );
     }
 
+    /// Stops the tool with SIGTERM and returns its whole stderr, read to the end: for checks that
+    /// something was never logged (lines still in the pipe would otherwise pass unseen).
+    pub fn stop_and_logs(mut self) -> String {
+        self.signal("TERM");
+        assert!(
+            self.wait_exit(Duration::from_secs(5)).is_some(),
+            "the tool did not exit within 5 s of SIGTERM"
+        );
+        all_lines(&self.logs)
+    }
+
     /// Waits for the process to exit; `None` if it is still running after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         poll(within, || self.child.try_wait().ok().flatten())
