@@ -5,9 +5,10 @@
 //! - At most `MAX_CONNECTIONS` connections are served at once (fewer if the open-file limit
 //!   cannot hold them, said at start). At the cap, room is made by closing, in this order: the
 //!   connection idle the longest (it waits for the first byte of its next request), then the
-//!   oldest one stuck in a partial request for more than [`SLOW_REQUEST`]. Only when every
-//!   connection is answering (probing, writing) or just started a request does a newcomer get a
-//!   prompt `503` and a close.
+//!   oldest one stuck for more than [`SLOW_REQUEST`] in a partial request or in writing answers
+//!   its client does not read (pipelined requests from a slow reader). Only when every
+//!   connection is answering (probing, writing to a reading client) or just started a request
+//!   does a newcomer get a prompt `503` and a close.
 //! - Every wait has a deadline: a request (head and body) and a keep-alive pause within
 //!   `CLIENT_TIMEOUT`, a write within `CLIENT_TIMEOUT`, a probe within `TIMEOUT`, the stop within
 //!   `TIMEOUT` + 1 s.
@@ -111,8 +112,10 @@ enum Phase {
     Idle { since: Instant },
     /// Receiving a request (head or body) since the first byte came.
     Reading { since: Instant },
-    /// Answering: probing, writing.
+    /// Answering: routing, probing, writing what the client reads.
     Busy,
+    /// Writing answers the client does not read (its buffers are full) since then.
+    Writing { since: Instant },
 }
 
 /// State shared by the accept loop and every connection (one thread: `Rc` and `Cell`).
@@ -430,7 +433,7 @@ fn make_room(shared: &Shared, now: Instant) -> bool {
             .iter()
             .filter_map(|(id, conn)| match conn.phase.get() {
                 Phase::Idle { since } if want_idle => Some((since, *id)),
-                Phase::Reading { since }
+                Phase::Reading { since } | Phase::Writing { since }
                     if !want_idle && now.saturating_duration_since(since) > SLOW_REQUEST =>
                 {
                     Some((since, *id))
@@ -607,7 +610,9 @@ impl Client {
                         return;
                     }
                 }
-                if !self.flush(timeout).await || (self.buf.is_empty() && shared.stopping.get()) {
+                if !self.flush(timeout, phase).await
+                    || (self.buf.is_empty() && shared.stopping.get())
+                {
                     return;
                 }
                 let between_requests = self.buf.is_empty();
@@ -655,7 +660,7 @@ impl Client {
                     match status::parse_thresholds(head.query.as_deref().unwrap_or_default()) {
                         Err(message) => Reply::Text(400, format!("{message}\n")),
                         Ok(thresholds) => {
-                            if !self.flush(timeout).await {
+                            if !self.flush(timeout, phase).await {
                                 return;
                             }
                             match status_page(shared).await {
@@ -676,7 +681,7 @@ impl Client {
                     }
                 }
                 (Route::Metrics, _) => {
-                    if !self.flush(timeout).await {
+                    if !self.flush(timeout, phase).await {
                         return;
                     }
                     let page = match shared.config.status_path {
@@ -690,7 +695,7 @@ impl Client {
                     Reply::Metrics(metrics::render(&shared.metrics, open, page.as_ref()))
                 }
                 (Route::Ping, _) => {
-                    if !self.flush(timeout).await {
+                    if !self.flush(timeout, phase).await {
                         return;
                     }
                     let started = Instant::now();
@@ -738,11 +743,11 @@ impl Client {
                 if unread {
                     let _ = deadline::at(deadline::after(LINGER), self.close_after_error()).await;
                 } else {
-                    self.flush(timeout).await;
+                    self.flush(timeout, phase).await;
                 }
                 return;
             }
-            if self.out.len() >= MAX_QUEUED_RESPONSE_BYTES && !self.flush(timeout).await {
+            if self.out.len() >= MAX_QUEUED_RESPONSE_BYTES && !self.flush(timeout, phase).await {
                 return;
             }
         }
@@ -817,12 +822,27 @@ impl Client {
     }
 
     /// Writes the queued responses within `timeout`; `false` if the client is gone or too slow.
-    async fn flush(&mut self, timeout: Duration) -> bool {
+    /// While a write waits for a client that does not read, `phase` says so: at the cap, such
+    /// a connection gives way to a newcomer after [`SLOW_REQUEST`].
+    async fn flush(&mut self, timeout: Duration, phase: &Cell<Phase>) -> bool {
         if self.out.is_empty() {
             return true;
         }
-        let written =
-            deadline::at(deadline::after(timeout), self.stream.write_all(&self.out)).await;
+        let deadline = deadline::after(timeout);
+        let written = {
+            let mut write = std::pin::pin!(self.stream.write_all(&self.out));
+            match future::poll_once(&mut write).await {
+                Some(done) => Some(done),
+                None => {
+                    let before = phase.replace(Phase::Writing {
+                        since: Instant::now(),
+                    });
+                    let done = deadline::at(deadline, write).await;
+                    phase.set(before);
+                    done
+                }
+            }
+        };
         self.out.clear();
         if self.out.capacity() > MAX_QUEUED_RESPONSE_BYTES {
             self.out = Vec::new();

@@ -11,27 +11,22 @@ use super::sys::{free_port, poll, signal};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fastcgi-healthcheck");
 
-/// Every variable the tool reads: its settings, and systemd's socket activation and readiness
-/// variables. Never inherited from the test's environment, only set explicitly.
-pub const TOOL_VARS: [&str; 17] = [
-    "SERVER",
-    "DESTINATION",
-    "DESTINATION_PORT",
-    "PING_PATH",
-    "PING_RESPONSE",
-    "TIMEOUT",
-    "FAIL_STATUS",
-    "CLIENT_TIMEOUT",
-    "MAX_CONNECTIONS",
-    "COALESCE",
-    "CACHE_TTL",
-    "IDLE_EXIT",
-    "RUST_LOG",
+/// systemd's socket activation and readiness variables, which the tool reads too.
+const SYSTEMD_VARS: [&str; 4] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
 ];
+
+/// Every variable the tool reads: its settings (the one table, `config::SETTINGS`) and systemd's.
+/// Never inherited from the test's environment, only set explicitly.
+pub fn tool_vars() -> impl Iterator<Item = &'static str> {
+    fastcgi_healthcheck::config::SETTINGS
+        .iter()
+        .map(|setting| setting.var)
+        .chain(SYSTEMD_VARS)
+}
 
 const STARTUP: Duration = Duration::from_secs(10);
 
@@ -54,7 +49,7 @@ pub fn command_program(argv: &[&str], env: &[(&str, &str)], args: &[&str]) -> Co
     let (program, program_args) = argv.split_first().expect("a program");
     let mut command = Command::new(program);
     command.args(program_args);
-    for var in TOOL_VARS {
+    for var in tool_vars() {
         command.env_remove(var);
     }
     command
