@@ -9,7 +9,8 @@ use std::io::Write;
 use crate::cgi;
 use crate::config::Config;
 use crate::fcgi::Answer;
-use crate::probe::Probe;
+use crate::probe::report::Reporter;
+use crate::probe::{Probe, Verdict};
 use crate::status::{self, Threshold};
 
 /// Exit status of a healthy check.
@@ -24,9 +25,7 @@ pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
         return run_status(config, verbose, thresholds);
     }
     let probe = Probe::new(config);
-    let (verdict, answer) = async_io::block_on(probe.run_keeping_answer());
-    // The probe's log lines (RUST_LOG) before the verdict.
-    crate::logger::flush();
+    let (verdict, answer) = run_logged(&probe);
     if verbose {
         match &answer {
             Some(answer) => out(&describe(answer)),
@@ -48,6 +47,15 @@ pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
     }
 }
 
+/// Runs `probe` once and logs its outcome (shown with `RUST_LOG`), before the verdict line.
+fn run_logged(probe: &Probe) -> (Verdict, Option<Answer>) {
+    let started = std::time::Instant::now();
+    let (verdict, answer) = async_io::block_on(probe.run_keeping_answer());
+    Reporter::new().report(probe, &verdict, answer.as_ref(), started.elapsed());
+    crate::logger::flush();
+    (verdict, answer)
+}
+
 /// Writes to stdout; a closed or full stdout loses the text, it does not change the verdict.
 fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -61,7 +69,8 @@ fn err(text: &str) {
 /// `check --status`: the status page must be readable and every threshold hold.
 fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
     let probe = Probe::status(config);
-    match async_io::block_on(probe.fetch_status()) {
+    let (verdict, answer) = run_logged(&probe);
+    match probe.read_status(verdict, answer) {
         Ok(page) => {
             let failed = status::evaluate(&page, thresholds);
             if verbose {

@@ -8,6 +8,7 @@ use crate::coalesce::{Coalescer, Source};
 use crate::config::Config;
 use crate::http::{self, Head, Method, Route};
 use crate::metrics::{self, Metrics};
+use crate::probe::report::Reporter;
 use crate::probe::{Failure, Probe, Verdict};
 use crate::status::{self, Status};
 
@@ -17,7 +18,10 @@ use super::Shared;
 pub(crate) struct Probing {
     probe: Probe,
     ping: Coalescer<Verdict>,
+    /// The log of the ping's outcomes (throttled).
+    ping_log: Reporter,
     status_probe: Probe,
+    status_log: Reporter,
     /// The status page is shared by concurrent requests; each applies its own thresholds.
     status_page: Coalescer<Result<Status, Failure>>,
     pub(crate) metrics: Metrics,
@@ -34,7 +38,9 @@ impl Probing {
         Self {
             probe,
             ping: Coalescer::new(config.coalesce, config.cache_ttl),
+            ping_log: Reporter::new(),
             status_probe: Probe::status(config),
+            status_log: Reporter::new(),
             status_page: Coalescer::new(config.coalesce, config.cache_ttl),
             metrics: Metrics::default(),
             ok: http::Canned::new(200, "ok\n"),
@@ -51,7 +57,14 @@ impl Probing {
         let started = Instant::now();
         let (page, source) = self
             .status_page
-            .run(|| self.status_probe.fetch_status())
+            .run(|| async {
+                let started = Instant::now();
+                let (verdict, answer) = self.status_probe.run_keeping_answer().await;
+                let took = started.elapsed();
+                self.status_log
+                    .report(&self.status_probe, &verdict, answer.as_ref(), took);
+                self.status_probe.read_status(verdict, answer)
+            })
             .await;
         self.metrics
             .record(metrics::Kind::Status, &page, source, started.elapsed());
@@ -59,6 +72,17 @@ impl Probing {
             self.metrics.saw_pool(page);
         }
         page
+    }
+}
+
+impl Probing {
+    /// One ping, logged.
+    async fn ping(&self) -> Verdict {
+        let started = Instant::now();
+        let (verdict, answer) = self.probe.run_keeping_answer().await;
+        self.ping_log
+            .report(&self.probe, &verdict, answer.as_ref(), started.elapsed());
+        verdict
     }
 }
 
@@ -117,7 +141,7 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
         }
         (Route::Ping, _) => {
             let started = Instant::now();
-            let (verdict, source) = p.ping.run(|| p.probe.run()).await;
+            let (verdict, source) = p.ping.run(|| p.ping()).await;
             p.metrics.record_ping(&verdict, source, started.elapsed());
             match verdict {
                 Ok(()) => Reply::Canned(&p.ok),
