@@ -6,17 +6,17 @@
 
 use std::io::Write;
 
-use crate::cgi;
 use crate::config::Config;
-use crate::fcgi::Answer;
 use crate::probe::report::Reporter;
 use crate::probe::{Probe, Verdict};
-use crate::status::{self, Threshold};
+use crate::proto::cgi;
+use crate::proto::fcgi::Answer;
+use crate::proto::status::{self, Threshold};
 
 /// Exit status of a healthy check.
-pub const HEALTHY: u8 = 0;
+pub(crate) const HEALTHY: u8 = 0;
 /// Exit status of an unhealthy check.
-pub const UNHEALTHY: u8 = 1;
+pub(crate) const UNHEALTHY: u8 = 1;
 
 /// Probes once; prints the verdict (and with `verbose` the FastCGI answer); returns the exit
 /// status. With `status`, checks php-fpm's status page against those thresholds instead.
@@ -52,7 +52,7 @@ fn run_logged(probe: &Probe) -> (Verdict, Option<Answer>) {
     let started = std::time::Instant::now();
     let (verdict, answer) = async_io::block_on(probe.run_keeping_answer());
     Reporter::new().report(probe, &verdict, answer.as_ref(), started.elapsed());
-    crate::logger::flush();
+    crate::os::log::flush();
     (verdict, answer)
 }
 
@@ -95,7 +95,7 @@ fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
 
 /// The FastCGI answer, for `--verbose`: protocol status, then stdout and stderr, escaped so that
 /// control characters from the peer cannot reach the terminal.
-pub fn describe(answer: &Answer) -> String {
+pub(crate) fn describe(answer: &Answer) -> String {
     let mut text = format!(
         "FastCGI END_REQUEST: protocol status {}, app status {}\n",
         answer.protocol_status, answer.app_status

@@ -14,7 +14,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use crate::limits::MAX_CONFIG_TEXT;
-use crate::status::{self, Threshold};
+use crate::proto::status::{self, Threshold};
 
 /// What the command line asked for.
 #[derive(Debug)]

@@ -25,7 +25,7 @@ use event_listener::Event;
 use futures_lite::future;
 
 /// Runs `fut` until `deadline`; `None` when the deadline came first (and `fut` is dropped).
-pub async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+pub(crate) async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
     future::or(async { Some(fut.await) }, async {
         Expiry::new(deadline).await;
         None
@@ -35,12 +35,12 @@ pub async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T>
 
 /// `now + after`; when that overflows the clock, the latest instant it can hold: a wait that
 /// long is "never", not "now" (no accepted setting comes near).
-pub fn after(after: Duration) -> Instant {
+pub(crate) fn after(after: Duration) -> Instant {
     later(Instant::now(), after)
 }
 
 /// `start + after`, or the latest instant the clock can hold past `start` when that overflows.
-pub fn later(start: Instant, after: Duration) -> Instant {
+pub(crate) fn later(start: Instant, after: Duration) -> Instant {
     if let Some(at) = start.checked_add(after) {
         return at;
     }
@@ -167,7 +167,7 @@ impl Drop for TickerGuard {
 
 /// Runs the shared ticker of this thread until the future is dropped (spawn it on the executor
 /// that runs the waits). Only one ticker per thread does anything; a second returns at once.
-pub async fn run_ticker() {
+pub(crate) async fn run_ticker() {
     if WHEEL.with(|wheel| wheel.ticking.replace(true)) {
         return;
     }

@@ -8,8 +8,9 @@ use std::rc::Rc;
 use async_executor::LocalExecutor;
 use fastcgi_healthcheck::check;
 use fastcgi_healthcheck::config::{self, Command, Config};
-use fastcgi_healthcheck::systemd::{self, Activation};
-use fastcgi_healthcheck::{logger, server};
+use fastcgi_healthcheck::os::log as logger;
+use fastcgi_healthcheck::os::systemd::{self, Activation};
+use fastcgi_healthcheck::server;
 use std::io::Write;
 
 const EXIT_CANNOT_SERVE: u8 = 1;

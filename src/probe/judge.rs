@@ -1,7 +1,7 @@
 //! The judge: a complete FastCGI answer becomes a verdict. Pure: no I/O, no logging, no clock.
 
-use crate::cgi::{self, CgiError};
-use crate::fcgi::{protocol_status, Answer};
+use crate::proto::cgi::{self, CgiError};
+use crate::proto::fcgi::{protocol_status, Answer};
 
 use super::{Failure, Reason, Verdict};
 

@@ -1,7 +1,7 @@
 //! One FastCGI round trip under one deadline: resolve, connect, send, bounded read, verdict.
 //!
 //! A [`Probe`] is built once from the configuration (the request bytes are rendered then) and run
-//! for every `/fcgi-ping`. Whatever the peer does, [`Probe::run`] returns within the configured
+//! for every `/fcgi-ping`. Whatever the peer does, [`Probe::run_keeping_answer`] returns within the configured
 //! timeout with a [`Verdict`]; every failure carries a stable [`Reason`] word (the same word goes
 //! into the HTTP body and the log line) and a one-line detail that names the destination.
 //!
@@ -9,6 +9,7 @@
 //! under one deadline), [`judge`] (a pure verdict on a complete answer), [`report`] (the log
 //! lines and their throttles, kept by the caller). The probe itself never logs.
 
+pub(crate) mod coalesce;
 mod judge;
 pub(crate) mod report;
 mod target;
@@ -21,11 +22,11 @@ use std::time::Duration;
 use async_io::{Async, IoSafe};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::cgi;
 use crate::config::Config;
 use crate::deadline;
-use crate::fcgi::{self, Answer, DecodeError, Decoder};
-use crate::status::{self, Status};
+use crate::proto::cgi;
+use crate::proto::fcgi::{self, Answer, DecodeError, Decoder};
+use crate::proto::status::{self, Status};
 
 use judge::Asked;
 use target::{Addresses, Target};
@@ -123,7 +124,7 @@ pub type Verdict = Result<(), Failure>;
 
 /// A probe of one FastCGI destination, ready to run.
 #[derive(Debug)]
-pub struct Probe {
+pub(crate) struct Probe {
     target: Target,
     path: String,
     /// The php-fpm pool setting that makes it answer `path` (for hints).
@@ -143,7 +144,7 @@ enum Stage {
 
 impl Probe {
     /// A probe of `config.ping_path` at `config.destination`.
-    pub fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config) -> Self {
         Self::for_path(
             config,
             &config.ping_path,
@@ -154,7 +155,7 @@ impl Probe {
 
     /// A probe of php-fpm's status page (`config.status_path`, or php-fpm's usual `/fpm-status`
     /// when it is off), accepting any body.
-    pub fn status(config: &Config) -> Self {
+    pub(crate) fn status(config: &Config) -> Self {
         let path = config.status_path.as_deref().unwrap_or("/fpm-status");
         Self::for_path(config, path, "", "pm.status_path")
     }
@@ -174,12 +175,12 @@ impl Probe {
     }
 
     /// The destination as shown in messages (`127.0.0.1:9000`, `unix:/run/php.sock`).
-    pub fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         self.target.label()
     }
 
     /// The path asked for.
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         &self.path
     }
 
@@ -200,7 +201,11 @@ impl Probe {
 
     /// Reads php-fpm's status page out of a probe's outcome (a probe made with
     /// [`Probe::status`]).
-    pub fn read_status(&self, verdict: Verdict, answer: Option<Answer>) -> Result<Status, Failure> {
+    pub(crate) fn read_status(
+        &self,
+        verdict: Verdict,
+        answer: Option<Answer>,
+    ) -> Result<Status, Failure> {
         verdict?;
         let stdout = answer.map(|answer| answer.stdout).unwrap_or_default();
         let body = cgi::split(&stdout)
@@ -220,13 +225,9 @@ impl Probe {
         })
     }
 
-    /// Runs one probe; returns within the timeout.
-    pub async fn run(&self) -> Verdict {
-        self.run_keeping_answer().await.0
-    }
-
-    /// As [`Probe::run`], and also returns the FastCGI answer when one arrived complete.
-    pub async fn run_keeping_answer(&self) -> (Verdict, Option<Answer>) {
+    /// Runs one probe, within the timeout; also returns the FastCGI answer when one arrived
+    /// complete.
+    pub(crate) async fn run_keeping_answer(&self) -> (Verdict, Option<Answer>) {
         let stage = Cell::new(Stage::Resolving);
         let received = Cell::new(0usize);
         let exchange = self.exchange(&stage, &received);

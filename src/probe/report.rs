@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
-use crate::cgi;
-use crate::fcgi::Answer;
+use crate::proto::cgi;
+use crate::proto::fcgi::Answer;
 use crate::throttle::{Gate, Throttle};
 
 use super::{Probe, Verdict};

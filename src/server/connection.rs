@@ -24,9 +24,9 @@ use futures_lite::future;
 use log::debug;
 
 use crate::deadline;
-use crate::http::{self, Body, Head, Method};
 use crate::limits::{HTTP_READ_CHUNK, MAX_DRAINED_BODY, MAX_HEAD_BYTES, MAX_QUEUED_RESPONSE_BYTES};
-use crate::socket::Stream;
+use crate::os::socket::Stream;
+use crate::proto::http::{self, Body, Head, Method};
 
 use super::respond::{self, Reply};
 use super::table::Phase;

@@ -63,7 +63,7 @@ impl Housekeeping {
         if storm || due {
             debug!("no connection open: releasing free memory");
             self.trimmed.set(Some(now));
-            crate::sys::release_free_memory();
+            crate::os::release_free_memory();
         }
     }
 

@@ -39,9 +39,9 @@ use log::{info, warn};
 use crate::config::Config;
 use crate::deadline;
 use crate::limits::{ACCEPT_BACKOFF, REJECT_WRITE_TIMEOUT};
+use crate::os::socket::{Listener, Stream};
+use crate::os::systemd::{self, Inherited};
 use crate::probe::Probe;
-use crate::socket::{Listener, Stream};
-use crate::systemd::{self, Inherited};
 
 use connection::{connection, Client};
 use housekeeping::Housekeeping;
@@ -356,7 +356,7 @@ mod tests {
                 HELD.try_with(|held| held.set(held.get().wrapping_add(bytes.wrapping_mul(sign))));
         }
 
-        pub struct Counting;
+        pub(super) struct Counting;
 
         // SAFETY: every call goes to the system allocator unchanged; the bookkeeping is a
         // const-initialised thread-local `Cell` without destructor, which never allocates.
@@ -375,7 +375,7 @@ mod tests {
             }
         }
 
-        pub fn now() -> isize {
+        pub(super) fn now() -> isize {
             HELD.with(Cell::get)
         }
     }

@@ -4,13 +4,13 @@
 
 use std::time::Instant;
 
-use crate::coalesce::{Coalescer, Source};
 use crate::config::Config;
-use crate::http::{self, Head, Method, Route};
-use crate::metrics::{self, Metrics};
+use crate::probe::coalesce::{Coalescer, Source};
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Probe, Verdict};
-use crate::status::{self, Status};
+use crate::proto::http::{self, Head, Method, Route};
+use crate::proto::metrics::{self, Metrics};
+use crate::proto::status::{self, Status};
 
 use super::Shared;
 

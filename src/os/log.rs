@@ -20,7 +20,7 @@ use log::{LevelFilter, Log, Metadata, Record};
 use crate::config::LogSpec;
 
 /// Most lines waiting for the writer; more are dropped and counted.
-pub const QUEUED_LINES: usize = 1024;
+pub(crate) const QUEUED_LINES: usize = 1024;
 
 /// How long [`flush`] waits for the writer at exit (a stalled stderr must not hold the exit).
 const FLUSH_WAIT: Duration = Duration::from_secs(1);

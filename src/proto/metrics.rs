@@ -7,9 +7,9 @@ use std::cell::{Cell, RefCell};
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::coalesce::Source;
+use crate::probe::coalesce::Source;
 use crate::probe::{Failure, Reason, Verdict};
-use crate::status::Status;
+use crate::proto::status::Status;
 
 /// Which probe a figure is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,7 +325,7 @@ fn render_php_fpm(out: &mut String, metrics: &Metrics, status: &Result<Status, F
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status;
+    use crate::proto::status;
 
     #[test]
     fn counts_results_durations_and_waits() {
