@@ -50,7 +50,7 @@ pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
 /// Runs `probe` once and logs its outcome (shown with `RUST_LOG`), before the verdict line.
 fn run_logged(probe: &Probe) -> (Verdict, Option<Answer>) {
     let started = std::time::Instant::now();
-    let (verdict, answer) = async_io::block_on(probe.run_keeping_answer());
+    let (verdict, answer) = smol::block_on(probe.run_keeping_answer());
     Reporter::new().report(probe, &verdict, answer.as_ref(), started.elapsed());
     crate::os::log::flush();
     (verdict, answer)

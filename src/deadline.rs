@@ -3,7 +3,7 @@
 //! Every wait in the program (a client's request, a write to a slow reader, a whole probe) goes
 //! through [`at`], so each has a point in time after which it is abandoned.
 //!
-//! Two clocks serve it. Without a ticker, each wait gets its own `async_io::Timer`: exact, but
+//! Two clocks serve it. Without a ticker, each wait gets its own `smol::Timer`: exact, but
 //! every timer costs the reactor a wake-up (an eventfd write and read, an `epoll_ctl`, a
 //! `timerfd_settime`), which is a third of the system calls of a probe. When [`run_ticker`] runs
 //! on the thread (the server starts it), waits register in a shared wheel instead, ordered by
@@ -20,9 +20,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
 use event_listener::Event;
-use futures_lite::future;
+use smol::future;
+use smol::Timer;
 
 /// Runs `fut` until `deadline`; `None` when the deadline came first (and `fut` is dropped).
 pub(crate) async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
@@ -213,13 +213,13 @@ pub(crate) async fn run_ticker() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_executor::LocalExecutor;
+    use smol::LocalExecutor;
 
     fn elapsed_until_expiry(ticker: bool, wait: Duration) -> (Option<()>, Duration) {
         let ex = LocalExecutor::new();
         let _ticker = ticker.then(|| ex.spawn(run_ticker()));
         let started = Instant::now();
-        let result = async_io::block_on(ex.run(async {
+        let result = smol::block_on(ex.run(async {
             future::yield_now().await;
             at(after(wait), future::pending::<()>()).await
         }));
@@ -269,7 +269,7 @@ mod tests {
             after(Duration::from_millis(100)),
             future::pending::<()>(),
         ));
-        assert_eq!(async_io::block_on(ex.run(early)), None);
+        assert_eq!(smol::block_on(ex.run(early)), None);
         let elapsed = started.elapsed();
         assert!(
             elapsed >= Duration::from_millis(100) && elapsed < Duration::from_secs(2),
@@ -282,7 +282,7 @@ mod tests {
     fn a_finished_wait_leaves_the_wheel() {
         let ex = LocalExecutor::new();
         let _ticker = ex.spawn(run_ticker());
-        let value = async_io::block_on(ex.run(async {
+        let value = smol::block_on(ex.run(async {
             future::yield_now().await;
             at(after(Duration::from_secs(5)), async { 7 }).await
         }));
@@ -302,7 +302,7 @@ mod tests {
         assert!(WHEEL.with(|wheel| wheel.ticking.get()));
         drop(ticker);
         let started = Instant::now();
-        assert_eq!(async_io::block_on(ex.run(waiter)), None);
+        assert_eq!(smol::block_on(ex.run(waiter)), None);
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(!WHEEL.with(|wheel| wheel.ticking.get()));
     }

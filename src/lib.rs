@@ -2,7 +2,7 @@
 //!
 //! An HTTP request to `/fcgi-ping` becomes one FastCGI request to the configured ping path, and
 //! the answer becomes `200 ok` or a failure status with a one-line reason. Everything runs on one
-//! thread: a [`async_executor::LocalExecutor`] driven by [`async_io::block_on`].
+//! thread: a [`smol::LocalExecutor`] driven by [`smol::block_on`].
 //!
 //! The house, one room per job:
 //! - [`config`]: the one table of settings; flags and variables become a validated `Config`.

@@ -5,12 +5,12 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use async_executor::LocalExecutor;
 use fastcgi_healthcheck::check;
 use fastcgi_healthcheck::config::{self, Command, Config};
 use fastcgi_healthcheck::os::log as logger;
 use fastcgi_healthcheck::os::systemd::{self, Activation};
 use fastcgi_healthcheck::server;
+use smol::LocalExecutor;
 use std::io::Write;
 
 const EXIT_CANNOT_SERVE: u8 = 1;
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     };
     init_logging(&config);
     let ex = Rc::new(LocalExecutor::new());
-    let served = async_io::block_on(ex.run(server::serve(Rc::clone(&ex), config, inherited)));
+    let served = smol::block_on(ex.run(server::serve(Rc::clone(&ex), config, inherited)));
     logger::flush();
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,8 +5,8 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 
-use async_io::Async;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::Async;
 
 use crate::os::systemd::Inherited;
 

@@ -153,8 +153,8 @@ mod tests {
     use super::*;
     use std::cell::Cell;
 
-    use async_executor::LocalExecutor;
-    use futures_lite::future;
+    use smol::future;
+    use smol::LocalExecutor;
 
     /// Runs `tasks` futures on one local executor, in the order given.
     fn run_all<T: 'static>(futures: Vec<std::pin::Pin<Box<dyn Future<Output = T>>>>) -> Vec<T> {

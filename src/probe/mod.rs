@@ -16,14 +16,11 @@ mod target;
 
 use std::cell::Cell;
 use std::fmt;
-use std::io::{Read, Write};
 use std::time::Duration;
-
-use async_io::{Async, IoSafe};
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
 use crate::deadline;
+use crate::os::socket::Stream;
 use crate::proto::cgi;
 use crate::proto::fcgi::{self, Answer, DecodeError, Decoder};
 use crate::proto::status::{self, Status};
@@ -249,11 +246,11 @@ impl Probe {
         stage.set(Stage::Connecting);
         let addrs = match addresses {
             Addresses::Unix => {
-                let stream = self.target.connect_unix()?;
+                let stream = Stream::Unix(self.target.connect_unix()?);
                 return self.talk(stream, stage, received).await;
             }
             Addresses::One(addr) => {
-                let stream = self.target.connect_tcp(addr)?;
+                let stream = Stream::Tcp(self.target.connect_tcp(addr)?);
                 return self.talk(stream, stage, received).await;
             }
             Addresses::Many(addrs) => addrs,
@@ -262,7 +259,7 @@ impl Probe {
         for addr in addrs {
             stage.set(Stage::Connecting);
             let outcome = match self.target.connect_tcp(addr) {
-                Ok(stream) => self.talk(stream, stage, received).await,
+                Ok(stream) => self.talk(Stream::Tcp(stream), stage, received).await,
                 Err(failure) => Err(failure),
             };
             match outcome {
@@ -289,15 +286,12 @@ impl Probe {
     /// on loopback it has completed by then, elsewhere the write waits for it) and reads the answer
     /// into a bounded decoder, waiting for readability first instead of trying a read that
     /// cannot succeed yet.
-    async fn talk<T>(
+    async fn talk(
         &self,
-        mut stream: Async<T>,
+        mut stream: Stream,
         stage: &Cell<Stage>,
         received: &Cell<usize>,
-    ) -> Result<Answer, Failure>
-    where
-        T: IoSafe + Read + Write,
-    {
+    ) -> Result<Answer, Failure> {
         stream.write_all(&self.request).await.map_err(|e| {
             if target::is_connect_error(&e) {
                 self.target.connect_failure(&e)

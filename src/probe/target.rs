@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_io::Async;
 use event_listener::Event;
+use smol::Async;
 
 use crate::config::{Destination, Host};
 
@@ -112,7 +112,7 @@ impl Target {
                 let pending = Arc::new(Pending::default());
                 let publish = Arc::clone(&pending);
                 let name = name.to_owned();
-                blocking::unblock(move || {
+                smol::unblock(move || {
                     let answer = (name.as_str(), port)
                         .to_socket_addrs()
                         .map(Iterator::collect)

@@ -4,8 +4,8 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use futures_lite::future;
 use log::{debug, info};
+use smol::future;
 
 use crate::deadline;
 

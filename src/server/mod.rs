@@ -30,11 +30,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use async_executor::LocalExecutor;
-use async_io::Timer;
 use async_signal::{Signal, Signals};
-use futures_lite::{future, StreamExt};
 use log::{info, warn};
+use smol::future;
+use smol::stream::StreamExt;
+use smol::LocalExecutor;
+use smol::Timer;
 
 use crate::config::Config;
 use crate::deadline;
@@ -314,7 +315,7 @@ async fn stop(shared: &Shared) {
 mod tests {
     use super::*;
     use crate::limits::HTTP_READ_CHUNK;
-    use async_io::Async;
+    use smol::Async;
     use std::net::{TcpListener, TcpStream};
 
     #[test]
@@ -393,7 +394,7 @@ mod tests {
             panic!("default config");
         };
         let ex = LocalExecutor::new();
-        async_io::block_on(ex.run(async {
+        smol::block_on(ex.run(async {
             let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
             let stream = Async::<TcpStream>::connect(listener.get_ref().local_addr().unwrap())
                 .await

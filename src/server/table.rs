@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use async_executor::Task;
 use log::{debug, warn};
+use smol::Task;
 
 use crate::config::Config;
 use crate::limits::MAX_REJECTING;
