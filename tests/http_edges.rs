@@ -579,20 +579,27 @@ fn sigterm_and_sigint_exit_zero_promptly() {
     }
 }
 
+/// A tool probing a peer that never answers (probe deadline `timeout`), and a client whose
+/// `/fcgi-ping` is in flight: the probe has reached the peer.
+fn probe_in_flight(timeout: &str) -> (FakePeer, Tool, Client) {
+    let peer = FakePeer::start(Behavior::silent());
+    let tool = Tool::probing("127.0.0.1", peer.port(), &[("TIMEOUT", timeout)]);
+    let mut in_flight = Client::connect(tool.addr());
+    in_flight.send(request_text("GET", "/fcgi-ping", &[]).as_bytes());
+    wait_until(
+        Duration::from_secs(5),
+        "the probe to reach the peer",
+        || (!peer.requests().is_empty()).then_some(()),
+    );
+    (peer, tool, in_flight)
+}
+
 /// During the stop's grace (a probe in flight may take `TIMEOUT` + 1 s), a second SIGTERM or
 /// SIGINT ends the process at once.
 #[test]
 fn a_second_signal_ends_the_stop_at_once() {
     for (first, second) in [("TERM", "TERM"), ("INT", "INT"), ("TERM", "INT")] {
-        let peer = FakePeer::start(Behavior::silent());
-        let mut tool = Tool::probing("127.0.0.1", peer.port(), &[("TIMEOUT", "20s")]);
-        let mut in_flight = Client::connect(tool.addr());
-        in_flight.send(request_text("GET", "/fcgi-ping", &[]).as_bytes());
-        wait_until(
-            Duration::from_secs(5),
-            "the probe to reach the peer",
-            || (!peer.requests().is_empty()).then_some(()),
-        );
+        let (_peer, mut tool, _in_flight) = probe_in_flight("20s");
         tool.signal(first);
         tool.wait_for_log(&["stopping"]);
         assert!(
@@ -616,21 +623,7 @@ fn a_second_signal_ends_the_stop_at_once() {
 
 #[test]
 fn sigterm_lets_an_in_flight_probe_finish() {
-    let peer = FakePeer::start(Behavior::silent());
-    let port = peer.port().to_string();
-    let mut tool = Tool::start(&[
-        ("DESTINATION", "127.0.0.1"),
-        ("DESTINATION_PORT", &port),
-        ("TIMEOUT", "1s"),
-    ]);
-    let mut in_flight = Client::connect(tool.addr());
-    in_flight.send(request_text("GET", "/fcgi-ping", &[]).as_bytes());
-    wait_until(
-        Duration::from_secs(5),
-        "the probe to reach the peer",
-        || (!peer.requests().is_empty()).then_some(()),
-    );
-
+    let (_peer, mut tool, mut in_flight) = probe_in_flight("1s");
     let started = Instant::now();
     tool.signal("TERM");
     in_flight

@@ -170,12 +170,18 @@ fn php_fpm_down_is_phpfpm_up_0_and_counted_by_reason() {
     );
 }
 
-#[test]
-fn a_scrape_fetches_the_status_page_once_and_nothing_else() {
+/// A fake php-fpm whose status page names pool `www` (7 accepted connections), and a tool
+/// probing it.
+fn status_page_peer() -> (FakePeer, Tool) {
     let page = "Content-type: text/plain\r\n\r\npool: www\naccepted conn: 7\ntotal processes: 2\n";
     let peer = FakePeer::start(Behavior::hold(answer(1, page)));
-    let port = peer.port().to_string();
-    let tool = Tool::start(&[("DESTINATION_PORT", port.as_str())]);
+    let tool = Tool::probing("127.0.0.1", peer.port(), &[]);
+    (peer, tool)
+}
+
+#[test]
+fn a_scrape_fetches_the_status_page_once_and_nothing_else() {
+    let (peer, tool) = status_page_peer();
     let metrics = get(tool.addr(), "/metrics");
     promtool_check(&metrics.body);
     assert_eq!(
@@ -203,10 +209,7 @@ fn status_path_off_leaves_php_fpm_out() {
 /// goes down after a successful scrape, and `phpfpm_scrape_failures{pool="www"}` counts.
 #[test]
 fn php_fpm_down_keeps_the_last_pool_label_and_counts_scrape_failures() {
-    let page = "Content-type: text/plain\r\n\r\npool: www\naccepted conn: 7\ntotal processes: 2\n";
-    let peer = FakePeer::start(Behavior::hold(answer(1, page)));
-    let port = peer.port().to_string();
-    let tool = Tool::start(&[("DESTINATION_PORT", port.as_str())]);
+    let (peer, tool) = status_page_peer();
     let up = get(tool.addr(), "/metrics");
     promtool_check(&up.body);
     assert_eq!(sample(&up.body, "phpfpm_up{pool=\"www\"}"), 1);
