@@ -3,7 +3,7 @@
 //!
 //! Written here rather than taken from a logging crate because a log must never take the
 //! process down or stall it. The serving thread only formats a line and queues it (a bounded
-//! queue, [`QUEUED_LINES`]); a writer thread of its own does the blocking writes. When the reader
+//! queue, `QUEUED_LINES`); a writer thread of its own does the blocking writes. When the reader
 //! of stderr stalls (a log shipper that stopped reading a pipe), the queue fills and new lines
 //! are dropped and counted; once the writer has caught up it says how many were lost. A closed or
 //! full stderr (`2>/dev/full`) loses lines, it does not panic. Control characters are escaped,

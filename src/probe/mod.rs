@@ -1,12 +1,12 @@
 //! One FastCGI round trip under one deadline: resolve, connect, send, bounded read, verdict.
 //!
-//! A [`Probe`] is built once from the configuration (the request bytes are rendered then) and run
-//! for every `/fcgi-ping`. Whatever the peer does, [`Probe::run_keeping_answer`] returns within the configured
+//! A `Probe` is built once from the configuration (the request bytes are rendered then) and run
+//! for every `/fcgi-ping`. Whatever the peer does, `Probe::run_keeping_answer` returns within the configured
 //! timeout with a [`Verdict`]; every failure carries a stable [`Reason`] word (the same word goes
 //! into the HTTP body and the log line) and a one-line detail that names the destination.
 //!
-//! Rooms: [`target`] (where to connect: name resolution, the connect), this file (the exchange
-//! under one deadline), [`judge`] (a pure verdict on a complete answer), [`report`] (the log
+//! Rooms: `target` (where to connect: name resolution, the connect), this file (the exchange
+//! under one deadline), `judge` (a pure verdict on a complete answer), `report` (the log
 //! lines and their throttles, kept by the caller). The probe itself never logs.
 
 pub(crate) mod coalesce;

@@ -1,14 +1,14 @@
 //! The server: the listener and the accept loop, the connection table and its cap, each
 //! connection as read a request, then respond, then send, and the orderly stop.
 //!
-//! Rooms: [`table`] (who is open, whom to close at the cap), [`connection`] (one client's
-//! loop, and what happens when its task is dropped at any await), [`respond`] (the reply to a
-//! request, owning no socket), [`housekeeping`] (memory trim, idle exit). This file wires them:
+//! Rooms: `table` (who is open, whom to close at the cap), `connection` (one client's
+//! loop, and what happens when its task is dropped at any await), `respond` (the reply to a
+//! request, owning no socket), `housekeeping` (memory trim, idle exit). This file wires them:
 //! accept, admit or refuse, stop.
 //!
 //! Invariants:
 //! - At most `MAX_CONNECTIONS` connections are served at once (fewer if the open-file limit
-//!   cannot hold them, said at start); see [`table`] for whom the cap closes.
+//!   cannot hold them, said at start); see `table` for whom the cap closes.
 //! - Every wait has a deadline: a request (head and body) and a keep-alive pause within
 //!   `CLIENT_TIMEOUT`, a write within `CLIENT_TIMEOUT`, a probe within `TIMEOUT`, the stop within
 //!   `TIMEOUT` + 1 s, or at once on a second SIGTERM or SIGINT.
