@@ -3,7 +3,7 @@
 //!
 //! Written here rather than taken from a logging crate because a log must never take the
 //! process down or stall it. The serving thread only formats a line and queues it (a bounded
-//! queue, `QUEUED_LINES`); a writer thread of its own does the blocking writes. When the reader
+//! queue, `QUEUED_BYTES`); a writer thread of its own does the blocking writes. When the reader
 //! of stderr stalls (a log shipper that stopped reading a pipe), the queue fills and new lines
 //! are dropped and counted; once the writer has caught up it says how many were lost. A closed or
 //! full stderr (`2>/dev/full`) loses lines, it does not panic. Control characters are escaped,
@@ -19,8 +19,9 @@ use log::{LevelFilter, Log, Metadata, Record};
 
 use crate::config::LogSpec;
 
-/// Most lines waiting for the writer; more are dropped and counted.
-pub(crate) const QUEUED_LINES: usize = 1024;
+/// Most bytes of lines waiting for the writer (as much as a pipe holds); more are dropped and
+/// counted, so a stalled reader costs at most this much memory.
+pub(crate) const QUEUED_BYTES: usize = 64 * 1024;
 
 /// How long [`flush`] waits for the writer at exit (a stalled stderr must not hold the exit).
 const FLUSH_WAIT: Duration = Duration::from_secs(1);
@@ -41,6 +42,8 @@ struct Queue {
 #[derive(Default)]
 struct State {
     lines: VecDeque<String>,
+    /// Bytes in `lines`.
+    bytes: usize,
     /// Lines dropped because the queue was full, not yet reported.
     lost: u64,
     /// Whether the writer holds lines it has not finished writing.
@@ -59,10 +62,12 @@ impl Queue {
     /// Queues `line`, or counts it as lost when the queue is full. Never blocks on the writer.
     fn push(&self, line: String) {
         let mut state = self.lock();
-        if state.lines.len() >= QUEUED_LINES {
+        let bytes = state.bytes.saturating_add(line.len());
+        if bytes > QUEUED_BYTES {
             state.lost = state.lost.saturating_add(1);
             return;
         }
+        state.bytes = bytes;
         state.lines.push_back(line);
         drop(state);
         self.queued.notify_one();
@@ -83,6 +88,7 @@ impl Queue {
             }
             batch.clear();
             state.lines.drain(..).for_each(|line| batch.push_str(&line));
+            state.bytes = 0;
             if state.lines.is_empty() && batch.is_empty() {
                 // Caught up: say what the stall cost.
                 let lost = std::mem::take(&mut state.lost);
@@ -204,6 +210,19 @@ pub fn flush() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let queue = Queue::default();
+        let line = "x".repeat(1023) + "\n";
+        for _ in 0..100 {
+            queue.push(line.clone());
+        }
+        let state = queue.lock();
+        assert_eq!(state.lines.len(), QUEUED_BYTES / line.len());
+        assert_eq!(state.bytes, QUEUED_BYTES);
+        assert_eq!(state.lost, 100 - 64);
+    }
 
     #[test]
     fn the_longest_module_prefix_wins() {
