@@ -80,8 +80,10 @@ fn an_undrained_stderr_never_stalls_a_probe() {
         }
         slowest = slowest.max(took);
     }
+    // A stalled log stalls for good (the read above times out after 10 s); this bound is
+    // generous for a busy machine.
     assert!(
-        slowest < Duration::from_secs(2),
+        slowest < Duration::from_secs(5),
         "the slowest probe took {slowest:?}"
     );
 
