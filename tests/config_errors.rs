@@ -12,7 +12,7 @@ mod common;
 
 use std::net::TcpListener;
 
-use common::tool::tool_vars;
+use common::tool::TOOL_VARS;
 use common::{get, run_to_exit, Behavior, FakePeer, Tool};
 
 /// A configuration that must be refused, and the names of which one must appear in the error.
@@ -156,7 +156,8 @@ fn help_exits_0_and_documents_every_variable() {
         assert_eq!(run.status.code(), Some(0), "{flag}: {}", run.stderr);
         let manual = format!("{}{}", run.stdout, run.stderr);
         // Every setting; systemd's own variables are systemd's to document.
-        let missing: Vec<&str> = tool_vars()
+        let missing: Vec<&str> = TOOL_VARS
+            .into_iter()
             .filter(|var| !var.starts_with("LISTEN_") && *var != "NOTIFY_SOCKET")
             .filter(|var| !manual.contains(var))
             .collect();

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::tool::{tool_vars, BIN};
+use common::tool::{BIN, TOOL_VARS};
 use common::{free_port, get, wait_until, Behavior, FakePeer, TempDir, Tool};
 
 const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
@@ -30,7 +30,7 @@ fn activate(listen: &str, env: &[(&str, &str)]) -> Child {
     );
     let mut command = Command::new(ACTIVATE);
     command.args(["-l", listen]);
-    for var in tool_vars() {
+    for var in TOOL_VARS {
         command.env_remove(var);
     }
     for (name, value) in env {
@@ -157,7 +157,7 @@ fn sd_notify_ready_then_stopping() {
 fn run_activated(listen_fds: &str, redirect: &str) -> (Option<i32>, String) {
     let script = format!("{redirect} LISTEN_PID=$$ LISTEN_FDS={listen_fds} exec \"$0\"");
     let mut command = Command::new("sh");
-    for var in tool_vars() {
+    for var in TOOL_VARS {
         command.env_remove(var);
     }
     let out = command
@@ -207,7 +207,7 @@ fn two_inherited_sockets_are_a_clear_error() {
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let (a, b) = (free_port(localhost), free_port(localhost));
     let mut command = Command::new(ACTIVATE);
-    for var in tool_vars() {
+    for var in TOOL_VARS {
         command.env_remove(var);
     }
     let mut child = command

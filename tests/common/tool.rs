@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use fastcgi_healthcheck::config::SETTINGS;
+
 use super::sys::{free_port, poll, signal};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fastcgi-healthcheck");
@@ -21,12 +23,20 @@ const SYSTEMD_VARS: [&str; 4] = [
 
 /// Every variable the tool reads: its settings (the one table, `config::SETTINGS`) and systemd's.
 /// Never inherited from the test's environment, only set explicitly.
-pub fn tool_vars() -> impl Iterator<Item = &'static str> {
-    fastcgi_healthcheck::config::SETTINGS
-        .iter()
-        .map(|setting| setting.var)
-        .chain(SYSTEMD_VARS)
-}
+pub const TOOL_VARS: [&str; SETTINGS.len() + SYSTEMD_VARS.len()] = {
+    let mut vars = [""; SETTINGS.len() + SYSTEMD_VARS.len()];
+    let mut i = 0;
+    while i < SETTINGS.len() {
+        vars[i] = SETTINGS[i].var;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < SYSTEMD_VARS.len() {
+        vars[SETTINGS.len() + j] = SYSTEMD_VARS[j];
+        j += 1;
+    }
+    vars
+};
 
 const STARTUP: Duration = Duration::from_secs(10);
 
@@ -49,7 +59,7 @@ pub fn command_program(argv: &[&str], env: &[(&str, &str)], args: &[&str]) -> Co
     let (program, program_args) = argv.split_first().expect("a program");
     let mut command = Command::new(program);
     command.args(program_args);
-    for var in tool_vars() {
+    for var in TOOL_VARS {
         command.env_remove(var);
     }
     command
