@@ -6,16 +6,17 @@
 
 use std::io::Write;
 
-use crate::cgi;
 use crate::config::Config;
-use crate::fcgi::Answer;
-use crate::probe::Probe;
-use crate::status::{self, Threshold};
+use crate::probe::report::Reporter;
+use crate::probe::{Probe, Verdict};
+use crate::proto::cgi;
+use crate::proto::fcgi::Answer;
+use crate::proto::status::{self, Threshold};
 
 /// Exit status of a healthy check.
-pub const HEALTHY: u8 = 0;
+pub(crate) const HEALTHY: u8 = 0;
 /// Exit status of an unhealthy check.
-pub const UNHEALTHY: u8 = 1;
+pub(crate) const UNHEALTHY: u8 = 1;
 
 /// Probes once; prints the verdict (and with `verbose` the FastCGI answer); returns the exit
 /// status. With `status`, checks php-fpm's status page against those thresholds instead.
@@ -24,7 +25,7 @@ pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
         return run_status(config, verbose, thresholds);
     }
     let probe = Probe::new(config);
-    let (verdict, answer) = async_io::block_on(probe.run_keeping_answer());
+    let (verdict, answer) = run_logged(&probe);
     if verbose {
         match &answer {
             Some(answer) => out(&describe(answer)),
@@ -46,6 +47,15 @@ pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
     }
 }
 
+/// Runs `probe` once and logs its outcome (shown with `RUST_LOG`), before the verdict line.
+fn run_logged(probe: &Probe) -> (Verdict, Option<Answer>) {
+    let started = std::time::Instant::now();
+    let (verdict, answer) = smol::block_on(probe.run_keeping_answer());
+    Reporter::new().report(probe, &verdict, answer.as_ref(), started.elapsed());
+    crate::os::log::flush();
+    (verdict, answer)
+}
+
 /// Writes to stdout; a closed or full stdout loses the text, it does not change the verdict.
 fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -59,7 +69,8 @@ fn err(text: &str) {
 /// `check --status`: the status page must be readable and every threshold hold.
 fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
     let probe = Probe::status(config);
-    match async_io::block_on(probe.fetch_status()) {
+    let (verdict, answer) = run_logged(&probe);
+    match probe.read_status(verdict, answer) {
         Ok(page) => {
             let failed = status::evaluate(&page, thresholds);
             if verbose {
@@ -84,7 +95,7 @@ fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
 
 /// The FastCGI answer, for `--verbose`: protocol status, then stdout and stderr, escaped so that
 /// control characters from the peer cannot reach the terminal.
-pub fn describe(answer: &Answer) -> String {
+pub(crate) fn describe(answer: &Answer) -> String {
     let mut text = format!(
         "FastCGI END_REQUEST: protocol status {}, app status {}\n",
         answer.protocol_status, answer.app_status

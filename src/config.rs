@@ -14,7 +14,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use crate::limits::MAX_CONFIG_TEXT;
-use crate::status::{self, Threshold};
+use crate::proto::status::{self, Threshold};
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -129,64 +129,105 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// One setting: its variable, its flag, its default and one line of help.
-struct Setting {
-    var: &'static str,
-    flag: &'static str,
-    default: &'static str,
-    help: &'static str,
+/// One setting: its variable, its flag, its default, one line of help, and the parser that
+/// sets its field of [`Config`]. The one table of settings, [`SETTINGS`], drives parsing,
+/// `--help`, the README's configuration table (a test compares them) and the tests' list of
+/// variables: adding a setting touches that table and its parser only.
+pub struct Setting {
+    /// The environment variable.
+    pub var: &'static str,
+    /// The command-line flag.
+    pub flag: &'static str,
+    /// The default, as text (parsed like any value).
+    pub default: &'static str,
+    /// One line for `--help`.
+    pub help: &'static str,
+    /// Parses the value and sets its field.
+    apply: fn(&Raw, &mut Config) -> Result<(), ConfigError>,
 }
-
-const SERVER: usize = 0;
-const DESTINATION: usize = 1;
-const DESTINATION_PORT: usize = 2;
-const PING_PATH: usize = 3;
-const PING_RESPONSE: usize = 4;
-const TIMEOUT: usize = 5;
-const FAIL_STATUS: usize = 6;
-const CLIENT_TIMEOUT: usize = 7;
-const MAX_CONNECTIONS: usize = 8;
-const COALESCE: usize = 9;
-const CACHE_TTL: usize = 10;
-const IDLE_EXIT: usize = 11;
-const STATUS_PATH: usize = 12;
-const RUST_LOG: usize = 13;
 
 /// Default probe deadline. It stays below one second so that a Kubernetes probe with the
 /// default `timeoutSeconds: 1` receives our verdict and reason instead of timing out itself.
 pub const DEFAULT_TIMEOUT: &str = "800ms";
 
+/// Every setting, in the order of `--help` and the README. Each row sets its own field of
+/// [`Config`] (`DESTINATION_PORT` the port of a TCP `DESTINATION`, so it comes after it).
 #[rustfmt::skip]
-const SETTINGS: [Setting; 14] = [
+pub const SETTINGS: [Setting; 14] = [
     Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
-        help: "address:port to listen on (IPv4, or [IPv6]:port)" },
+        help: "address:port to listen on (IPv4, or [IPv6]:port)",
+        apply: |raw, c| parse_server(raw).map(|v| c.server = v) },
     Setting { var: "DESTINATION", flag: "--destination", default: "127.0.0.1",
-        help: "FastCGI server: host name, IP address, or Unix socket (/path or unix:/path)" },
+        help: "FastCGI server: host name, IP address, or Unix socket (/path or unix:/path)",
+        apply: |raw, c| parse_destination(raw).map(|v| c.destination = v) },
     Setting { var: "DESTINATION_PORT", flag: "--destination-port", default: "9000",
-        help: "FastCGI TCP port (ignored for a Unix socket)" },
+        help: "FastCGI TCP port (ignored for a Unix socket)",
+        apply: |raw, c| {
+            let port = parse_port(raw)?;
+            if let Destination::Tcp { port: slot, .. } = &mut c.destination {
+                *slot = port;
+            }
+            Ok(())
+        } },
     Setting { var: "PING_PATH", flag: "--ping-path", default: "/fpm-ping",
-        help: "php-fpm's ping.path" },
+        help: "php-fpm's ping.path",
+        apply: |raw, c| parse_ping_path(raw).map(|v| c.ping_path = v) },
     Setting { var: "PING_RESPONSE", flag: "--ping-response", default: "pong",
-        help: "text the answer must contain (php-fpm's ping.response)" },
+        help: "text the answer must contain (php-fpm's ping.response)",
+        apply: |raw, c| parse_ping_response(raw).map(|v| c.ping_response = v) },
     Setting { var: "TIMEOUT", flag: "--timeout", default: DEFAULT_TIMEOUT,
-        help: "deadline for one whole probe: 500ms, 2s, or seconds" },
+        help: "deadline for one whole probe: 500ms, 2s, or seconds",
+        apply: |raw, c| parse_duration_setting(raw).map(|v| c.timeout = v) },
     Setting { var: "FAIL_STATUS", flag: "--fail-status", default: "503",
-        help: "HTTP status of an unhealthy answer, 400-599 (404: as the original tool)" },
+        help: "HTTP status of an unhealthy answer, 400-599 (404: as the original tool)",
+        apply: |raw, c| parse_fail_status(raw).map(|v| c.fail_status = v) },
     Setting { var: "CLIENT_TIMEOUT", flag: "--client-timeout", default: "5s",
-        help: "deadline for a client's request head; idle keep-alive limit" },
+        help: "deadline for a client's request head; idle keep-alive limit",
+        apply: |raw, c| parse_duration_setting(raw).map(|v| c.client_timeout = v) },
     Setting { var: "MAX_CONNECTIONS", flag: "--max-connections", default: "1024",
-        help: "cap on open HTTP connections" },
+        help: "cap on open HTTP connections",
+        apply: |raw, c| parse_max_connections(raw).map(|v| c.max_connections = v) },
     Setting { var: "COALESCE", flag: "--coalesce", default: "on",
-        help: "on: concurrent probes share one FastCGI request; off: one each (benchmarks)" },
+        help: "on: concurrent probes share one FastCGI request; off: one each (benchmarks)",
+        apply: |raw, c| parse_switch(raw).map(|v| c.coalesce = v) },
     Setting { var: "CACHE_TTL", flag: "--cache-ttl", default: "0",
-        help: "reuse a verdict for this long after its probe (0: only share in-flight)" },
-    Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
-        help: "exit 0 after this long without a connection (systemd socket activation)" },
+        help: "reuse a verdict for this long after its probe (0: only share in-flight)",
+        apply: |raw, c| parse_ttl(raw).map(|v| c.cache_ttl = v) },
     Setting { var: "STATUS_PATH", flag: "--status-path", default: "/fpm-status",
-        help: "php-fpm's pm.status_path, for /fcgi-status, /metrics, check --status (off: none)" },
+        help: "php-fpm's pm.status_path, for /fcgi-status, /metrics, check --status (off: none)",
+        apply: |raw, c| parse_status_path(raw).map(|v| c.status_path = v) },
+    Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
+        help: "exit 0 after this long without a connection (systemd socket activation)",
+        apply: |raw, c| parse_idle_exit(raw).map(|v| c.idle_exit = v) },
     Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
-        help: "log level: error, warn, info, debug, trace, off" },
+        help: "log level: error, warn, info, debug, trace, off",
+        apply: |raw, c| parse_log(raw).map(|v| c.log = v) },
 ];
+
+impl Config {
+    /// The configuration before any setting applied: every field is then set by its row of
+    /// [`SETTINGS`] (from a flag, a variable or the row's default), so none of these stays.
+    fn unset() -> Self {
+        Self {
+            server: SocketAddr::from(([127, 0, 0, 1], 0)),
+            destination: Destination::Unix(PathBuf::new()),
+            ping_path: String::new(),
+            ping_response: String::new(),
+            status_path: None,
+            timeout: Duration::ZERO,
+            fail_status: 503,
+            client_timeout: Duration::ZERO,
+            max_connections: 1,
+            coalesce: true,
+            cache_ttl: Duration::ZERO,
+            idle_exit: None,
+            log: LogSpec {
+                default: LevelFilter::Off,
+                modules: Vec::new(),
+            },
+        }
+    }
+}
 
 /// Where a raw value came from, so an error can name it.
 #[derive(Clone, Copy)]
@@ -196,6 +237,7 @@ enum Source {
     Default,
 }
 
+/// A setting's value as given, and where from.
 struct Raw {
     value: String,
     source: Source,
@@ -280,7 +322,7 @@ where
         }
     }
 
-    let mut raw = Vec::with_capacity(SETTINGS.len());
+    let mut config = Config::unset();
     for (setting, flag) in SETTINGS.iter().zip(flags) {
         let (value, source) = match (flag, env(setting.var)) {
             (Some(value), _) => (value, Source::Flag),
@@ -295,32 +337,13 @@ where
             },
             (None, None) => (setting.default.to_owned(), Source::Default),
         };
-        raw.push(Raw {
+        let raw = Raw {
             value,
             source,
             setting,
-        });
+        };
+        (setting.apply)(&raw, &mut config)?;
     }
-    let get = |index: usize| {
-        raw.get(index)
-            .ok_or_else(|| ConfigError("internal: setting missing".into()))
-    };
-
-    let config = Config {
-        server: parse_server(get(SERVER)?)?,
-        destination: parse_destination(get(DESTINATION)?, get(DESTINATION_PORT)?)?,
-        ping_path: parse_ping_path(get(PING_PATH)?)?,
-        status_path: parse_status_path(get(STATUS_PATH)?)?,
-        ping_response: parse_ping_response(get(PING_RESPONSE)?)?,
-        timeout: parse_duration_setting(get(TIMEOUT)?)?,
-        fail_status: parse_fail_status(get(FAIL_STATUS)?)?,
-        client_timeout: parse_duration_setting(get(CLIENT_TIMEOUT)?)?,
-        max_connections: parse_max_connections(get(MAX_CONNECTIONS)?)?,
-        coalesce: parse_switch(get(COALESCE)?)?,
-        cache_ttl: parse_ttl(get(CACHE_TTL)?)?,
-        idle_exit: parse_idle_exit(get(IDLE_EXIT)?)?,
-        log: parse_log(get(RUST_LOG)?)?,
-    };
     Ok(if check {
         Command::Check {
             config,
@@ -350,8 +373,9 @@ fn parse_server(raw: &Raw) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-fn parse_destination(raw: &Raw, port: &Raw) -> Result<Destination, ConfigError> {
-    let port = parse_port(port)?;
+/// The destination; a TCP one with port 0 until `DESTINATION_PORT` sets it.
+fn parse_destination(raw: &Raw) -> Result<Destination, ConfigError> {
+    let port = 0;
     let value = raw.value.trim();
     if let Some(path) = value.strip_prefix("unix:") {
         return unix_path(raw, path);
@@ -472,25 +496,21 @@ fn parse_switch(raw: &Raw) -> Result<bool, ConfigError> {
 }
 
 fn parse_idle_exit(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
-    if matches!(raw.value.trim(), "off" | "0" | "") {
+    if matches!(raw.value.trim(), "off" | "") {
         return Ok(None);
     }
-    parse_duration(&raw.value)
-        .map(Some)
-        .ok_or_else(|| raw.error("is not off or a duration between 1ms and 1h (examples: 30s, 5m)"))
+    match parse_span(&raw.value) {
+        Some(Duration::ZERO) => Ok(None),
+        Some(span) if span >= MIN_DURATION => Ok(Some(span)),
+        _ => Err(raw.error("is not off, 0 or a duration between 1ms and 1h (examples: 30s, 5m)")),
+    }
 }
 
 fn parse_ttl(raw: &Raw) -> Result<Duration, ConfigError> {
-    if raw
-        .value
-        .trim()
-        .trim_end_matches(['m', 's'])
-        .trim_matches(['0', '.'])
-        .is_empty()
-    {
-        return Ok(Duration::ZERO);
+    match parse_span(&raw.value) {
+        Some(span) if span == Duration::ZERO || span >= MIN_DURATION => Ok(span),
+        _ => Err(raw.error("is not 0 or a duration between 1ms and 1h (examples: 0, 250ms, 2s)")),
     }
-    parse_duration_setting(raw)
 }
 
 fn parse_duration_setting(raw: &Raw) -> Result<Duration, ConfigError> {
@@ -499,6 +519,9 @@ fn parse_duration_setting(raw: &Raw) -> Result<Duration, ConfigError> {
     })
 }
 
+/// Shortest accepted duration other than zero.
+const MIN_DURATION: Duration = Duration::from_millis(1);
+
 /// Longest accepted duration.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
@@ -506,6 +529,13 @@ const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// Accepts 1 ms to 1 h; anything else is `None`. Exact decimal arithmetic (no floating point):
 /// `0.001` is exactly 1 ms; digits below a nanosecond are dropped.
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    parse_span(text).filter(|span| *span >= MIN_DURATION)
+}
+
+/// As [`parse_duration`], but zero (`0`, `0s`, `0ms`, `0.0m`) is accepted too: the one parser
+/// behind every duration setting, so that they all read the same text the same way. A number
+/// is required: a unit alone (`ms`, `s`, `.`) is `None`.
+fn parse_span(text: &str) -> Option<Duration> {
     const NANOS_PER_MS: u128 = 1_000_000;
     let text = text.trim();
     let (number, unit_nanos) = if let Some(n) = text.strip_suffix("ms") {
@@ -548,9 +578,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         .checked_mul(unit_nanos)?
         .checked_add(numerator.checked_mul(unit_nanos)?.checked_div(scale)?)?;
     let duration = Duration::from_nanos(u64::try_from(nanos).ok()?);
-    (Duration::from_millis(1)..=MAX_DURATION)
-        .contains(&duration)
-        .then_some(duration)
+    (duration <= MAX_DURATION).then_some(duration)
 }
 
 fn parse_log(raw: &Raw) -> Result<LogSpec, ConfigError> {
@@ -801,6 +829,40 @@ mod tests {
                 Duration::ZERO,
                 "{zero}"
             );
+        }
+    }
+
+    /// `0`, `0s` and `0ms` mean the same in every duration setting, and a unit without a number
+    /// is an error that names the variable (never a silent default).
+    #[test]
+    fn zero_durations_agree_and_a_bare_unit_is_an_error() {
+        for zero in ["0", "0s", "0ms", "0m", "0.0"] {
+            assert_eq!(
+                config(&[], &[("CACHE_TTL", zero)]).cache_ttl,
+                Duration::ZERO,
+                "{zero}"
+            );
+            assert_eq!(
+                config(&[], &[("IDLE_EXIT", zero)]).idle_exit,
+                None,
+                "{zero}"
+            );
+            for var in ["TIMEOUT", "CLIENT_TIMEOUT"] {
+                let message = error(&[], &[(var, zero)]);
+                assert!(
+                    message.starts_with(&format!("{var}=")),
+                    "{var}={zero}: {message}"
+                );
+            }
+        }
+        for var in ["CACHE_TTL", "IDLE_EXIT", "TIMEOUT", "CLIENT_TIMEOUT"] {
+            for bad in ["ms", "s", "m", ".", "mmm", ".ms", "m0", " s"] {
+                let message = error(&[], &[(var, bad)]);
+                assert!(
+                    message.starts_with(&format!("{var}=")),
+                    "{var}={bad}: {message}"
+                );
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! Every wait in the program (a client's request, a write to a slow reader, a whole probe) goes
 //! through [`at`], so each has a point in time after which it is abandoned.
 //!
-//! Two clocks serve it. Without a ticker, each wait gets its own `async_io::Timer`: exact, but
+//! Two clocks serve it. Without a ticker, each wait gets its own `smol::Timer`: exact, but
 //! every timer costs the reactor a wake-up (an eventfd write and read, an `epoll_ctl`, a
 //! `timerfd_settime`), which is a third of the system calls of a probe. When [`run_ticker`] runs
 //! on the thread (the server starts it), waits register in a shared wheel instead, ordered by
@@ -20,12 +20,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
 use event_listener::Event;
-use futures_lite::future;
+use smol::future;
+use smol::Timer;
 
 /// Runs `fut` until `deadline`; `None` when the deadline came first (and `fut` is dropped).
-pub async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+pub(crate) async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
     future::or(async { Some(fut.await) }, async {
         Expiry::new(deadline).await;
         None
@@ -33,10 +33,28 @@ pub async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T>
     .await
 }
 
-/// `now + after`; `now` itself if that overflows (no accepted setting comes near).
-pub fn after(after: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(after).unwrap_or(now)
+/// `now + after`; when that overflows the clock, the latest instant it can hold: a wait that
+/// long is "never", not "now" (no accepted setting comes near).
+pub(crate) fn after(after: Duration) -> Instant {
+    later(Instant::now(), after)
+}
+
+/// `start + after`, or the latest instant the clock can hold past `start` when that overflows.
+pub(crate) fn later(start: Instant, after: Duration) -> Instant {
+    if let Some(at) = start.checked_add(after) {
+        return at;
+    }
+    // `start + after` overflows; so does `at + 2 * step` at every round (it was the previous
+    // step, or `after` itself): at most one addition per halving, 2 x 128 rounds at most.
+    let mut step = after;
+    let mut at = start;
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => step = step.checked_div(2).unwrap_or_default(),
+        }
+    }
+    at
 }
 
 /// The shared wheel of this thread.
@@ -149,7 +167,7 @@ impl Drop for TickerGuard {
 
 /// Runs the shared ticker of this thread until the future is dropped (spawn it on the executor
 /// that runs the waits). Only one ticker per thread does anything; a second returns at once.
-pub async fn run_ticker() {
+pub(crate) async fn run_ticker() {
     if WHEEL.with(|wheel| wheel.ticking.replace(true)) {
         return;
     }
@@ -195,17 +213,24 @@ pub async fn run_ticker() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_executor::LocalExecutor;
+    use smol::LocalExecutor;
 
     fn elapsed_until_expiry(ticker: bool, wait: Duration) -> (Option<()>, Duration) {
         let ex = LocalExecutor::new();
         let _ticker = ticker.then(|| ex.spawn(run_ticker()));
         let started = Instant::now();
-        let result = async_io::block_on(ex.run(async {
+        let result = smol::block_on(ex.run(async {
             future::yield_now().await;
             at(after(wait), future::pending::<()>()).await
         }));
         (result, started.elapsed())
+    }
+
+    /// A deadline too far to represent is "never", not "now".
+    #[test]
+    fn an_overflowing_deadline_is_never() {
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        assert!(after(Duration::MAX) > far);
     }
 
     #[test]
@@ -244,7 +269,7 @@ mod tests {
             after(Duration::from_millis(100)),
             future::pending::<()>(),
         ));
-        assert_eq!(async_io::block_on(ex.run(early)), None);
+        assert_eq!(smol::block_on(ex.run(early)), None);
         let elapsed = started.elapsed();
         assert!(
             elapsed >= Duration::from_millis(100) && elapsed < Duration::from_secs(2),
@@ -257,7 +282,7 @@ mod tests {
     fn a_finished_wait_leaves_the_wheel() {
         let ex = LocalExecutor::new();
         let _ticker = ex.spawn(run_ticker());
-        let value = async_io::block_on(ex.run(async {
+        let value = smol::block_on(ex.run(async {
             future::yield_now().await;
             at(after(Duration::from_secs(5)), async { 7 }).await
         }));
@@ -277,7 +302,7 @@ mod tests {
         assert!(WHEEL.with(|wheel| wheel.ticking.get()));
         drop(ticker);
         let started = Instant::now();
-        assert_eq!(async_io::block_on(ex.run(waiter)), None);
+        assert_eq!(smol::block_on(ex.run(waiter)), None);
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(!WHEEL.with(|wheel| wheel.ticking.get()));
     }

@@ -2,10 +2,20 @@
 //!
 //! An HTTP request to `/fcgi-ping` becomes one FastCGI request to the configured ping path, and
 //! the answer becomes `200 ok` or a failure status with a one-line reason. Everything runs on one
-//! thread: a [`async_executor::LocalExecutor`] driven by [`async_io::block_on`].
+//! thread: a [`smol::LocalExecutor`] driven by [`smol::block_on`].
 //!
-//! The pure parts (configuration values, HTTP request heads, FastCGI records, CGI responses) have
-//! no I/O and no logging, so tests and fuzz targets call them directly:
+//! The house, one room per job:
+//! - [`config`]: the one table of settings; flags and variables become a validated `Config`.
+//! - [`proto`]: pure parsing and rendering over byte slices (HTTP heads, FastCGI records, CGI,
+//!   php-fpm's status page, the metrics text); no I/O, no logging, no clock; fuzzed.
+//! - [`probe`]: a target (name resolution, connect), one FastCGI exchange under one deadline, a
+//!   pure judge, single-flight; the log of its outcomes belongs to the caller.
+//! - [`server`]: the listener, the connection cap, each connection as read, respond, send.
+//! - [`os`]: the edges to the operating system: systemd, sockets, the non-blocking log writer,
+//!   and the one audited `unsafe`.
+//! - [`check`]: the one-shot `check` mode.
+//!
+//! The pure parts have no I/O and no logging, so tests and fuzz targets call them directly:
 //!
 //! ```
 //! use fastcgi_healthcheck::cgi;
@@ -15,23 +25,16 @@
 //! ```
 
 #![deny(unsafe_code)]
-#![warn(missing_docs, rust_2018_idioms)]
+#![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
-pub mod cgi;
 pub mod check;
-pub mod coalesce;
 pub mod config;
-pub mod deadline;
-pub mod fcgi;
-pub mod http;
+pub(crate) mod deadline;
 pub mod limits;
-pub mod logger;
-pub mod metrics;
+pub mod os;
 pub mod probe;
+pub mod proto;
 pub mod server;
-pub mod socket;
-pub mod status;
-#[allow(unsafe_code)]
-mod sys;
-pub mod systemd;
-pub mod throttle;
+pub(crate) mod throttle;
+
+pub use proto::{cgi, fcgi, http, metrics, status};

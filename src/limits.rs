@@ -1,7 +1,11 @@
-//! Every fixed bound of the program, in one place.
+//! The fixed bounds that protect memory and that the fuzz targets check, and the accept loop's
+//! pauses.
 //!
 //! Bounds that users tune (probe deadline, client deadline, connection cap) live in
-//! [`crate::config::Config`]; the ones here protect memory and are not worth a knob.
+//! [`crate::config::Config`]. Timing rules that belong to one room stay with its code: the
+//! connection's linger ([`crate::server`]'s `connection.rs`), when a stalled connection gives way
+//! at the cap (`table.rs`), when memory is trimmed (`housekeeping.rs`), the log queue's length
+//! ([`crate::os::log`]), the log throttles ([`crate::probe`]'s `report.rs`).
 
 /// Largest HTTP request head we accept; a longer one gets `431` and a close.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;

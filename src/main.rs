@@ -5,11 +5,12 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use async_executor::LocalExecutor;
 use fastcgi_healthcheck::check;
 use fastcgi_healthcheck::config::{self, Command, Config};
-use fastcgi_healthcheck::systemd::{self, Activation};
-use fastcgi_healthcheck::{logger, server};
+use fastcgi_healthcheck::os::log as logger;
+use fastcgi_healthcheck::os::systemd::{self, Activation};
+use fastcgi_healthcheck::server;
+use smol::LocalExecutor;
 use std::io::Write;
 
 const EXIT_CANNOT_SERVE: u8 = 1;
@@ -32,7 +33,9 @@ fn main() -> ExitCode {
                 say(true, "fastcgi-healthcheck: check --status needs a status page, but STATUS_PATH=off\n");
                 return ExitCode::from(EXIT_USAGE);
             }
-            return ExitCode::from(check::run(&config, verbose, status.as_deref()));
+            let code = check::run(&config, verbose, status.as_deref());
+            logger::flush();
+            return ExitCode::from(code);
         }
         Ok(Command::Help) => {
             say(false, &config::help());
@@ -67,7 +70,9 @@ fn main() -> ExitCode {
     };
     init_logging(&config);
     let ex = Rc::new(LocalExecutor::new());
-    match async_io::block_on(ex.run(server::serve(Rc::clone(&ex), config, inherited))) {
+    let served = smol::block_on(ex.run(server::serve(Rc::clone(&ex), config, inherited)));
+    logger::flush();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             say(true, &format!("fastcgi-healthcheck: {error}\n"));

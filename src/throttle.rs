@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// Lets through at most `burst` events per `window`.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     window: Duration,
     burst: u32,
     start: Cell<Option<Instant>>,
@@ -19,7 +19,7 @@ pub struct Throttle {
 
 /// What to do with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
+pub(crate) enum Gate {
     /// Log it; `n` earlier events were suppressed since the last logged one (say so).
     Log {
         /// How many events were not logged before this one.
@@ -31,7 +31,7 @@ pub enum Gate {
 
 impl Throttle {
     /// At most `burst` events per `window`.
-    pub const fn new(window: Duration, burst: u32) -> Self {
+    pub(crate) const fn new(window: Duration, burst: u32) -> Self {
         Self {
             window,
             burst,
@@ -42,7 +42,7 @@ impl Throttle {
     }
 
     /// Decides about one event happening at `now`.
-    pub fn gate(&self, now: Instant) -> Gate {
+    pub(crate) fn gate(&self, now: Instant) -> Gate {
         let in_window = self
             .start
             .get()

@@ -578,7 +578,7 @@ fn five_hundred_slowloris_clients_do_not_lock_out_a_real_client() {
     wait_until(
         Duration::from_secs(5),
         "the tool to read the first bytes",
-        || server_read_everything(addr.port()).then_some(()),
+        || server_read_everything(addr.port(), CAP).then_some(()),
     );
     // The stalled requests must be older than a second to give way (SLOW_REQUEST): that age is
     // what is tested, not a readiness wait.
@@ -1189,4 +1189,66 @@ fn thousands_of_pipelined_requests_are_answered_in_order() {
     tool.assert_alive();
     assert_prompt(&during, "pipelines");
     monitor.assert_recovered(&mut tool, "pipelines");
+}
+
+/// Clients that pipeline requests and never read their answers hold every slot at
+/// `MAX_CONNECTIONS` with a write that cannot finish (`CLIENT_TIMEOUT` is long here). A newcomer
+/// must still be served: a connection stuck writing for more than a second gives way to it, as a
+/// stalled partial request does.
+#[test]
+fn pipelining_clients_that_never_read_do_not_hold_every_slot() {
+    const CAP: usize = 4;
+    let cap = CAP.to_string();
+    let (_peer, mut tool) =
+        healthy_tool(&[("MAX_CONNECTIONS", cap.as_str()), ("CLIENT_TIMEOUT", "60s")]);
+    let addr = tool.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let blocked = Arc::new(AtomicUsize::new(0));
+    let hostile: Vec<_> = (0..CAP)
+        .map(|_| {
+            let (stop, blocked) = (Arc::clone(&stop), Arc::clone(&blocked));
+            let mut stream = connect(addr).unwrap();
+            thread::spawn(move || {
+                stream
+                    .set_write_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let batch = request_text("GET", "/health", &[]).repeat(256);
+                let mut counted = false;
+                while !stop.load(Ordering::SeqCst) {
+                    match stream.write(batch.as_bytes()) {
+                        Ok(_) => {}
+                        // Every buffer between us is full: the tool is stuck writing to us.
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                        {
+                            if !counted {
+                                counted = true;
+                                blocked.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Err(_) => break, // closed by the tool
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until(
+        Duration::from_secs(20),
+        "every pipelining client to fill the buffers",
+        || (blocked.load(Ordering::SeqCst) == CAP).then_some(()),
+    );
+    // Every slot is now held by a connection whose answer cannot be written.
+    let served = poll(Duration::from_secs(10), || {
+        let (response, _) = timed_get(addr, "/health");
+        (response.status == 200).then_some(())
+    });
+    stop.store(true, Ordering::SeqCst);
+    for thread in hostile {
+        thread.join().unwrap();
+    }
+    assert!(
+        served.is_some(),
+        "a newcomer got no 200 within 10 s while {CAP} clients that never read held every slot"
+    );
+    tool.assert_alive();
 }

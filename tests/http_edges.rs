@@ -579,15 +579,11 @@ fn sigterm_and_sigint_exit_zero_promptly() {
     }
 }
 
-#[test]
-fn sigterm_lets_an_in_flight_probe_finish() {
+/// A tool probing a peer that never answers (probe deadline `timeout`), and a client whose
+/// `/fcgi-ping` is in flight: the probe has reached the peer.
+fn probe_in_flight(timeout: &str) -> (FakePeer, Tool, Client) {
     let peer = FakePeer::start(Behavior::silent());
-    let port = peer.port().to_string();
-    let mut tool = Tool::start(&[
-        ("DESTINATION", "127.0.0.1"),
-        ("DESTINATION_PORT", &port),
-        ("TIMEOUT", "1s"),
-    ]);
+    let tool = Tool::probing("127.0.0.1", peer.port(), &[("TIMEOUT", timeout)]);
     let mut in_flight = Client::connect(tool.addr());
     in_flight.send(request_text("GET", "/fcgi-ping", &[]).as_bytes());
     wait_until(
@@ -595,7 +591,39 @@ fn sigterm_lets_an_in_flight_probe_finish() {
         "the probe to reach the peer",
         || (!peer.requests().is_empty()).then_some(()),
     );
+    (peer, tool, in_flight)
+}
 
+/// During the stop's grace (a probe in flight may take `TIMEOUT` + 1 s), a second SIGTERM or
+/// SIGINT ends the process at once.
+#[test]
+fn a_second_signal_ends_the_stop_at_once() {
+    for (first, second) in [("TERM", "TERM"), ("INT", "INT"), ("TERM", "INT")] {
+        let (_peer, mut tool, _in_flight) = probe_in_flight("20s");
+        tool.signal(first);
+        tool.wait_for_log(&["stopping"]);
+        assert!(
+            tool.wait_exit(Duration::from_millis(300)).is_none(),
+            "the first SIG{first} must let the probe finish"
+        );
+        let started = Instant::now();
+        tool.signal(second);
+        let status = tool.wait_exit(Duration::from_secs(3));
+        assert!(
+            status.is_some(),
+            "still running 3 s after a second signal (SIG{first}, then SIG{second})"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_probe_finish() {
+    let (_peer, mut tool, mut in_flight) = probe_in_flight("1s");
     let started = Instant::now();
     tool.signal("TERM");
     in_flight

@@ -194,10 +194,11 @@ fn healthy_with_host_name_localhost() {
 
 #[test]
 fn healthy_over_ipv6_loopback() {
-    if !ipv6_loopback_available() {
-        eprintln!("skipping: cannot bind the IPv6 loopback [::1] on this machine");
-        return;
-    }
+    assert!(
+        ipv6_loopback_available(),
+        "cannot bind the IPv6 loopback [::1] on this machine: enable it \
+         (sysctl -w net.ipv6.conf.lo.disable_ipv6=0; in Docker, --sysctl net.ipv6.conf.lo.disable_ipv6=0)"
+    );
     let fpm = PhpFpm::tcp_on(IpAddr::V6(Ipv6Addr::LOCALHOST));
     for destination in ["::1", "[::1]"] {
         let tool = tool_for_tcp(destination, fpm.port(), &[("SERVER", "[::1]:0")]);

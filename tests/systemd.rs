@@ -197,6 +197,55 @@ fn a_wrong_listen_fds_is_a_clear_error() {
     drop(TcpStream::connect(tool.addr()));
 }
 
+/// systemd passes two sockets (two `ListenStream=`): this program serves one, so it says so and
+/// exits 2 instead of silently ignoring descriptor 4.
+#[test]
+fn two_inherited_sockets_are_a_clear_error() {
+    assert!(
+        Path::new(ACTIVATE).exists(),
+        "{ACTIVATE} not found: install it with \"apt-get install systemd\""
+    );
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (a, b) = (free_port(localhost), free_port(localhost));
+    let mut command = Command::new(ACTIVATE);
+    for var in TOOL_VARS {
+        command.env_remove(var);
+    }
+    let mut child = command
+        .args([
+            "-l",
+            &format!("127.0.0.1:{a}"),
+            "-l",
+            &format!("127.0.0.1:{b}"),
+        ])
+        .args(argv())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn systemd-socket-activate");
+    let addr = SocketAddr::new(localhost, a);
+    let mut client = wait_until(Duration::from_secs(10), "the activation socket", || {
+        TcpStream::connect(addr).ok()
+    });
+    let _ = client.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    let status = common::sys::poll(Duration::from_secs(10), || child.try_wait().unwrap());
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the tool still serves 10 s after systemd passed two sockets");
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("LISTEN_FDS=\"2\""), "{stderr}");
+}
+
 /// The shipped unit files are valid for systemd (`systemd-analyze verify`), with `ExecStart`
 /// pointing at the binary under test.
 #[test]

@@ -161,13 +161,15 @@ pub fn server_drained(server_port: u16, client_port: u16) -> bool {
         .any(|s| s.local == server_port && s.remote == client_port && s.rx_queue == 0)
 }
 
-/// Whether every connection the server on `server_port` has accepted has an empty receive queue:
-/// it has read every request sent so far.
-pub fn server_read_everything(server_port: u16) -> bool {
-    tcp_sockets()
-        .iter()
+/// Whether at least `connections` connections to `server_port` are established and the server
+/// has read everything they sent (receive queues empty). Never true of an empty set: a check
+/// before the connections exist must not pass.
+pub fn server_read_everything(server_port: u16, connections: usize) -> bool {
+    let served: Vec<TcpSocket> = tcp_sockets()
+        .into_iter()
         .filter(|s| s.local == server_port && s.established)
-        .all(|s| s.rx_queue == 0)
+        .collect();
+    served.len() >= connections && served.iter().all(|s| s.rx_queue == 0)
 }
 
 /// The port of a /proc/net/tcp address such as `0100007F:1F90`.

@@ -7,6 +7,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use fastcgi_healthcheck::config::SETTINGS;
+
 use super::sys::{free_port, poll, signal};
 
 /// The binary under test: `FASTCGI_HEALTHCHECK_BIN` when set (a cross build, such as the aarch64 one
@@ -83,27 +85,30 @@ pub fn native_only(why: &str) {
     );
 }
 
-/// Every variable the tool reads: its settings, and systemd's socket activation and readiness
-/// variables. Never inherited from the test's environment, only set explicitly.
-pub const TOOL_VARS: [&str; 17] = [
-    "SERVER",
-    "DESTINATION",
-    "DESTINATION_PORT",
-    "PING_PATH",
-    "PING_RESPONSE",
-    "TIMEOUT",
-    "FAIL_STATUS",
-    "CLIENT_TIMEOUT",
-    "MAX_CONNECTIONS",
-    "COALESCE",
-    "CACHE_TTL",
-    "IDLE_EXIT",
-    "RUST_LOG",
+/// systemd's socket activation and readiness variables, which the tool reads too.
+const SYSTEMD_VARS: [&str; 4] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
 ];
+
+/// Every variable the tool reads: its settings (the one table, `config::SETTINGS`) and systemd's.
+/// Never inherited from the test's environment, only set explicitly.
+pub const TOOL_VARS: [&str; SETTINGS.len() + SYSTEMD_VARS.len()] = {
+    let mut vars = [""; SETTINGS.len() + SYSTEMD_VARS.len()];
+    let mut i = 0;
+    while i < SETTINGS.len() {
+        vars[i] = SETTINGS[i].var;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < SYSTEMD_VARS.len() {
+        vars[SETTINGS.len() + j] = SYSTEMD_VARS[j];
+        j += 1;
+    }
+    vars
+};
 
 const STARTUP: Duration = Duration::from_secs(10);
 
@@ -299,6 +304,17 @@ impl Tool {
             "kill -{name} {} failed",
             self.pid()
         );
+    }
+
+    /// Stops the tool with SIGTERM and returns its whole stderr, read to the end: for checks that
+    /// something was never logged (lines still in the pipe would otherwise pass unseen).
+    pub fn stop_and_logs(mut self) -> String {
+        self.signal("TERM");
+        assert!(
+            self.wait_exit(Duration::from_secs(5)).is_some(),
+            "the tool did not exit within 5 s of SIGTERM"
+        );
+        all_lines(&self.logs)
     }
 
     /// Waits for the process to exit; `None` if it is still running after `within`.

@@ -3,13 +3,13 @@
 //!
 //! Recording is a few integer additions on the request path; [`render`] is pure.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::coalesce::Source;
+use crate::probe::coalesce::Source;
 use crate::probe::{Failure, Reason, Verdict};
-use crate::status::Status;
+use crate::proto::status::Status;
 
 /// Which probe a figure is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,11 @@ struct Probes {
 #[derive(Debug, Default)]
 pub struct Metrics {
     probes: [Probes; 2],
+    /// The pool named by the last status page read (label-safe), so that `phpfpm_up` and
+    /// `phpfpm_scrape_failures` keep their `pool` label while php-fpm is down.
+    pool: RefCell<Option<String>>,
+    /// `/metrics` scrapes whose status page could not be read.
+    scrape_failures: Cell<u64>,
 }
 
 fn bump(cell: &Cell<u64>, by: u64) {
@@ -118,6 +123,20 @@ impl Metrics {
             &probes.sum_micros,
             u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
         );
+    }
+
+    /// Remembers the pool a status page names (no allocation while it stays the same).
+    pub fn saw_pool(&self, page: &Status) {
+        let name = page.text("pool").unwrap_or_default();
+        let mut pool = self.pool.borrow_mut();
+        if pool.as_deref() != Some(name) || !name.chars().all(label_safe) {
+            *pool = Some(label_value(name));
+        }
+    }
+
+    /// Counts a `/metrics` scrape whose status page could not be read.
+    pub fn scrape_failed(&self) {
+        bump(&self.scrape_failures, 1);
     }
 
     /// Counts a ping verdict (see [`Metrics::record`]).
@@ -233,7 +252,7 @@ pub fn render(
     );
 
     if let Some(status) = status {
-        render_php_fpm(&mut out, status);
+        render_php_fpm(&mut out, metrics, status);
     }
     out
 }
@@ -255,35 +274,54 @@ const PHP_FPM_METRICS: [(&str, &str, &str, &str); 11] = [
     ("phpfpm_slow_requests", "gauge", "slow requests", "The number of requests that exceeded your 'request_slowlog_timeout' value."),
 ];
 
-fn render_php_fpm(out: &mut String, status: &Result<Status, Failure>) {
+/// Whether `c` may stand in a label value as is.
+fn label_safe(c: char) -> bool {
+    c != '\\' && c != '"' && !c.is_control()
+}
+
+/// `text` as a label value: backslash, quote and control characters become `_` (then it needs
+/// no escaping).
+fn label_value(text: &str) -> String {
+    text.chars()
+        .map(|c| if label_safe(c) { c } else { '_' })
+        .collect()
+}
+
+fn render_php_fpm(out: &mut String, metrics: &Metrics, status: &Result<Status, Failure>) {
+    // php-fpm_exporter labels every figure with its pool: this page's, or while php-fpm is down
+    // the last one seen (so that `phpfpm_up{pool="www"} == 0` fires); before any page was read
+    // there is no pool to name.
+    let pool = match status {
+        Ok(page) => Some(label_value(page.text("pool").unwrap_or_default())),
+        Err(_) => metrics.pool.borrow().clone(),
+    };
+    let label = |out: &mut String, name: &str| {
+        let _ = match pool.as_deref() {
+            Some(pool) => write!(out, "{name}{{pool=\"{pool}\"}}"),
+            None => write!(out, "{name}"),
+        };
+    };
     let _ = writeln!(out, "# HELP phpfpm_up Could PHP-FPM's status page be read?");
     let _ = writeln!(out, "# TYPE phpfpm_up gauge");
-    let page = match status {
-        Ok(page) => page,
-        Err(_) => {
-            let _ = writeln!(out, "phpfpm_up 0");
-            return;
-        }
+    label(out, "phpfpm_up");
+    let _ = writeln!(out, " {}", u8::from(status.is_ok()));
+    // php-fpm_exporter's name and type (a counter without `_total`: dashboards query this name).
+    let _ = writeln!(
+        out,
+        "# HELP phpfpm_scrape_failures The number of failures scraping from PHP-FPM."
+    );
+    let _ = writeln!(out, "# TYPE phpfpm_scrape_failures counter");
+    label(out, "phpfpm_scrape_failures");
+    let _ = writeln!(out, " {}", metrics.scrape_failures.get());
+    let Ok(page) = status else {
+        return;
     };
-    // A label value without backslash, quote or any control character needs no escaping.
-    let pool: String = page
-        .text("pool")
-        .unwrap_or_default()
-        .chars()
-        .map(|c| {
-            if c == '\\' || c == '"' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let _ = writeln!(out, "phpfpm_up{{pool=\"{pool}\"}} 1");
     for (name, kind, field, help) in PHP_FPM_METRICS {
         if let Some(value) = page.number(field) {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name}{{pool=\"{pool}\"}} {value}");
+            label(out, name);
+            let _ = writeln!(out, " {value}");
         }
     }
 }
@@ -291,7 +329,7 @@ fn render_php_fpm(out: &mut String, status: &Result<Status, Failure>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status;
+    use crate::proto::status;
 
     #[test]
     fn counts_results_durations_and_waits() {

@@ -5,19 +5,19 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 
-use async_io::Async;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::Async;
 
-use crate::systemd::Inherited;
+use crate::os::systemd::Inherited;
 
 /// The listen queue asked for (the kernel caps it at `net.core.somaxconn`, 4096 by default).
 /// The standard library's 128 overflows under a burst of connections, and a client whose SYN is
 /// dropped retries only after a second: longer than a Kubernetes probe waits.
-pub const BACKLOG: i32 = 4096;
+pub(crate) const BACKLOG: i32 = 4096;
 
 /// A listening socket.
 #[derive(Debug)]
-pub enum Listener {
+pub(crate) enum Listener {
     /// TCP.
     Tcp(Async<TcpListener>),
     /// A Unix stream socket.
@@ -26,7 +26,7 @@ pub enum Listener {
 
 impl Listener {
     /// Binds a TCP address, with a listen queue of [`BACKLOG`].
-    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+    pub(crate) fn bind(addr: SocketAddr) -> io::Result<Self> {
         use rustix::net::{ipproto, AddressFamily, SocketFlags, SocketType};
 
         let family = if addr.is_ipv4() {
@@ -44,7 +44,7 @@ impl Listener {
     }
 
     /// Serves a socket systemd passed.
-    pub fn inherit(inherited: Inherited) -> io::Result<Self> {
+    pub(crate) fn inherit(inherited: Inherited) -> io::Result<Self> {
         match inherited {
             Inherited::Tcp(listener) => Async::new(listener).map(Listener::Tcp),
             Inherited::Unix(listener) => Async::new(listener).map(Listener::Unix),
@@ -52,7 +52,7 @@ impl Listener {
     }
 
     /// Where it listens, for the log: `http://127.0.0.1:8080` or `unix:/run/x.sock`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Listener::Tcp(l) => match l.get_ref().local_addr() {
                 Ok(addr) => format!("http://{addr}"),
@@ -69,7 +69,7 @@ impl Listener {
     }
 
     /// Accepts one connection.
-    pub async fn accept(&self) -> io::Result<Stream> {
+    pub(crate) async fn accept(&self) -> io::Result<Stream> {
         match self {
             Listener::Tcp(l) => {
                 let (stream, _) = l.accept().await?;
@@ -84,7 +84,7 @@ impl Listener {
 
 /// One accepted connection.
 #[derive(Debug)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// TCP.
     Tcp(Async<TcpStream>),
     /// A Unix stream.
@@ -93,7 +93,7 @@ pub enum Stream {
 
 impl Stream {
     /// Reads into `buf`; `Ok(0)` at the end of the stream.
-    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf).await,
             Stream::Unix(s) => s.read(buf).await,
@@ -101,7 +101,7 @@ impl Stream {
     }
 
     /// Writes all of `buf`.
-    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.write_all(buf).await,
             Stream::Unix(s) => s.write_all(buf).await,
@@ -109,7 +109,7 @@ impl Stream {
     }
 
     /// Waits until a read would not block.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.readable().await,
             Stream::Unix(s) => s.readable().await,
@@ -117,7 +117,7 @@ impl Stream {
     }
 
     /// Shuts down our sending side (the peer reads the end of the stream).
-    pub fn shutdown_write(&self) {
+    pub(crate) fn shutdown_write(&self) {
         let _ = match self {
             Stream::Tcp(s) => s.get_ref().shutdown(Shutdown::Write),
             Stream::Unix(s) => s.get_ref().shutdown(Shutdown::Write),

@@ -15,7 +15,7 @@ use std::os::unix::net::{UnixDatagram, UnixListener};
 use crate::config::ConfigError;
 
 /// The first descriptor systemd passes.
-pub const LISTEN_FDS_START: i32 = 3;
+pub(crate) const LISTEN_FDS_START: i32 = 3;
 
 /// What `LISTEN_PID` and `LISTEN_FDS` say to this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,10 @@ where
     let fds = text("LISTEN_FDS").unwrap_or_default();
     match fds.parse::<u32>() {
         Ok(0) => Ok(Activation::None),
-        Ok(n) => Ok(Activation::Sockets(n)),
+        Ok(1) => Ok(Activation::Sockets(1)),
+        Ok(n) => Err(ConfigError(format!(
+            "LISTEN_FDS={fds:?}: systemd passed {n} sockets, but this program serves one; keep one ListenStream= in the .socket unit"
+        ))),
         Err(_) => Err(ConfigError(format!(
             "LISTEN_FDS={fds:?} is not a number of file descriptors (set by systemd socket activation; ListenStream= in the .socket unit)"
         ))),
@@ -73,7 +76,7 @@ pub fn take_listener() -> Result<Inherited, ConfigError> {
             "LISTEN_FDS: file descriptor {LISTEN_FDS_START} {what}; systemd must pass a listening stream socket (ListenStream= in the .socket unit, Accept=no)"
         ))
     };
-    let fd: OwnedFd = crate::sys::adopt_listen_fd()
+    let fd: OwnedFd = crate::os::sys::adopt_listen_fd()
         .map_err(|e| not_a_listener(&format!("cannot be used: {e}")))?;
     std::env::remove_var("LISTEN_PID");
     std::env::remove_var("LISTEN_FDS");
@@ -91,7 +94,7 @@ pub fn take_listener() -> Result<Inherited, ConfigError> {
 }
 
 /// Sends `state` (`READY=1`, `STOPPING=1`) to systemd when `NOTIFY_SOCKET` names a socket.
-pub fn notify(state: &str) -> io::Result<()> {
+pub(crate) fn notify(state: &str) -> io::Result<()> {
     let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(());
     };
@@ -143,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_wrong_listen_fds_is_a_clear_error() {
-        for fds in ["", "two", "-1"] {
+        for fds in ["", "two", "-1", "2"] {
             let error = read(&[("LISTEN_PID", "42"), ("LISTEN_FDS", fds)], 42).unwrap_err();
             assert!(error.0.starts_with("LISTEN_FDS="), "{error}");
         }

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use fastcgi_client::{Client, Params, Request};
-use futures_lite::io::{AsyncRead, AsyncWrite};
+use smol::io::{AsyncRead, AsyncWrite};
 
 use crate::limits::{FCGI_READ_CHUNK, LOGGED_STDERR_BYTES, MAX_FCGI_STDERR, MAX_FCGI_STDOUT};
 
@@ -56,8 +56,7 @@ pub fn render_request(path: &str, query: &str) -> Vec<u8> {
     }
     let mut recorder = Recorder(Vec::with_capacity(512));
     let request = Request::new(params, fastcgi_client::io::empty());
-    let sent =
-        futures_lite::future::block_on(Client::new(&mut recorder).execute_once_stream(request));
+    let sent = smol::future::block_on(Client::new(&mut recorder).execute_once_stream(request));
     // Writing into memory cannot fail; the returned response stream is not needed.
     drop(sent);
     let mut bytes = recorder.0;

@@ -20,7 +20,7 @@ use event_listener::Event;
 
 /// Shares one in-flight computation of a `T` between concurrent callers.
 #[derive(Debug)]
-pub struct Coalescer<T> {
+pub(crate) struct Coalescer<T> {
     enabled: bool,
     ttl: Duration,
     state: RefCell<State<T>>,
@@ -54,7 +54,7 @@ pub enum Source {
 impl<T: Clone> Coalescer<T> {
     /// A coalescer; `enabled == false` runs every call on its own (for benchmarks), `ttl` keeps a
     /// value for reuse after it was computed (zero: coalescing only).
-    pub fn new(enabled: bool, ttl: Duration) -> Self {
+    pub(crate) fn new(enabled: bool, ttl: Duration) -> Self {
         Self {
             enabled,
             ttl,
@@ -63,7 +63,7 @@ impl<T: Clone> Coalescer<T> {
     }
 
     /// Returns the value of the in-flight computation, a cached one, or runs `compute`.
-    pub async fn run<F, Fut>(&self, compute: F) -> (T, Source)
+    pub(crate) async fn run<F, Fut>(&self, compute: F) -> (T, Source)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = T>,
@@ -119,12 +119,9 @@ impl<T: Clone> Coalescer<T> {
         *self.state.borrow_mut() = if self.ttl.is_zero() {
             State::Idle
         } else {
-            match Instant::now().checked_add(self.ttl) {
-                Some(until) => State::Cached {
-                    value: value.clone(),
-                    until,
-                },
-                None => State::Idle,
+            State::Cached {
+                value: value.clone(),
+                until: crate::deadline::after(self.ttl),
             }
         };
         flight.done.notify(usize::MAX);
@@ -156,8 +153,8 @@ mod tests {
     use super::*;
     use std::cell::Cell;
 
-    use async_executor::LocalExecutor;
-    use futures_lite::future;
+    use smol::future;
+    use smol::LocalExecutor;
 
     /// Runs `tasks` futures on one local executor, in the order given.
     fn run_all<T: 'static>(futures: Vec<std::pin::Pin<Box<dyn Future<Output = T>>>>) -> Vec<T> {

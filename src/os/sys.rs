@@ -39,7 +39,7 @@ pub(crate) fn adopt_listen_fd() -> std::io::Result<std::os::fd::OwnedFd> {
     if ADOPTED.swap(true, Ordering::SeqCst) {
         return Err(Error::other("descriptor 3 was already taken"));
     }
-    let fd = crate::systemd::LISTEN_FDS_START;
+    let fd = crate::os::systemd::LISTEN_FDS_START;
     // SAFETY: `fcntl(F_GETFD)` is sound on any integer; it only reports whether it is open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(Error::last_os_error());

@@ -1,0 +1,250 @@
+//! The log: one line per record on stderr, `LEVEL [target] message`, levels per module from
+//! `RUST_LOG`.
+//!
+//! Written here rather than taken from a logging crate because a log must never take the
+//! process down or stall it. The serving thread only formats a line and queues it (a bounded
+//! queue, `QUEUED_BYTES`); a writer thread of its own does the blocking writes. When the reader
+//! of stderr stalls (a log shipper that stopped reading a pipe), the queue fills and new lines
+//! are dropped and counted; once the writer has caught up it says how many were lost. A closed or
+//! full stderr (`2>/dev/full`) loses lines, it does not panic. Control characters are escaped,
+//! so nothing a peer sends can forge log lines or reach a terminal raw.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use log::{LevelFilter, Log, Metadata, Record};
+
+use crate::config::LogSpec;
+
+/// Most bytes of lines waiting for the writer (as much as a pipe holds); more are dropped and
+/// counted, so a stalled reader costs at most this much memory.
+pub(crate) const QUEUED_BYTES: usize = 64 * 1024;
+
+/// How long [`flush`] waits for the writer at exit (a stalled stderr must not hold the exit).
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
+
+/// The writer thread's stack: it only copies bytes.
+const WRITER_STACK: usize = 64 * 1024;
+
+/// Lines between the serving thread and the writer.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<State>,
+    /// Signalled when a line is queued.
+    queued: Condvar,
+    /// Signalled when the writer has written everything queued.
+    drained: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    lines: VecDeque<String>,
+    /// Bytes in `lines`.
+    bytes: usize,
+    /// Lines dropped because the queue was full, not yet reported.
+    lost: u64,
+    /// Whether the writer holds lines it has not finished writing.
+    writing: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot happen (no code that panics runs under it);
+        // if it did, the state is still a valid queue.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `line`, or counts it as lost when the queue is full. Never blocks on the writer.
+    fn push(&self, line: String) {
+        let mut state = self.lock();
+        let bytes = state.bytes.saturating_add(line.len());
+        if bytes > QUEUED_BYTES {
+            state.lost = state.lost.saturating_add(1);
+            return;
+        }
+        state.bytes = bytes;
+        state.lines.push_back(line);
+        drop(state);
+        self.queued.notify_one();
+    }
+
+    /// The writer: writes what is queued, and reports lost lines once it has caught up.
+    fn write_forever(&self) {
+        let mut batch = String::new();
+        loop {
+            let mut state = self.lock();
+            state.writing = false;
+            while state.lines.is_empty() && state.lost == 0 {
+                self.drained.notify_all();
+                state = self
+                    .queued
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            batch.clear();
+            state.lines.drain(..).for_each(|line| batch.push_str(&line));
+            state.bytes = 0;
+            if state.lines.is_empty() && batch.is_empty() {
+                // Caught up: say what the stall cost.
+                let lost = std::mem::take(&mut state.lost);
+                let _ = writeln!(
+                    batch,
+                    "WARN  [{}] {lost} log lines were lost: stderr was not read fast enough (serving went on)",
+                    module_path!()
+                );
+            }
+            state.writing = true;
+            drop(state);
+            // A lost line is better than a dead health checker.
+            let _ = std::io::stderr().lock().write_all(batch.as_bytes());
+        }
+    }
+
+    /// Waits (at most `within`) until the writer has written everything queued.
+    fn flush(&self, within: Duration) {
+        let state = self.lock();
+        let _ = self
+            .drained
+            .wait_timeout_while(state, within, |s| !s.lines.is_empty() || s.writing);
+    }
+}
+
+/// The process's logger.
+struct Logger {
+    spec: LogSpec,
+    /// `None` when the writer thread could not start: lines are then written directly.
+    queue: Option<&'static Queue>,
+}
+
+impl Logger {
+    /// The level for `target`: the longest matching module prefix, else the default.
+    fn level(&self, target: &str) -> LevelFilter {
+        self.spec
+            .modules
+            .iter()
+            .filter(|(module, _)| {
+                target == module
+                    || target
+                        .strip_prefix(module.as_str())
+                        .is_some_and(|rest| rest.starts_with("::"))
+            })
+            .max_by_key(|(module, _)| module.len())
+            .map_or(self.spec.default, |(_, level)| *level)
+    }
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= self.level(metadata.target())
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut line = String::new();
+        let _ = write!(line, "{:<5} [{}] ", record.level(), record.target());
+        let message = record.args().to_string();
+        for c in message.chars() {
+            if c.is_control() {
+                line.extend(c.escape_default());
+            } else {
+                line.push(c);
+            }
+        }
+        line.push('\n');
+        match self.queue {
+            Some(queue) => queue.push(line),
+            None => {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(queue) = self.queue {
+            queue.flush(FLUSH_WAIT);
+        }
+    }
+}
+
+/// The queue of the installed logger.
+static QUEUE: OnceLock<Queue> = OnceLock::new();
+
+/// Installs the logger for `spec` and starts its writer thread (once; later calls do nothing).
+pub fn init(spec: &LogSpec) {
+    let max = spec
+        .modules
+        .iter()
+        .map(|(_, level)| *level)
+        .chain([spec.default])
+        .max()
+        .unwrap_or(LevelFilter::Off);
+    if max == LevelFilter::Off || QUEUE.get().is_some() {
+        return;
+    }
+    let queue: &'static Queue = QUEUE.get_or_init(Queue::default);
+    let writer = std::thread::Builder::new()
+        .name("log".into())
+        .stack_size(WRITER_STACK)
+        .spawn(move || queue.write_forever());
+    let logger: &'static Logger = Box::leak(Box::new(Logger {
+        spec: spec.clone(),
+        queue: writer.is_ok().then_some(queue),
+    }));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Waits (a second at most) until the lines logged so far are written: call before exiting.
+pub fn flush() {
+    log::logger().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let queue = Queue::default();
+        let line = "x".repeat(1023) + "\n";
+        for _ in 0..100 {
+            queue.push(line.clone());
+        }
+        let state = queue.lock();
+        assert_eq!(state.lines.len(), QUEUED_BYTES / line.len());
+        assert_eq!(state.bytes, QUEUED_BYTES);
+        assert_eq!(state.lost, 100 - 64);
+    }
+
+    #[test]
+    fn the_longest_module_prefix_wins() {
+        let logger = Logger {
+            queue: None,
+            spec: LogSpec {
+                default: LevelFilter::Warn,
+                modules: vec![
+                    ("fastcgi_healthcheck".to_owned(), LevelFilter::Info),
+                    ("fastcgi_healthcheck::probe".to_owned(), LevelFilter::Debug),
+                ],
+            },
+        };
+        assert_eq!(
+            logger.level("fastcgi_healthcheck::probe"),
+            LevelFilter::Debug
+        );
+        assert_eq!(
+            logger.level("fastcgi_healthcheck::server"),
+            LevelFilter::Info
+        );
+        assert_eq!(logger.level("fastcgi_healthcheck_other"), LevelFilter::Warn);
+        assert_eq!(logger.level("fastcgi_client::client"), LevelFilter::Warn);
+    }
+}

@@ -1,0 +1,10 @@
+//! The edges to the operating system: systemd (socket activation, readiness), the sockets the
+//! server listens on and serves, the non-blocking log writer, and the one audited `unsafe`.
+
+pub mod log;
+pub(crate) mod socket;
+#[allow(unsafe_code)]
+pub(crate) mod sys;
+pub mod systemd;
+
+pub(crate) use sys::release_free_memory;

@@ -1,0 +1,365 @@
+//! One FastCGI round trip under one deadline: resolve, connect, send, bounded read, verdict.
+//!
+//! A `Probe` is built once from the configuration (the request bytes are rendered then) and run
+//! for every `/fcgi-ping`. Whatever the peer does, `Probe::run_keeping_answer` returns within the configured
+//! timeout with a [`Verdict`]; every failure carries a stable [`Reason`] word (the same word goes
+//! into the HTTP body and the log line) and a one-line detail that names the destination.
+//!
+//! Rooms: `target` (where to connect: name resolution, the connect), this file (the exchange
+//! under one deadline), `judge` (a pure verdict on a complete answer), `report` (the log
+//! lines and their throttles, kept by the caller). The probe itself never logs.
+
+pub(crate) mod coalesce;
+mod judge;
+pub(crate) mod report;
+mod target;
+
+use std::cell::Cell;
+use std::fmt;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::deadline;
+use crate::os::socket::Stream;
+use crate::proto::cgi;
+use crate::proto::fcgi::{self, Answer, DecodeError, Decoder};
+use crate::proto::status::{self, Status};
+
+use judge::Asked;
+use target::{Addresses, Target};
+
+/// Why a probe failed: one stable word per kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The destination's host name did not resolve.
+    ResolveFailed,
+    /// The destination refused the connection (nothing listens there).
+    ConnectRefused,
+    /// Any other connect error: no such socket file, permission denied, unreachable.
+    ConnectFailed,
+    /// The whole probe took longer than the timeout.
+    Timeout,
+    /// The peer closed the connection before `FCGI_END_REQUEST`.
+    ClosedEarly,
+    /// The peer sent malformed or unexpected FastCGI records.
+    ProtocolError,
+    /// The peer sent more than the stdout or stderr cap.
+    ResponseTooLarge,
+    /// `END_REQUEST` with protocol status OVERLOADED.
+    FcgiOverloaded,
+    /// `END_REQUEST` with protocol status CANT_MPX_CONN, UNKNOWN_ROLE or unknown.
+    FcgiRejected,
+    /// The CGI `Status:` header is not 2xx.
+    BadStatus,
+    /// The answer is not a CGI response with the expected body.
+    UnexpectedResponse,
+}
+
+impl Reason {
+    /// Every reason, for documentation and metrics.
+    pub const ALL: [Reason; 11] = [
+        Reason::ResolveFailed,
+        Reason::ConnectRefused,
+        Reason::ConnectFailed,
+        Reason::Timeout,
+        Reason::ClosedEarly,
+        Reason::ProtocolError,
+        Reason::ResponseTooLarge,
+        Reason::FcgiOverloaded,
+        Reason::FcgiRejected,
+        Reason::BadStatus,
+        Reason::UnexpectedResponse,
+    ];
+
+    /// The word used in the HTTP body, the log and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ResolveFailed => "resolve_failed",
+            Reason::ConnectRefused => "connect_refused",
+            Reason::ConnectFailed => "connect_failed",
+            Reason::Timeout => "timeout",
+            Reason::ClosedEarly => "closed_early",
+            Reason::ProtocolError => "protocol_error",
+            Reason::ResponseTooLarge => "response_too_large",
+            Reason::FcgiOverloaded => "fcgi_overloaded",
+            Reason::FcgiRejected => "fcgi_rejected",
+            Reason::BadStatus => "bad_status",
+            Reason::UnexpectedResponse => "unexpected_response",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed probe: the reason word and a one-line detail naming the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The kind of failure.
+    pub reason: Reason,
+    /// What happened, on one line.
+    pub detail: String,
+}
+
+impl Failure {
+    pub(crate) fn new(reason: Reason, detail: String) -> Self {
+        Self { reason, detail }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+/// The result of one probe.
+pub type Verdict = Result<(), Failure>;
+
+/// A probe of one FastCGI destination, ready to run.
+#[derive(Debug)]
+pub(crate) struct Probe {
+    target: Target,
+    path: String,
+    /// The php-fpm pool setting that makes it answer `path` (for hints).
+    setting: &'static str,
+    request: Vec<u8>,
+    expect: Vec<u8>,
+    timeout: Duration,
+}
+
+/// What a probe is doing, for the detail of a timeout.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Resolving,
+    Connecting,
+    Reading,
+}
+
+impl Probe {
+    /// A probe of `config.ping_path` at `config.destination`.
+    pub(crate) fn new(config: &Config) -> Self {
+        Self::for_path(
+            config,
+            &config.ping_path,
+            &config.ping_response,
+            "ping.path",
+        )
+    }
+
+    /// A probe of php-fpm's status page (`config.status_path`, or php-fpm's usual `/fpm-status`
+    /// when it is off), accepting any body.
+    pub(crate) fn status(config: &Config) -> Self {
+        let path = config.status_path.as_deref().unwrap_or("/fpm-status");
+        Self::for_path(config, path, "", "pm.status_path")
+    }
+
+    /// A probe of `path` (php-fpm's `setting`) at `config.destination` whose body must contain
+    /// `expect`.
+    fn for_path(config: &Config, path: &str, expect: &str, setting: &'static str) -> Self {
+        let (script, query) = path.split_once('?').unwrap_or((path, ""));
+        Self {
+            target: Target::new(&config.destination),
+            path: path.to_owned(),
+            setting,
+            request: fcgi::render_request(script, query),
+            expect: expect.as_bytes().to_vec(),
+            timeout: config.timeout,
+        }
+    }
+
+    /// The destination as shown in messages (`127.0.0.1:9000`, `unix:/run/php.sock`).
+    pub(crate) fn label(&self) -> &str {
+        self.target.label()
+    }
+
+    /// The path asked for.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Bytes of the FastCGI request.
+    pub(crate) fn request_len(&self) -> usize {
+        self.request.len()
+    }
+
+    /// What this probe asks, for the judge.
+    fn asked(&self) -> Asked<'_> {
+        Asked {
+            label: self.label(),
+            path: &self.path,
+            setting: self.setting,
+            expect: &self.expect,
+        }
+    }
+
+    /// Reads php-fpm's status page out of a probe's outcome (a probe made with
+    /// [`Probe::status`]).
+    pub(crate) fn read_status(
+        &self,
+        verdict: Verdict,
+        answer: Option<Answer>,
+    ) -> Result<Status, Failure> {
+        verdict?;
+        let stdout = answer.map(|answer| answer.stdout).unwrap_or_default();
+        let body = cgi::split(&stdout)
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        status::parse(body).map_err(|e| {
+            Failure::new(
+                Reason::UnexpectedResponse,
+                format!(
+                    "{} answered {} with {e}; is {} = {} set in the php-fpm pool?",
+                    self.label(),
+                    self.path,
+                    self.setting,
+                    self.path
+                ),
+            )
+        })
+    }
+
+    /// Runs one probe, within the timeout; also returns the FastCGI answer when one arrived
+    /// complete.
+    pub(crate) async fn run_keeping_answer(&self) -> (Verdict, Option<Answer>) {
+        let stage = Cell::new(Stage::Resolving);
+        let received = Cell::new(0usize);
+        let exchange = self.exchange(&stage, &received);
+        match deadline::at(deadline::after(self.timeout), exchange).await {
+            Some(Ok(answer)) => (judge::judge(&answer, self.asked()), Some(answer)),
+            Some(Err(failure)) => (Err(failure), None),
+            None => (Err(self.timed_out(stage.get(), received.get())), None),
+        }
+    }
+
+    /// Resolves, connects and exchanges; each address of a name in turn until one accepts the
+    /// connection.
+    async fn exchange(
+        &self,
+        stage: &Cell<Stage>,
+        received: &Cell<usize>,
+    ) -> Result<Answer, Failure> {
+        let addresses = self.target.addresses().await?;
+        stage.set(Stage::Connecting);
+        let addrs = match addresses {
+            Addresses::Unix => {
+                let stream = Stream::Unix(self.target.connect_unix()?);
+                return self.talk(stream, stage, received).await;
+            }
+            Addresses::One(addr) => {
+                let stream = Stream::Tcp(self.target.connect_tcp(addr)?);
+                return self.talk(stream, stage, received).await;
+            }
+            Addresses::Many(addrs) => addrs,
+        };
+        let mut last = None;
+        for addr in addrs {
+            stage.set(Stage::Connecting);
+            let outcome = match self.target.connect_tcp(addr) {
+                Ok(stream) => self.talk(Stream::Tcp(stream), stage, received).await,
+                Err(failure) => Err(failure),
+            };
+            match outcome {
+                Err(failure)
+                    if matches!(
+                        failure.reason,
+                        Reason::ConnectRefused | Reason::ConnectFailed
+                    ) =>
+                {
+                    last = Some(failure);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Failure::new(
+                Reason::ResolveFailed,
+                format!("{} resolves to no address", self.label()),
+            )
+        }))
+    }
+
+    /// Sends the request in one write (on a TCP socket whose connect may still be in progress:
+    /// on loopback it has completed by then, elsewhere the write waits for it) and reads the answer
+    /// into a bounded decoder, waiting for readability first instead of trying a read that
+    /// cannot succeed yet.
+    async fn talk(
+        &self,
+        mut stream: Stream,
+        stage: &Cell<Stage>,
+        received: &Cell<usize>,
+    ) -> Result<Answer, Failure> {
+        stream.write_all(&self.request).await.map_err(|e| {
+            if target::is_connect_error(&e) {
+                self.target.connect_failure(&e)
+            } else {
+                Failure::new(
+                    Reason::ClosedEarly,
+                    format!("{} failed while taking the request: {e}", self.label()),
+                )
+            }
+        })?;
+        stage.set(Stage::Reading);
+        let mut decoder = Decoder::new();
+        let mut ready = stream.readable().await;
+        loop {
+            let read = match ready {
+                Ok(()) => stream.read(decoder.spare()).await,
+                Err(e) => Err(e),
+            };
+            let read = read.map_err(|e| {
+                Failure::new(
+                    Reason::ClosedEarly,
+                    format!(
+                        "{} failed after {} bytes of answer: {e}",
+                        self.label(),
+                        decoder.received()
+                    ),
+                )
+            })?;
+            if read == 0 {
+                return Err(Failure::new(
+                    Reason::ClosedEarly,
+                    format!(
+                        "{} closed the connection after {} bytes, before FCGI_END_REQUEST",
+                        self.label(),
+                        decoder.received()
+                    ),
+                ));
+            }
+            match decoder.commit(read) {
+                Ok(Some(answer)) => return Ok(answer),
+                Ok(None) => received.set(decoder.received()),
+                Err(e) => return Err(self.decode_failure(e)),
+            }
+            ready = Ok(());
+        }
+    }
+
+    fn decode_failure(&self, error: DecodeError) -> Failure {
+        let reason = match error {
+            DecodeError::StdoutTooLarge | DecodeError::StderrTooLarge => Reason::ResponseTooLarge,
+            _ => Reason::ProtocolError,
+        };
+        Failure::new(reason, format!("{} sent {error}", self.label()))
+    }
+
+    fn timed_out(&self, stage: Stage, received: usize) -> Failure {
+        let doing = match stage {
+            Stage::Resolving => "resolving the name".to_owned(),
+            Stage::Connecting => "connecting and sending the request".to_owned(),
+            Stage::Reading => format!("reading the answer, {received} bytes received"),
+        };
+        Failure::new(
+            Reason::Timeout,
+            format!(
+                "no complete answer from {} within {:?} (while {doing})",
+                self.label(),
+                self.timeout
+            ),
+        )
+    }
+}

@@ -1,0 +1,320 @@
+//! One connection, as a loop of three steps with one owner each:
+//!
+//! 1. Read a request ([`Client::read_request`]): its head within `CLIENT_TIMEOUT`, with its body
+//!    drained (up to [`MAX_DRAINED_BODY`]) or refused; before waiting for more bytes, answers
+//!    already queued (pipelined requests) are sent.
+//! 2. Respond ([`respond::respond`]): the shared state and the request make a reply; no socket.
+//! 3. Send ([`Client::send`]): queue the reply; then keep alive (writing when the queue is full
+//!    or before the next wait), or write, close and linger.
+//!
+//! Dropped at any await. The task of a connection is dropped when the cap makes room
+//! ([`super::table::Table::make_room`]), when the stop closes connections that are not
+//! answering, and when a second signal (or the end of the stop's grace) ends the process. Every
+//! await is safe to abandon: dropping the task drops the socket (the client sees the end of the
+//! stream, or a reset if it had unread bytes in flight), the pending deadline (it leaves the
+//! wheel), and a probe in flight (the single-flight hands the probe to a waiter, if any; its
+//! FastCGI socket closes). Nothing is left half-done in shared state: the table entry is what
+//! was dropped, and counters are only bumped after the awaits they count.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use log::debug;
+use smol::future;
+
+use crate::deadline;
+use crate::limits::{HTTP_READ_CHUNK, MAX_DRAINED_BODY, MAX_HEAD_BYTES, MAX_QUEUED_RESPONSE_BYTES};
+use crate::os::socket::Stream;
+use crate::proto::http::{self, Body, Head, Method};
+
+use super::respond::{self, Reply};
+use super::table::Phase;
+use super::Shared;
+
+/// How long an error-close waits for the client's last bytes before closing, so the client reads
+/// our answer instead of a reset.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Most bytes read and dropped while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// The body of a `408`.
+const TOO_SLOW: &str = "the request did not arrive in time (CLIENT_TIMEOUT)\n";
+
+/// One connection's task: serve it, then leave the table.
+pub(crate) async fn connection(
+    shared: Rc<Shared>,
+    stream: Stream,
+    phase: Rc<Cell<Phase>>,
+    id: u64,
+) {
+    Client::new(stream).serve(&shared, &phase).await;
+    let open = shared.table.remove_finished(id);
+    shared.house.closed(open, Instant::now());
+}
+
+/// How a read for more request bytes ended.
+enum Read {
+    Data,
+    Closed,
+    TimedOut,
+}
+
+/// Why no request was read.
+enum NoRequest {
+    /// The client left, or stayed idle past its deadline, or the stop came between requests:
+    /// close without a word.
+    Quiet,
+    /// Answer this status and body, then close and linger.
+    Answer(u16, &'static str),
+}
+
+/// One HTTP client: the socket, unparsed input, queued output.
+pub(crate) struct Client {
+    stream: Stream,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    /// Whether a response has been queued on this connection.
+    answered: bool,
+}
+
+impl Client {
+    pub(crate) fn new(stream: Stream) -> Self {
+        Self {
+            stream,
+            buf: Vec::new(),
+            out: Vec::new(),
+            answered: false,
+        }
+    }
+
+    /// The keep-alive loop: read a request, respond, send; repeat.
+    async fn serve(&mut self, shared: &Shared, phase: &Cell<Phase>) {
+        let timeout = shared.config.client_timeout;
+        loop {
+            let head = match self.read_request(shared, phase, timeout).await {
+                Ok(head) => head,
+                Err(NoRequest::Quiet) => return,
+                Err(NoRequest::Answer(status, body)) => {
+                    return self.answer_error(status, body).await
+                }
+            };
+            phase.set(Phase::Busy);
+            // Answers queued before this one go out before a wait on php-fpm.
+            if respond::waits(&head) && !self.flush(timeout, phase).await {
+                return;
+            }
+            let reply = respond::respond(shared, &head).await;
+            let close = !head.keep_alive || shared.table.stopping();
+            if !self.send(reply, &head, close, timeout, phase).await {
+                return;
+            }
+        }
+    }
+
+    /// Step 1: reads one request head (and drains its body) within `timeout`; the body it did
+    /// not drain (chunked, too large) makes its `keep_alive` false.
+    async fn read_request(
+        &mut self,
+        shared: &Shared,
+        phase: &Cell<Phase>,
+        timeout: Duration,
+    ) -> Result<Head, NoRequest> {
+        let deadline = deadline::after(timeout);
+        let mut head = loop {
+            match http::parse_head(&self.buf) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(error) => {
+                    debug!("bad request head ({error:?}), answering {}", error.status());
+                    let body = "the request head is malformed or too large\n";
+                    return Err(NoRequest::Answer(error.status(), body));
+                }
+            }
+            // Before waiting for more bytes, send what is queued.
+            if !self.flush(timeout, phase).await || (self.buf.is_empty() && shared.table.stopping())
+            {
+                return Err(NoRequest::Quiet);
+            }
+            let between_requests = self.buf.is_empty();
+            match self.read_more(deadline, phase, between_requests).await {
+                Read::Data => {}
+                Read::Closed => return Err(NoRequest::Quiet),
+                Read::TimedOut if self.buf.is_empty() => return Err(NoRequest::Quiet),
+                Read::TimedOut => return Err(NoRequest::Answer(408, TOO_SLOW)),
+            }
+        };
+        self.buf.drain(..head.len.min(self.buf.len()));
+        // The body: read and dropped when small, else left unread (and the connection closed).
+        let mut remaining = match head.body {
+            Body::None => 0,
+            Body::Length(len) if len <= MAX_DRAINED_BODY => len,
+            Body::Length(_) | Body::Chunked => {
+                head.keep_alive = false;
+                0
+            }
+        };
+        loop {
+            let buffered = u64::try_from(self.buf.len()).unwrap_or(u64::MAX);
+            let take = remaining.min(buffered);
+            let take = usize::try_from(take).unwrap_or(usize::MAX);
+            self.buf.drain(..take.min(self.buf.len()));
+            remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
+            if remaining == 0 {
+                return Ok(head);
+            }
+            match self.read_more(deadline, phase, false).await {
+                Read::Data => {}
+                Read::Closed => return Err(NoRequest::Quiet),
+                Read::TimedOut => return Err(NoRequest::Answer(408, TOO_SLOW)),
+            }
+        }
+    }
+
+    /// Step 3: queues `reply`; then keeps the connection (writing if the queue is full), or
+    /// writes it and closes. `false` when the connection is done.
+    async fn send(
+        &mut self,
+        reply: Reply<'_>,
+        head: &Head,
+        close: bool,
+        timeout: Duration,
+        phase: &Cell<Phase>,
+    ) -> bool {
+        self.answered = true;
+        respond::render(&mut self.out, reply, head.method == Method::Head, close);
+        if close {
+            // A body we did not read (chunked, too large) would turn the close into a reset
+            // that can destroy the answer in flight: linger as after an error.
+            let unread = !self.buf.is_empty()
+                || !matches!(head.body, Body::None | Body::Length(0..=MAX_DRAINED_BODY));
+            if unread {
+                let _ = deadline::at(deadline::after(LINGER), self.close_after_error()).await;
+            } else {
+                self.flush(timeout, phase).await;
+            }
+            return false;
+        }
+        self.out.len() < MAX_QUEUED_RESPONSE_BYTES || self.flush(timeout, phase).await
+    }
+
+    /// Reads more request bytes (never more than one head's worth), keeping `phase` up to date:
+    /// idle while nothing of the next request has come (`between_requests`), reading from its
+    /// first byte until its body is in, with the time of that first byte.
+    async fn read_more(
+        &mut self,
+        deadline: Instant,
+        phase: &Cell<Phase>,
+        between_requests: bool,
+    ) -> Read {
+        let start = self.buf.len();
+        let room = MAX_HEAD_BYTES.saturating_sub(start).min(HTTP_READ_CHUNK);
+        if room == 0 {
+            return Read::Closed;
+        }
+        let now = Instant::now();
+        match (phase.get(), between_requests) {
+            (Phase::Idle { .. }, true) | (Phase::Reading { .. }, false) => {}
+            (_, true) => phase.set(Phase::Idle { since: now }),
+            (_, false) => phase.set(Phase::Reading { since: now }),
+        }
+        if between_requests && self.answered {
+            // A client reads our answer before it sends its next request: wait for it rather
+            // than try a read that cannot succeed yet (one system call less per request).
+            match deadline::at(deadline, self.stream.readable()).await {
+                Some(Ok(())) => {}
+                Some(Err(_)) => return Read::Closed,
+                None => return Read::TimedOut,
+            }
+        }
+        self.buf.resize(start.saturating_add(room), 0);
+        let spare = self.buf.get_mut(start..).unwrap_or_default();
+        let read = deadline::at(deadline, self.stream.read(spare)).await;
+        let (filled, outcome) = match read {
+            Some(Ok(0)) | Some(Err(_)) => (0, Read::Closed),
+            Some(Ok(n)) => (n, Read::Data),
+            None => (0, Read::TimedOut),
+        };
+        self.buf.truncate(start.saturating_add(filled));
+        if filled > 0 && start == 0 {
+            phase.set(Phase::Reading {
+                since: Instant::now(),
+            });
+        }
+        outcome
+    }
+
+    /// Writes the queued responses within `timeout`; `false` if the client is gone or too slow.
+    /// While a write waits for a client that does not read, `phase` says so: at the cap, such a
+    /// connection gives way to a newcomer after [`super::table::SLOW_REQUEST`].
+    async fn flush(&mut self, timeout: Duration, phase: &Cell<Phase>) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let deadline = deadline::after(timeout);
+        let written = {
+            let mut write = std::pin::pin!(self.stream.write_all(&self.out));
+            match future::poll_once(&mut write).await {
+                Some(done) => Some(done),
+                None => {
+                    let before = phase.replace(Phase::Writing {
+                        since: Instant::now(),
+                    });
+                    let done = deadline::at(deadline, write).await;
+                    phase.set(before);
+                    done
+                }
+            }
+        };
+        self.out.clear();
+        if self.out.capacity() > MAX_QUEUED_RESPONSE_BYTES {
+            self.out = Vec::new();
+        }
+        matches!(written, Some(Ok(())))
+    }
+
+    /// Answers `status` with a close, then lingers so the client reads it.
+    async fn answer_error(&mut self, status: u16, body: &str) {
+        let response = http::Response {
+            status,
+            body,
+            head_only: false,
+            close: true,
+        };
+        http::render(&mut self.out, response);
+        let _ = deadline::at(deadline::after(LINGER), self.close_after_error()).await;
+    }
+
+    /// Answers a newcomer refused at the cap: `503` and a close, within `within`.
+    pub(crate) async fn refuse(mut self, within: Duration) {
+        let body = "busy: every connection is in use (MAX_CONNECTIONS); retry\n";
+        let response = http::Response {
+            status: 503,
+            body,
+            head_only: false,
+            close: true,
+        };
+        http::render(&mut self.out, response);
+        let _ = deadline::at(deadline::after(within), self.close_after_error()).await;
+    }
+
+    /// Writes what is queued, shuts down our side, and reads what the client still sends
+    /// (bounded) so that closing does not reset the connection before it reads our answer.
+    async fn close_after_error(&mut self) {
+        if self.stream.write_all(&self.out).await.is_err() {
+            return;
+        }
+        self.out.clear();
+        self.stream.shutdown_write();
+        let mut dropped = 0usize;
+        while dropped < LINGER_BYTES {
+            self.buf.clear();
+            self.buf.resize(HTTP_READ_CHUNK, 0);
+            match self.stream.read(&mut self.buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped = dropped.saturating_add(n),
+            }
+        }
+    }
+}
