@@ -44,5 +44,6 @@ pub const MAX_REJECTING: usize = 64;
 /// How long a refused newcomer gets to receive its `503`.
 pub const REJECT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Pause after `accept` fails for lack of file descriptors, so the loop does not spin.
+/// Pause after `accept` fails for lack of descriptors or memory, or with an error of the listening
+/// socket itself, so the loop does not spin.
 pub const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);

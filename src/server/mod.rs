@@ -207,13 +207,39 @@ async fn stop_signal(signals: &mut Signals) {
     info!("received {name}, stopping");
 }
 
-/// Whether a failed `accept` means the process or system ran out of descriptors or memory
-/// (wait a moment and make room), rather than one connection failing (go on at once).
-fn out_of_resources(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    ) || error.kind() == io::ErrorKind::OutOfMemory
+/// What a failed `accept` means for the accept loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptError {
+    /// The process or system ran out of descriptors or memory: make room, wait a moment.
+    OutOfResources,
+    /// That one connection failed before we took it (reset, a network error passed on by
+    /// accept(2), a firewall's verdict): go on at once.
+    OneConnection,
+    /// Anything else is the listening socket's own trouble, which may persist: wait a moment,
+    /// so the loop never spins.
+    Listener,
+}
+
+fn accept_error(error: &io::Error) -> AcceptError {
+    match error.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+            AcceptError::OutOfResources
+        }
+        Some(
+            libc::ECONNABORTED
+            | libc::EPROTO
+            | libc::EPERM
+            | libc::EINTR
+            | libc::ENETDOWN
+            | libc::ENETUNREACH
+            | libc::ENOPROTOOPT
+            | libc::EHOSTDOWN
+            | libc::EHOSTUNREACH
+            | libc::ENONET,
+        ) => AcceptError::OneConnection,
+        _ if error.kind() == io::ErrorKind::OutOfMemory => AcceptError::OutOfResources,
+        _ => AcceptError::Listener,
+    }
 }
 
 /// Accepts connections until SIGTERM or SIGINT; gives the signal stream back for the stop.
@@ -241,25 +267,30 @@ async fn accept(
         .await;
         match accepted {
             Some(Ok(stream)) => admit(&ex, &shared, stream),
-            Some(Err(error)) if out_of_resources(&error) => {
-                // Free a descriptor if we can, and do not spin; a signal still stops at once.
-                shared.table.make_room(Instant::now());
-                shared.table.log_accept_error(&error, Some(ACCEPT_BACKOFF));
-                let backoff = async {
-                    Timer::after(ACCEPT_BACKOFF).await;
-                    false
-                };
-                let signalled = async {
-                    stop_signal(&mut signals).await;
-                    true
-                };
-                if future::or(signalled, backoff).await {
-                    break;
+            Some(Err(error)) => {
+                let kind = accept_error(&error);
+                if kind == AcceptError::OneConnection {
+                    shared.table.log_accept_error(&error, None);
+                } else {
+                    if kind == AcceptError::OutOfResources {
+                        // Free a descriptor if we can.
+                        shared.table.make_room(Instant::now());
+                    }
+                    shared.table.log_accept_error(&error, Some(ACCEPT_BACKOFF));
+                    // Do not spin; a signal still stops at once.
+                    let backoff = async {
+                        Timer::after(ACCEPT_BACKOFF).await;
+                        false
+                    };
+                    let signalled = async {
+                        stop_signal(&mut signals).await;
+                        true
+                    };
+                    if future::or(signalled, backoff).await {
+                        break;
+                    }
                 }
             }
-            // That one connection failed (ECONNABORTED: reset before we took it); the others
-            // are fine.
-            Some(Err(error)) => shared.table.log_accept_error(&error, None),
             None => break,
         }
         // Let the connections run between accepts, even while a flood keeps the backlog full.
@@ -327,18 +358,20 @@ mod tests {
     }
 
     #[test]
-    fn only_running_out_of_resources_backs_off_accepting() {
+    fn only_one_connections_failure_is_retried_at_once() {
         for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
-            assert!(
-                out_of_resources(&io::Error::from_raw_os_error(errno)),
-                "{errno}"
-            );
+            let kind = accept_error(&io::Error::from_raw_os_error(errno));
+            assert_eq!(kind, AcceptError::OutOfResources, "{errno}");
         }
         for errno in [libc::ECONNABORTED, libc::EPROTO, libc::EPERM, libc::EINTR] {
-            assert!(
-                !out_of_resources(&io::Error::from_raw_os_error(errno)),
-                "{errno}"
-            );
+            let kind = accept_error(&io::Error::from_raw_os_error(errno));
+            assert_eq!(kind, AcceptError::OneConnection, "{errno}");
+        }
+        // A broken listener (an inherited descriptor that stopped being a listening socket)
+        // fails at every call: it must back off, not spin.
+        for errno in [libc::EBADF, libc::EINVAL, libc::ENOTSOCK, libc::EOPNOTSUPP] {
+            let kind = accept_error(&io::Error::from_raw_os_error(errno));
+            assert_eq!(kind, AcceptError::Listener, "{errno}");
         }
     }
 
