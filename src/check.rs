@@ -132,6 +132,7 @@ mod tests {
             stderr_len: 4,
             app_status: 0,
             protocol_status: 0,
+            stdout_truncated: false,
         };
         let text = describe(&answer);
         assert!(
