@@ -68,7 +68,10 @@ fn err(text: &str) {
 
 /// `check --status`: the status page must be readable and every threshold hold.
 fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
-    let probe = Probe::status(config);
+    let probe = match status::needs_processes(thresholds) {
+        true => Probe::status_full(config),
+        false => Probe::status(config),
+    };
     let (verdict, answer) = run_logged(&probe);
     match probe.read_status(verdict, answer) {
         Ok(page) => {

@@ -188,14 +188,38 @@ pub struct ProcessField {
 
 /// The aggregates of the per-process part; none carries a process id.
 pub const PROCESS_FIELDS: [ProcessField; 8] = [
-    ProcessField { name: "oldest request seconds", scale: 1_000_000 },
-    ProcessField { name: "last request memory", scale: 1 },
-    ProcessField { name: "last request cpu", scale: 100 },
-    ProcessField { name: "reading headers processes", scale: 1 },
-    ProcessField { name: "getting request information processes", scale: 1 },
-    ProcessField { name: "running processes", scale: 1 },
-    ProcessField { name: "finishing processes", scale: 1 },
-    ProcessField { name: "ending processes", scale: 1 },
+    ProcessField {
+        name: "oldest request seconds",
+        scale: 1_000_000,
+    },
+    ProcessField {
+        name: "last request memory",
+        scale: 1,
+    },
+    ProcessField {
+        name: "last request cpu",
+        scale: 100,
+    },
+    ProcessField {
+        name: "reading headers processes",
+        scale: 1,
+    },
+    ProcessField {
+        name: "getting request information processes",
+        scale: 1,
+    },
+    ProcessField {
+        name: "running processes",
+        scale: 1,
+    },
+    ProcessField {
+        name: "finishing processes",
+        scale: 1,
+    },
+    ProcessField {
+        name: "ending processes",
+        scale: 1,
+    },
 ];
 
 impl Processes {
@@ -404,7 +428,10 @@ pub fn parse_threshold(name: &str, value: &str) -> Result<Threshold, String> {
     let Some(field) = known.clone().find(|f| *f == wanted) else {
         return Err(fail(format!(
             "names no numeric field of php-fpm's status page ({})",
-            known.map(|f| f.replace(' ', "-")).collect::<Vec<_>>().join(", ")
+            known
+                .map(|f| f.replace(' ', "-"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     };
     let limit = value
@@ -453,9 +480,7 @@ pub fn evaluate(status: &Status, thresholds: &[Threshold]) -> Vec<String> {
             match t.kind {
                 Bound::Max if value > limit => Some(format!("{} {shown} > {}", t.field, t.limit)),
                 Bound::Min if value < limit => Some(format!("{} {shown} < {}", t.field, t.limit)),
-                _ if scale.is_some()
-                    && status.processes.as_ref().is_some_and(|p| p.truncated) =>
-                {
+                _ if scale.is_some() && status.processes.as_ref().is_some_and(|p| p.truncated) => {
                     Some(format!(
                         "{} unknown: the per-process part of the status page is truncated",
                         t.field
@@ -659,7 +684,9 @@ mod tests {
         )
         .unwrap();
         assert!(needs_processes(&t));
-        assert!(!needs_processes(&parse_thresholds("max-listen-queue=1").unwrap()));
+        assert!(!needs_processes(
+            &parse_thresholds("max-listen-queue=1").unwrap()
+        ));
         assert_eq!(
             evaluate(&status, &t),
             vec![
@@ -689,7 +716,10 @@ mod tests {
         ] {
             assert!(body.contains(line), "{line} missing:\n{body}");
         }
-        assert!(!body.contains("sleep.php"), "no request URI nor script in {body}");
+        assert!(
+            !body.contains("sleep.php"),
+            "no request URI nor script in {body}"
+        );
         assert!(!body.contains('\x1b'));
     }
 
@@ -700,9 +730,13 @@ mod tests {
         let p = status.processes.as_ref().unwrap();
         assert!(p.truncated);
         assert_eq!(p.list.len(), 2, "the partial third block is dropped");
-        assert_eq!(status.number("total processes"), Some(3), "the summary counts");
-        let t = parse_thresholds("max-oldest-request-seconds=10&max-oldest-request-seconds=1")
-            .unwrap();
+        assert_eq!(
+            status.number("total processes"),
+            Some(3),
+            "the summary counts"
+        );
+        let t =
+            parse_thresholds("max-oldest-request-seconds=10&max-oldest-request-seconds=1").unwrap();
         assert_eq!(
             evaluate(&status, &t),
             vec![
