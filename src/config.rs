@@ -775,6 +775,7 @@ mod tests {
             ("COALESCE", "maybe"),
             ("CACHE_TTL", "a while"),
             ("IDLE_EXIT", "later"),
+            ("PROCESS_METRICS", "on"),
         ] {
             let message = error(&[], &[(var, value)]);
             assert!(
@@ -782,6 +783,24 @@ mod tests {
                 "{var}={value}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn process_metrics_values() {
+        assert_eq!(config(&[], &[]).process_metrics, ProcessMetrics::Off);
+        for (value, expected) in [
+            ("aggregates", ProcessMetrics::Aggregates),
+            ("Per-Process", ProcessMetrics::PerProcess),
+            (" off ", ProcessMetrics::Off),
+        ] {
+            let c = config(&[], &[("PROCESS_METRICS", value)]);
+            assert_eq!(c.process_metrics, expected, "{value}");
+        }
+        let message = error(&["--process-metrics", "pids"], &[]);
+        assert!(
+            message.starts_with("--process-metrics=\"pids\" is not off, aggregates or per-process"),
+            "{message}"
+        );
     }
 
     #[test]
