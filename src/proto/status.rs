@@ -505,7 +505,11 @@ pub fn render(status: &Status, failed: &[String]) -> String {
     }
     body.push('\n');
     for (key, value) in &status.fields {
-        body.push_str(&format!("{key}: {}\n", value.escape_debug()));
+        body.push_str(&format!(
+            "{}: {}\n",
+            key.escape_debug(),
+            value.escape_debug()
+        ));
     }
     if let Some(processes) = &status.processes {
         render_aggregates(&mut body, processes);
@@ -606,6 +610,22 @@ mod tests {
             "{body}"
         );
         assert!(render(&status, &[]).starts_with("ok\n\npool: www\n"));
+    }
+
+    #[test]
+    fn control_characters_in_keys_are_escaped() {
+        // Found by the status_full fuzz target (tests/fuzz/regressions/status_full).
+        let status =
+            parse(b"pool: www\np\x00rocess\x1b[2J manager: static\naccepted conn: 1\n").unwrap();
+        let body = render(&status, &[]);
+        assert!(
+            body.contains("p\\0rocess\\u{1b}[2J manager: static\n"),
+            "{body}"
+        );
+        assert!(
+            !body.chars().any(|c| c.is_control() && c != '\n'),
+            "{body:?}"
+        );
     }
 
     #[test]
