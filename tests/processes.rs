@@ -349,6 +349,18 @@ fn a_pool_of_1000_children_is_read_whole_within_the_cap_and_the_memory_bound() {
         .map(|s| in_state(&metrics, s))
         .sum();
     assert_eq!(counted as usize, ps_children(fpm.master_pid()));
+    // 100 clients at once share one read of the page, not 100 copies of it.
+    let addr = tool.addr();
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            thread::spawn(move || get(addr, "/fcgi-status?max-oldest-request-seconds=30").status)
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), 200);
+    }
+    let peak = memory_kib(tool.pid(), "VmHWM");
+    println!("after 100 concurrent /fcgi-status: peak RSS {peak} KiB");
     assert!(
         peak <= MAX_RSS_KIB,
         "peak RSS {peak} KiB during /metrics of 1,000 children, over the documented {MAX_RSS_KIB} KiB"

@@ -166,7 +166,7 @@ impl Metrics {
 pub fn render(
     metrics: &Metrics,
     open_connections: usize,
-    status: Option<&Result<Status, Failure>>,
+    status: Option<Result<&Status, &Failure>>,
 ) -> String {
     let mut out = String::with_capacity(4096);
     let _ = writeln!(
@@ -303,7 +303,7 @@ fn label_value(text: &str) -> String {
         .collect()
 }
 
-fn render_php_fpm(out: &mut String, metrics: &Metrics, status: &Result<Status, Failure>) {
+fn render_php_fpm(out: &mut String, metrics: &Metrics, status: Result<&Status, &Failure>) {
     // php-fpm_exporter labels every figure with its pool: this page's, or while php-fpm is down
     // the last one seen (so that `phpfpm_up{pool="www"} == 0` fires); before any page was read
     // there is no pool to name.
@@ -579,7 +579,7 @@ mod tests {
     #[test]
     fn php_fpm_figures_follow_the_status_page() {
         let page = status::parse(b"pool: www\nprocess manager: static\nstart since: 5\naccepted conn: 7\nlisten queue: 1\nmax listen queue: 2\nlisten queue len: 511\nidle processes: 1\nactive processes: 1\ntotal processes: 2\nmax active processes: 2\nmax children reached: 0\nslow requests: 0\n").unwrap();
-        let text = render(&Metrics::default(), 0, Some(&Ok(page)));
+        let text = render(&Metrics::default(), 0, Some(Ok(&page)));
         assert!(text.contains("phpfpm_up{pool=\"www\"} 1\n"));
         assert!(text.contains("phpfpm_accepted_connections{pool=\"www\"} 7\n"));
         assert!(text.contains("phpfpm_listen_queue_length{pool=\"www\"} 511\n"));
@@ -587,7 +587,7 @@ mod tests {
             reason: Reason::ConnectRefused,
             detail: String::new(),
         });
-        assert!(render(&Metrics::default(), 0, Some(&down)).contains("phpfpm_up 0\n"));
+        assert!(render(&Metrics::default(), 0, Some(down.as_ref())).contains("phpfpm_up 0\n"));
     }
 
     const FULL: &[u8] = b"pool: www\naccepted conn: 7\ntotal processes: 3\n\n****\npid: 11\nstate: Running\nstart time: 05/Dec/2026:16:21:24 +0000\nrequests: 4\nrequest duration: 2500000\nrequest URI: /a?\"\\\nlast request cpu: 12.5\nlast request memory: 2097152\n\n****\npid: 12\nstate: Getting request informations\nrequests: 0\nrequest duration: 18446744073709550774\nlast request cpu: 0.00\nlast request memory: 0\n";
@@ -595,7 +595,7 @@ mod tests {
     #[test]
     fn process_aggregates_without_pids_and_per_process_on_demand() {
         let page = status::parse_full(FULL, false).unwrap();
-        let text = render(&Metrics::new(false), 0, Some(&Ok(page.clone())));
+        let text = render(&Metrics::new(false), 0, Some(Ok(&page)));
         for line in [
             "fastcgi_healthcheck_processes{pool=\"www\",state=\"Running\"} 1",
             "fastcgi_healthcheck_processes{pool=\"www\",state=\"Getting request information\"} 1",
@@ -612,7 +612,7 @@ mod tests {
         assert!(!text.contains("phpfpm_process_"), "{text}");
         assert!(!text.contains("/a?"), "the request URI is no label: {text}");
 
-        let text = render(&Metrics::new(true), 0, Some(&Ok(page)));
+        let text = render(&Metrics::new(true), 0, Some(Ok(&page)));
         let id = pid_hash(&Process {
             pid: 11,
             start_time: "05/Dec/2026:16:21:24 +0000".to_owned(),

@@ -2,6 +2,7 @@
 //! routes, runs the probes (single-flight), reads the status page, renders the metrics, and
 //! returns a [`Reply`]; it owns no socket, so it neither reads nor writes one.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::{Config, ProcessMetrics};
@@ -23,11 +24,13 @@ pub(crate) struct Probing {
     status_probe: Probe,
     status_log: Reporter,
     /// The status page is shared by concurrent requests; each applies its own thresholds.
-    status_page: Coalescer<Result<Status, Failure>>,
+    /// Shared as `Rc`: a waiter gets the page without a copy (a full page of 1,000 children is
+    /// hundreds of KB).
+    status_page: Coalescer<Result<Rc<Status>, Failure>>,
     /// The full status page (`?full`), read only when a threshold or `PROCESS_METRICS` needs
     /// its per-process part; shared like `status_page`.
     full_probe: Probe,
-    full_page: Coalescer<Result<Status, Failure>>,
+    full_page: Coalescer<Result<Rc<Status>, Failure>>,
     /// Whether `/metrics` reads the full page (`PROCESS_METRICS` is not `off`).
     metrics_full: bool,
     pub(crate) metrics: Metrics,
@@ -63,7 +66,7 @@ impl Probing {
     /// php-fpm's status page, fetched once for all concurrent requests (`/fcgi-status` with any
     /// thresholds, `/metrics`), and counted; `full`: the full page (`?full`), with its own
     /// single-flight.
-    async fn status_page(&self, full: bool) -> Result<Status, Failure> {
+    async fn status_page(&self, full: bool) -> Result<Rc<Status>, Failure> {
         let started = Instant::now();
         let (probe, flight) = match full {
             true => (&self.full_probe, &self.full_page),
@@ -76,7 +79,7 @@ impl Probing {
                 let took = started.elapsed();
                 self.status_log
                     .report(probe, &verdict, answer.as_ref(), took);
-                probe.read_status(verdict, answer)
+                probe.read_status(verdict, answer).map(Rc::new)
             })
             .await;
         self.metrics
@@ -150,7 +153,10 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
                 p.metrics.scrape_failed();
             }
             let open = shared.table.open();
-            Reply::Metrics(metrics::render(&p.metrics, open, page.as_ref()))
+            let page = page
+                .as_ref()
+                .map(|page| page.as_ref().map(|status| &**status));
+            Reply::Metrics(metrics::render(&p.metrics, open, page))
         }
         (Route::Ping, _) => {
             let started = Instant::now();

@@ -123,7 +123,7 @@ fuzz_target!(|data: &[u8]| {
         "raw control character in {body:?}"
     );
     for per_process in [false, true] {
-        let text = metrics::render(&Metrics::new(per_process), 0, Some(&Ok(status.clone())));
+        let text = metrics::render(&Metrics::new(per_process), 0, Some(Ok(&status)));
         check_exposition(&text);
         let series = text.matches("phpfpm_process_state{").count();
         assert_eq!(series, if per_process { processes.list.len() } else { 0 });

@@ -146,7 +146,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(value.trim(), value);
             }
             check_status(&status, &query);
-            let text = metrics::render(&Metrics::default(), 0, Some(&Ok(status)));
+            let text = metrics::render(&Metrics::default(), 0, Some(Ok(&status)));
             check_exposition(&text);
         }
         Err(e) => {
@@ -165,10 +165,10 @@ fuzz_target!(|data: &[u8]| {
         processes: None,
     };
     check_status(&built, &query);
-    check_exposition(&metrics::render(&Metrics::default(), usize::MAX, Some(&Ok(built))));
+    check_exposition(&metrics::render(&Metrics::default(), usize::MAX, Some(Ok(&built))));
     let down = Err(Failure {
         reason: Reason::Timeout,
         detail: query.to_string(),
     });
-    check_exposition(&metrics::render(&Metrics::default(), 0, Some(&down)));
+    check_exposition(&metrics::render(&Metrics::default(), 0, Some(down.as_ref())));
 });
