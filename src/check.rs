@@ -68,7 +68,10 @@ fn err(text: &str) {
 
 /// `check --status`: the status page must be readable and every threshold hold.
 fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
-    let probe = Probe::status(config);
+    let probe = match status::needs_processes(thresholds) {
+        true => Probe::status_full(config),
+        false => Probe::status(config),
+    };
     let (verdict, answer) = run_logged(&probe);
     match probe.read_status(verdict, answer) {
         Ok(page) => {
@@ -132,6 +135,7 @@ mod tests {
             stderr_len: 4,
             app_status: 0,
             protocol_status: 0,
+            stdout_truncated: false,
         };
         let text = describe(&answer);
         assert!(

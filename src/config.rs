@@ -51,6 +51,8 @@ pub struct Config {
     /// php-fpm's `pm.status_path`, for `/fcgi-status`, `/metrics` and `check --status`; `None`
     /// (`STATUS_PATH=off`): no status page.
     pub status_path: Option<String>,
+    /// What `/metrics` reads of php-fpm's per-process status page (`PROCESS_METRICS`).
+    pub process_metrics: ProcessMetrics,
     /// One deadline for the whole probe.
     pub timeout: Duration,
     /// HTTP status for an unhealthy probe.
@@ -67,6 +69,19 @@ pub struct Config {
     pub idle_exit: Option<Duration>,
     /// Log levels.
     pub log: LogSpec,
+}
+
+/// What `/metrics` exports of the per-process part of php-fpm's status page (`PROCESS_METRICS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessMetrics {
+    /// Nothing: a scrape reads the summary only, as without this setting.
+    Off,
+    /// The aggregates (children by state, oldest request, largest last request memory and
+    /// cpu), without process ids: a scrape reads the full page.
+    Aggregates,
+    /// The aggregates and php-fpm_exporter's per-child series (at most
+    /// [`crate::limits::MAX_PROCESSES`] children).
+    PerProcess,
 }
 
 /// Where the FastCGI server listens.
@@ -153,7 +168,7 @@ pub const DEFAULT_TIMEOUT: &str = "800ms";
 /// Every setting, in the order of `--help` and the README. Each row sets its own field of
 /// [`Config`] (`DESTINATION_PORT` the port of a TCP `DESTINATION`, so it comes after it).
 #[rustfmt::skip]
-pub const SETTINGS: [Setting; 14] = [
+pub const SETTINGS: [Setting; 15] = [
     Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
         help: "address:port to listen on (IPv4, or [IPv6]:port)",
         apply: |raw, c| parse_server(raw).map(|v| c.server = v) },
@@ -196,6 +211,9 @@ pub const SETTINGS: [Setting; 14] = [
     Setting { var: "STATUS_PATH", flag: "--status-path", default: "/fpm-status",
         help: "php-fpm's pm.status_path, for /fcgi-status, /metrics, check --status (off: none)",
         apply: |raw, c| parse_status_path(raw).map(|v| c.status_path = v) },
+    Setting { var: "PROCESS_METRICS", flag: "--process-metrics", default: "off",
+        help: "/metrics from php-fpm's full status page: off, aggregates (no pid labels), per-process",
+        apply: |raw, c| parse_process_metrics(raw).map(|v| c.process_metrics = v) },
     Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
         help: "exit 0 after this long without a connection (systemd socket activation)",
         apply: |raw, c| parse_idle_exit(raw).map(|v| c.idle_exit = v) },
@@ -214,6 +232,7 @@ impl Config {
             ping_path: String::new(),
             ping_response: String::new(),
             status_path: None,
+            process_metrics: ProcessMetrics::Off,
             timeout: Duration::ZERO,
             fail_status: 503,
             client_timeout: Duration::ZERO,
@@ -487,6 +506,15 @@ fn parse_max_connections(raw: &Raw) -> Result<usize, ConfigError> {
     }
 }
 
+fn parse_process_metrics(raw: &Raw) -> Result<ProcessMetrics, ConfigError> {
+    match raw.value.trim().to_ascii_lowercase().as_str() {
+        "off" => Ok(ProcessMetrics::Off),
+        "aggregates" => Ok(ProcessMetrics::Aggregates),
+        "per-process" => Ok(ProcessMetrics::PerProcess),
+        _ => Err(raw.error("is not off, aggregates or per-process")),
+    }
+}
+
 fn parse_switch(raw: &Raw) -> Result<bool, ConfigError> {
     match raw.value.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "yes" | "1" => Ok(true),
@@ -747,6 +775,7 @@ mod tests {
             ("COALESCE", "maybe"),
             ("CACHE_TTL", "a while"),
             ("IDLE_EXIT", "later"),
+            ("PROCESS_METRICS", "on"),
         ] {
             let message = error(&[], &[(var, value)]);
             assert!(
@@ -754,6 +783,24 @@ mod tests {
                 "{var}={value}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn process_metrics_values() {
+        assert_eq!(config(&[], &[]).process_metrics, ProcessMetrics::Off);
+        for (value, expected) in [
+            ("aggregates", ProcessMetrics::Aggregates),
+            ("Per-Process", ProcessMetrics::PerProcess),
+            (" off ", ProcessMetrics::Off),
+        ] {
+            let c = config(&[], &[("PROCESS_METRICS", value)]);
+            assert_eq!(c.process_metrics, expected, "{value}");
+        }
+        let message = error(&["--process-metrics", "pids"], &[]);
+        assert!(
+            message.starts_with("--process-metrics=\"pids\" is not off, aggregates or per-process"),
+            "{message}"
+        );
     }
 
     #[test]

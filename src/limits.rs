@@ -47,3 +47,14 @@ pub const REJECT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// Pause after `accept` fails for lack of descriptors or memory, or with an error of the listening
 /// socket itself, so the loop does not spin.
 pub const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Largest stdout of php-fpm's full status page (`STATUS_PATH?full`) we keep. php-fpm 8.2 wrote
+/// 374,569 bytes for 1,000 idle children (measured: 374 bytes a child, plus the summary); a busy
+/// child adds its request method, URI, query and script. 1 MiB fits 1,000 children at up to
+/// 1,040 bytes each. Past it the summary still counts and the per-process part is reported
+/// truncated (the rest of the answer is read and dropped).
+pub const MAX_FCGI_STATUS_STDOUT: usize = 1024 * 1024;
+
+/// Most children read from the full status page (and so most per-process series); the others
+/// are counted as left out.
+pub const MAX_PROCESSES: usize = 1000;

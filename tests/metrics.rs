@@ -40,16 +40,20 @@ fn promtool_check(text: &str) {
         .write_all(text.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    // php-fpm_exporter's counter `phpfpm_scrape_failures` has no `_total` suffix; dashboards and
-    // alerts query that name, so that one lint problem (exit 3, lint only) is expected.
+    // php-fpm_exporter's counters `phpfpm_scrape_failures` and (PROCESS_METRICS=per-process)
+    // `phpfpm_process_requests` have no `_total` suffix; dashboards and alerts query those names,
+    // so those lint problems (exit 3, lint only) are expected.
     let problems =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let known = "phpfpm_scrape_failures counter metrics should have \"_total\" suffix";
+    let known = [
+        "phpfpm_scrape_failures counter metrics should have \"_total\" suffix",
+        "phpfpm_process_requests counter metrics should have \"_total\" suffix",
+    ];
     let only_known = out.status.code() == Some(3)
         && problems
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .all(|l| l.contains(known));
+            .all(|l| known.iter().any(|k| l.contains(k)));
     assert!(
         out.status.success() || only_known,
         "promtool check metrics: {}{}\n{text}",
@@ -235,4 +239,73 @@ fn php_fpm_down_keeps_the_last_pool_label_and_counts_scrape_failures() {
             down.body
         );
     }
+}
+
+/// `PROCESS_METRICS=per-process` against a real php-fpm: promtool passes (php-fpm_exporter's own
+/// names excepted), one series per worker, and the aggregates agree with them.
+#[test]
+fn per_process_metrics_are_valid() {
+    let fpm = PhpFpm::tcp();
+    let port = fpm.port().to_string();
+    let tool = Tool::start(&[
+        ("DESTINATION_PORT", port.as_str()),
+        ("PROCESS_METRICS", "per-process"),
+    ]);
+    let metrics = get(tool.addr(), "/metrics");
+    promtool_check(&metrics.body);
+    let text = &metrics.body;
+    for name in [
+        "phpfpm_process_state{",
+        "phpfpm_process_requests{",
+        "phpfpm_process_request_duration{",
+        "phpfpm_process_last_request_cpu{",
+        "phpfpm_process_last_request_memory{",
+    ] {
+        assert_eq!(
+            text.matches(&format!("\n{name}")).count(),
+            2,
+            "{name}\n{text}"
+        );
+    }
+    for (name, kind) in [
+        ("phpfpm_process_state", "gauge"),
+        ("phpfpm_process_requests", "counter"),
+        ("phpfpm_process_request_duration", "gauge"),
+        ("phpfpm_process_last_request_cpu", "gauge"),
+        ("phpfpm_process_last_request_memory", "gauge"),
+        ("fastcgi_healthcheck_processes", "gauge"),
+        ("fastcgi_healthcheck_oldest_request_seconds", "gauge"),
+        ("fastcgi_healthcheck_processes_left_out", "gauge"),
+        (
+            "fastcgi_healthcheck_process_pages_truncated_total",
+            "counter",
+        ),
+    ] {
+        assert!(
+            text.contains(&format!("\n# TYPE {name} {kind}\n")),
+            "{name}\n{text}"
+        );
+    }
+    // The worker answering the status page is Running; the other is Idle.
+    assert_eq!(
+        sample(
+            text,
+            "fastcgi_healthcheck_processes{pool=\"www\",state=\"Running\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        sample(
+            text,
+            "fastcgi_healthcheck_processes{pool=\"www\",state=\"Idle\"}"
+        ),
+        1
+    );
+    // Off (the default): not one figure from the full page.
+    let off = Tool::start(&[("DESTINATION_PORT", port.as_str())]);
+    let text = get(off.addr(), "/metrics").body;
+    assert!(
+        !text.contains("phpfpm_process_") && !text.contains("fastcgi_healthcheck_processes"),
+        "{text}"
+    );
 }

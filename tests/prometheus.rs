@@ -705,3 +705,88 @@ fn render(prometheus: &Prometheus, start: f64, out: &Path) {
         String::from_utf8_lossy(&result.stderr)
     );
 }
+
+/// The process panels of php-fpm_exporter's own Grafana dashboard (`grafana/kubernetes-php-fpm.json`
+/// in hipages/php-fpm_exporter; not ours to ship, the README says where to get it): (panel
+/// title, expression), copied as published. `$namespace` is the dashboard's variable; the
+/// scrape below gives the target a `namespace` label, as Kubernetes service discovery does.
+const EXPORTER_PROCESS_PANELS: [(&str, &str); 4] = [
+    (
+        "# of processes by state",
+        "sum(phpfpm_process_state{namespace=\"$namespace\"}) by (state)",
+    ),
+    (
+        "# of processes by state",
+        "sum(phpfpm_process_state{namespace=\"$namespace\"})",
+    ),
+    (
+        "Request Duration by process",
+        "sum(phpfpm_process_request_duration{namespace=\"$namespace\"}) by (pid_hash)",
+    ),
+    (
+        "Requests per process",
+        "sum(phpfpm_process_requests{namespace=\"$namespace\"}) by (pid_hash)",
+    ),
+];
+
+/// The namespace label the test's scrape gives the tool's target.
+const NAMESPACE: &str = "php";
+
+#[test]
+fn php_fpm_exporter_dashboard_process_panels_return_data_with_per_process_metrics() {
+    let fpm = PhpFpm::tcp();
+    let tool = Tool::probing(
+        "127.0.0.1",
+        fpm.port(),
+        &[("PROCESS_METRICS", "per-process")],
+    );
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{}']\n        labels:\n          namespace: {NAMESPACE}\n",
+        tool.addr()
+    );
+    let prometheus = Prometheus::start(&config);
+    let _load = Load::start(tool.addr(), 2);
+    wait_scrapes(&prometheus, 3.0);
+    let failures = || -> Vec<String> {
+        EXPORTER_PROCESS_PANELS
+            .iter()
+            .filter_map(|(panel, expr)| {
+                check_query(&prometheus, panel, &expr.replace("$namespace", NAMESPACE)).err()
+            })
+            .collect()
+    };
+    let all_data = poll(Duration::from_secs(30), || {
+        failures().is_empty().then_some(())
+    });
+    assert!(
+        all_data.is_some(),
+        "dead panels of php-fpm_exporter's dashboard:\n{}",
+        failures().join("\n")
+    );
+    // One series per child (php-fpm's 2 workers), and the states by name.
+    let by_child = prometheus
+        .query(
+            &EXPORTER_PROCESS_PANELS[3]
+                .1
+                .replace("$namespace", NAMESPACE),
+        )
+        .unwrap();
+    assert_eq!(by_child.len(), 2, "{by_child:?}");
+    let by_state = prometheus
+        .query(
+            &EXPORTER_PROCESS_PANELS[0]
+                .1
+                .replace("$namespace", NAMESPACE),
+        )
+        .unwrap();
+    let total: f64 = by_state.iter().filter_map(finite).sum();
+    assert_eq!(total, 2.0, "{by_state:?}");
+    assert!(
+        by_state
+            .iter()
+            .all(|s| ["Idle", "Running"].contains(&s["metric"]["state"].as_str().unwrap_or("?"))),
+        "{by_state:?}"
+    );
+    drop(tool);
+}

@@ -82,6 +82,7 @@ mod tests {
             stderr_len: 0,
             app_status: 0,
             protocol_status,
+            stdout_truncated: false,
         }
     }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::deadline;
+use crate::limits::MAX_FCGI_STATUS_STDOUT;
 use crate::os::socket::Stream;
 use crate::proto::cgi;
 use crate::proto::fcgi::{self, Answer, DecodeError, Decoder};
@@ -129,6 +130,9 @@ pub(crate) struct Probe {
     request: Vec<u8>,
     expect: Vec<u8>,
     timeout: Duration,
+    /// php-fpm's full status page (`?full`): stdout is kept up to
+    /// [`MAX_FCGI_STATUS_STDOUT`] and truncated past it, and its per-process part is read.
+    full: bool,
 }
 
 /// What a probe is doing, for the detail of a timeout.
@@ -157,6 +161,23 @@ impl Probe {
         Self::for_path(config, path, "", "pm.status_path")
     }
 
+    /// A probe of php-fpm's full status page (`STATUS_PATH?full`), with its own larger cap on
+    /// the answer ([`MAX_FCGI_STATUS_STDOUT`]); read only when a threshold or a metric needs the
+    /// per-process part.
+    pub(crate) fn status_full(config: &Config) -> Self {
+        let path = config.status_path.as_deref().unwrap_or("/fpm-status");
+        let separator = if path.contains('?') { '&' } else { '?' };
+        Self {
+            full: true,
+            ..Self::for_path(
+                config,
+                &format!("{path}{separator}full"),
+                "",
+                "pm.status_path",
+            )
+        }
+    }
+
     /// A probe of `path` (php-fpm's `setting`) at `config.destination` whose body must contain
     /// `expect`.
     fn for_path(config: &Config, path: &str, expect: &str, setting: &'static str) -> Self {
@@ -168,6 +189,7 @@ impl Probe {
             request: fcgi::render_request(script, query),
             expect: expect.as_bytes().to_vec(),
             timeout: config.timeout,
+            full: false,
         }
     }
 
@@ -204,11 +226,17 @@ impl Probe {
         answer: Option<Answer>,
     ) -> Result<Status, Failure> {
         verdict?;
-        let stdout = answer.map(|answer| answer.stdout).unwrap_or_default();
+        let (stdout, cut) = answer
+            .map(|answer| (answer.stdout, answer.stdout_truncated))
+            .unwrap_or_default();
         let body = cgi::split(&stdout)
             .map(|(_, body)| body)
             .unwrap_or_default();
-        status::parse(body).map_err(|e| {
+        let page = match self.full {
+            true => status::parse_full(body, cut),
+            false => status::parse(body),
+        };
+        page.map_err(|e| {
             Failure::new(
                 Reason::UnexpectedResponse,
                 format!(
@@ -303,7 +331,10 @@ impl Probe {
             }
         })?;
         stage.set(Stage::Reading);
-        let mut decoder = Decoder::new();
+        let mut decoder = match self.full {
+            true => Decoder::truncating(MAX_FCGI_STATUS_STDOUT),
+            false => Decoder::new(),
+        };
         let mut ready = stream.readable().await;
         loop {
             let read = match ready {

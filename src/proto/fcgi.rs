@@ -120,6 +120,9 @@ pub struct Answer {
     pub app_status: u32,
     /// The protocol status of `END_REQUEST` (0 = REQUEST_COMPLETE).
     pub protocol_status: u8,
+    /// Whether stdout went past the cap of a truncating [`Decoder`] (then `stdout` holds the
+    /// first cap bytes, and the rest was read and dropped).
+    pub stdout_truncated: bool,
 }
 
 /// The protocol statuses of `END_REQUEST`.
@@ -172,7 +175,7 @@ impl fmt::Display for DecodeError {
 }
 
 /// An incremental, bounded decoder of the records answering [`REQUEST_ID`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
     /// Received bytes not yet decoded (`..filled`), then room for the next read.
     pending: Vec<u8>,
@@ -180,12 +183,43 @@ pub struct Decoder {
     answer: Answer,
     stdout_len: usize,
     received: usize,
+    /// Most stdout bytes kept.
+    stdout_cap: usize,
+    /// Past `stdout_cap`: keep reading and mark the answer truncated (`true`), or fail with
+    /// [`DecodeError::StdoutTooLarge`] (`false`).
+    truncate: bool,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Decoder {
-    /// A decoder that has seen nothing.
+    /// A decoder that has seen nothing; stdout beyond [`MAX_FCGI_STDOUT`] is an error.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            pending: Vec::new(),
+            filled: 0,
+            answer: Answer::default(),
+            stdout_len: 0,
+            received: 0,
+            stdout_cap: MAX_FCGI_STDOUT,
+            truncate: false,
+        }
+    }
+
+    /// A decoder that keeps the first `cap` bytes of stdout and drops the rest, marking the
+    /// answer [`Answer::stdout_truncated`] (php-fpm's full status page: its summary comes first).
+    /// The peer still cannot grow our memory: dropped bytes are not kept, and the caller's
+    /// deadline bounds the time.
+    pub fn truncating(cap: usize) -> Self {
+        Self {
+            stdout_cap: cap,
+            truncate: true,
+            ..Self::new()
+        }
     }
 
     /// How many bytes the peer has sent so far.
@@ -255,10 +289,18 @@ impl Decoder {
             match kind {
                 STDOUT => {
                     self.stdout_len = self.stdout_len.saturating_add(content.len());
-                    if self.stdout_len > MAX_FCGI_STDOUT {
-                        break Err(DecodeError::StdoutTooLarge);
+                    if self.stdout_len > self.stdout_cap {
+                        if !self.truncate {
+                            break Err(DecodeError::StdoutTooLarge);
+                        }
+                        self.answer.stdout_truncated = true;
+                        let room = self.stdout_cap.saturating_sub(self.answer.stdout.len());
+                        self.answer.stdout.extend_from_slice(
+                            content.get(..room.min(content.len())).unwrap_or_default(),
+                        );
+                    } else {
+                        self.answer.stdout.extend_from_slice(content);
                     }
-                    self.answer.stdout.extend_from_slice(content);
                 }
                 STDERR => {
                     self.answer.stderr_len = self.answer.stderr_len.saturating_add(content.len());
@@ -384,6 +426,24 @@ mod tests {
         let chunk = record(STDOUT, 1, &[b'x'; 65535], 1);
         assert_eq!(decoder.feed(&chunk), Ok(None));
         assert_eq!(decoder.feed(&chunk), Err(DecodeError::StdoutTooLarge));
+    }
+
+    #[test]
+    fn a_truncating_decoder_keeps_the_start_and_reads_on() {
+        let mut decoder = Decoder::truncating(100_000);
+        let chunk = record(STDOUT, 1, &[b'x'; 65535], 1);
+        assert_eq!(decoder.feed(&chunk), Ok(None));
+        assert_eq!(decoder.feed(&chunk), Ok(None));
+        assert_eq!(decoder.feed(&chunk), Ok(None));
+        let answer = decoder.feed(&end(0)).unwrap().unwrap();
+        assert!(answer.stdout_truncated);
+        assert_eq!(answer.stdout.len(), 100_000);
+        let small = Decoder::truncating(100_000)
+            .feed(&php_fpm_answer())
+            .unwrap()
+            .unwrap();
+        assert!(!small.stdout_truncated);
+        assert_eq!(small.stdout, PHP_FPM_PONG);
     }
 
     #[test]

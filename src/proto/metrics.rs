@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::probe::coalesce::Source;
 use crate::probe::{Failure, Reason, Verdict};
-use crate::proto::status::Status;
+use crate::proto::status::{decimal, Process, Processes, Status};
 
 /// Which probe a figure is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,10 @@ pub struct Metrics {
     pool: RefCell<Option<String>>,
     /// `/metrics` scrapes whose status page could not be read.
     scrape_failures: Cell<u64>,
+    /// Whether php-fpm_exporter's per-child series are rendered (`PROCESS_METRICS=per-process`).
+    per_process: bool,
+    /// Full status pages read whose per-process part was truncated.
+    truncated_pages: Cell<u64>,
 }
 
 fn bump(cell: &Cell<u64>, by: u64) {
@@ -85,6 +89,15 @@ fn bump(cell: &Cell<u64>, by: u64) {
 }
 
 impl Metrics {
+    /// Counters at zero; `per_process`: render php-fpm_exporter's per-child series when a full
+    /// status page is given.
+    pub fn new(per_process: bool) -> Self {
+        Self {
+            per_process,
+            ..Self::default()
+        }
+    }
+
     /// Counts one answer given from a probe of `kind`: its result and duration when this caller
     /// ran it, a coalesced wait or cache hit otherwise.
     pub fn record<T>(
@@ -132,6 +145,9 @@ impl Metrics {
         if pool.as_deref() != Some(name) || !name.chars().all(label_safe) {
             *pool = Some(label_value(name));
         }
+        if page.processes.as_ref().is_some_and(|p| p.truncated) {
+            bump(&self.truncated_pages, 1);
+        }
     }
 
     /// Counts a `/metrics` scrape whose status page could not be read.
@@ -150,7 +166,7 @@ impl Metrics {
 pub fn render(
     metrics: &Metrics,
     open_connections: usize,
-    status: Option<&Result<Status, Failure>>,
+    status: Option<Result<&Status, &Failure>>,
 ) -> String {
     let mut out = String::with_capacity(4096);
     let _ = writeln!(
@@ -287,7 +303,7 @@ fn label_value(text: &str) -> String {
         .collect()
 }
 
-fn render_php_fpm(out: &mut String, metrics: &Metrics, status: &Result<Status, Failure>) {
+fn render_php_fpm(out: &mut String, metrics: &Metrics, status: Result<&Status, &Failure>) {
     // php-fpm_exporter labels every figure with its pool: this page's, or while php-fpm is down
     // the last one seen (so that `phpfpm_up{pool="www"} == 0` fires); before any page was read
     // there is no pool to name.
@@ -324,6 +340,169 @@ fn render_php_fpm(out: &mut String, metrics: &Metrics, status: &Result<Status, F
             let _ = writeln!(out, " {value}");
         }
     }
+    if let Some(processes) = &page.processes {
+        let pool = pool.unwrap_or_default();
+        render_process_aggregates(out, metrics, &pool, page, processes);
+        if metrics.per_process {
+            render_per_process(out, &pool, processes);
+        }
+    }
+}
+
+/// The aggregates of the full status page's per-process part, under our names, labelled with
+/// the pool only (no process id): what `PROCESS_METRICS=aggregates` adds.
+fn render_process_aggregates(
+    out: &mut String,
+    metrics: &Metrics,
+    pool: &str,
+    page: &Status,
+    processes: &Processes,
+) {
+    let _ = writeln!(out, "# HELP fastcgi_healthcheck_processes Children of the php-fpm pool by state, counted in its full status page (other: a state php-fpm does not write today).");
+    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_processes gauge");
+    for (state, count) in processes.by_state() {
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_processes{{pool=\"{pool}\",state=\"{state}\"}} {count}"
+        );
+    }
+    if let Some(micros) = processes.oldest_request_micros() {
+        let _ = writeln!(out, "# HELP fastcgi_healthcheck_oldest_request_seconds How long the oldest request in progress has run (0: no child busy); a stuck worker shows here.");
+        let _ = writeln!(
+            out,
+            "# TYPE fastcgi_healthcheck_oldest_request_seconds gauge"
+        );
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_oldest_request_seconds{{pool=\"{pool}\"}} {}",
+            decimal(micros, 1_000_000)
+        );
+    }
+    if let Some(bytes) = processes.largest_last_request_memory() {
+        let _ = writeln!(out, "# HELP fastcgi_healthcheck_last_request_memory_max_bytes The largest peak memory of a child's last request, in the full status page.");
+        let _ = writeln!(
+            out,
+            "# TYPE fastcgi_healthcheck_last_request_memory_max_bytes gauge"
+        );
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_last_request_memory_max_bytes{{pool=\"{pool}\"}} {bytes}"
+        );
+    }
+    if let Some(hundredths) = processes.largest_last_request_cpu() {
+        let _ = writeln!(out, "# HELP fastcgi_healthcheck_last_request_cpu_max_ratio The largest cpu share of a child's last request (php-fpm's last request cpu / 100), in the full status page.");
+        let _ = writeln!(
+            out,
+            "# TYPE fastcgi_healthcheck_last_request_cpu_max_ratio gauge"
+        );
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_last_request_cpu_max_ratio{{pool=\"{pool}\"}} {}",
+            decimal(hundredths, 10_000)
+        );
+    }
+    let read = u64::try_from(processes.list.len()).unwrap_or(u64::MAX);
+    let total = page.number("total processes").unwrap_or(read);
+    let left_out = total.saturating_sub(read).max(processes.skipped);
+    let _ = writeln!(out, "# HELP fastcgi_healthcheck_processes_left_out Children of the pool not read from its full status page (past 1,000 children or the answer's cap).");
+    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_processes_left_out gauge");
+    let _ = writeln!(
+        out,
+        "fastcgi_healthcheck_processes_left_out{{pool=\"{pool}\"}} {left_out}"
+    );
+    let _ = writeln!(out, "# HELP fastcgi_healthcheck_process_pages_truncated_total Full status pages read whose per-process part was truncated.");
+    let _ = writeln!(
+        out,
+        "# TYPE fastcgi_healthcheck_process_pages_truncated_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "fastcgi_healthcheck_process_pages_truncated_total {}",
+        metrics.truncated_pages.get()
+    );
+}
+
+/// php-fpm_exporter's per-child series: its names, types and meaning (from its README), its
+/// dashboard's labels (`state`, `pid_hash`), and `pool`. At most [`crate::limits::MAX_PROCESSES`]
+/// children: the rest is `fastcgi_healthcheck_processes_left_out`.
+fn render_per_process(out: &mut String, pool: &str, processes: &Processes) {
+    let ids: Vec<String> = processes.list.iter().map(pid_hash).collect();
+    let children = || ids.iter().zip(&processes.list);
+    let _ = writeln!(
+        out,
+        "# HELP phpfpm_process_state The state of the process (Idle, Running, ...)."
+    );
+    let _ = writeln!(out, "# TYPE phpfpm_process_state gauge");
+    for (id, p) in children() {
+        let _ = writeln!(
+            out,
+            "phpfpm_process_state{{pool=\"{pool}\",pid_hash=\"{id}\",state=\"{}\"}} 1",
+            label_value(&p.state)
+        );
+    }
+    // php-fpm_exporter's name and type (a counter without `_total`: its dashboard queries it).
+    let _ = writeln!(
+        out,
+        "# HELP phpfpm_process_requests The number of requests the process has served."
+    );
+    let _ = writeln!(out, "# TYPE phpfpm_process_requests counter");
+    for (id, p) in children() {
+        if let Some(n) = p.requests {
+            let _ = writeln!(
+                out,
+                "phpfpm_process_requests{{pool=\"{pool}\",pid_hash=\"{id}\"}} {n}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP phpfpm_process_request_duration The duration in microseconds of the requests."
+    );
+    let _ = writeln!(out, "# TYPE phpfpm_process_request_duration gauge");
+    for (id, p) in children() {
+        if let Some(micros) = p.request_duration {
+            let _ = writeln!(
+                out,
+                "phpfpm_process_request_duration{{pool=\"{pool}\",pid_hash=\"{id}\"}} {micros}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP phpfpm_process_last_request_cpu The %cpu the last request consumed."
+    );
+    let _ = writeln!(out, "# TYPE phpfpm_process_last_request_cpu gauge");
+    for (id, p) in children() {
+        if let Some(hundredths) = p.last_request_cpu {
+            let _ = writeln!(
+                out,
+                "phpfpm_process_last_request_cpu{{pool=\"{pool}\",pid_hash=\"{id}\"}} {}",
+                decimal(hundredths, 100)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP phpfpm_process_last_request_memory The max amount of memory the last request consumed.");
+    let _ = writeln!(out, "# TYPE phpfpm_process_last_request_memory gauge");
+    for (id, p) in children() {
+        if let Some(bytes) = p.last_request_memory {
+            let _ = writeln!(
+                out,
+                "phpfpm_process_last_request_memory{{pool=\"{pool}\",pid_hash=\"{id}\"}} {bytes}"
+            );
+        }
+    }
+}
+
+/// A child's `pid_hash` label: FNV-1a (64 bits, hex) of its pid and start time, so that a pid
+/// reused by a new child is a new series. Only a label: never the request URI.
+fn pid_hash(p: &Process) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let pid = p.pid.to_string();
+    for byte in pid.bytes().chain([b' ']).chain(p.start_time.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 #[cfg(test)]
@@ -400,7 +579,7 @@ mod tests {
     #[test]
     fn php_fpm_figures_follow_the_status_page() {
         let page = status::parse(b"pool: www\nprocess manager: static\nstart since: 5\naccepted conn: 7\nlisten queue: 1\nmax listen queue: 2\nlisten queue len: 511\nidle processes: 1\nactive processes: 1\ntotal processes: 2\nmax active processes: 2\nmax children reached: 0\nslow requests: 0\n").unwrap();
-        let text = render(&Metrics::default(), 0, Some(&Ok(page)));
+        let text = render(&Metrics::default(), 0, Some(Ok(&page)));
         assert!(text.contains("phpfpm_up{pool=\"www\"} 1\n"));
         assert!(text.contains("phpfpm_accepted_connections{pool=\"www\"} 7\n"));
         assert!(text.contains("phpfpm_listen_queue_length{pool=\"www\"} 511\n"));
@@ -408,6 +587,49 @@ mod tests {
             reason: Reason::ConnectRefused,
             detail: String::new(),
         });
-        assert!(render(&Metrics::default(), 0, Some(&down)).contains("phpfpm_up 0\n"));
+        assert!(render(&Metrics::default(), 0, Some(down.as_ref())).contains("phpfpm_up 0\n"));
+    }
+
+    const FULL: &[u8] = b"pool: www\naccepted conn: 7\ntotal processes: 3\n\n****\npid: 11\nstate: Running\nstart time: 05/Dec/2026:16:21:24 +0000\nrequests: 4\nrequest duration: 2500000\nrequest URI: /a?\"\\\nlast request cpu: 12.5\nlast request memory: 2097152\n\n****\npid: 12\nstate: Getting request informations\nrequests: 0\nrequest duration: 18446744073709550774\nlast request cpu: 0.00\nlast request memory: 0\n";
+
+    #[test]
+    fn process_aggregates_without_pids_and_per_process_on_demand() {
+        let page = status::parse_full(FULL, false).unwrap();
+        let text = render(&Metrics::new(false), 0, Some(Ok(&page)));
+        for line in [
+            "fastcgi_healthcheck_processes{pool=\"www\",state=\"Running\"} 1",
+            "fastcgi_healthcheck_processes{pool=\"www\",state=\"Getting request information\"} 1",
+            "fastcgi_healthcheck_processes{pool=\"www\",state=\"Idle\"} 0",
+            "fastcgi_healthcheck_processes{pool=\"www\",state=\"other\"} 0",
+            "fastcgi_healthcheck_oldest_request_seconds{pool=\"www\"} 2.500000",
+            "fastcgi_healthcheck_last_request_memory_max_bytes{pool=\"www\"} 2097152",
+            "fastcgi_healthcheck_last_request_cpu_max_ratio{pool=\"www\"} 0.1250",
+            "fastcgi_healthcheck_processes_left_out{pool=\"www\"} 1",
+            "fastcgi_healthcheck_process_pages_truncated_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(!text.contains("phpfpm_process_"), "{text}");
+        assert!(!text.contains("/a?"), "the request URI is no label: {text}");
+
+        let text = render(&Metrics::new(true), 0, Some(Ok(&page)));
+        let id = pid_hash(&Process {
+            pid: 11,
+            start_time: "05/Dec/2026:16:21:24 +0000".to_owned(),
+            ..Process::default()
+        });
+        for line in [
+            format!("phpfpm_process_state{{pool=\"www\",pid_hash=\"{id}\",state=\"Running\"}} 1"),
+            format!("phpfpm_process_requests{{pool=\"www\",pid_hash=\"{id}\"}} 4"),
+            format!("phpfpm_process_request_duration{{pool=\"www\",pid_hash=\"{id}\"}} 2500000"),
+            format!("phpfpm_process_last_request_cpu{{pool=\"www\",pid_hash=\"{id}\"}} 12.50"),
+            format!("phpfpm_process_last_request_memory{{pool=\"www\",pid_hash=\"{id}\"}} 2097152"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // The unknown duration (PHP bug 62382) is no sample, not 584,942 years.
+        assert_eq!(text.matches("phpfpm_process_request_duration{").count(), 1);
+        assert_eq!(text.matches("phpfpm_process_state{").count(), 2);
+        assert!(!text.contains("/a?"), "the request URI is no label: {text}");
     }
 }

@@ -1,10 +1,19 @@
 //! php-fpm's status page (`pm.status_path`, plain-text `key: value` lines) and thresholds on its
 //! numeric fields.
 //!
-//! Pure functions: [`parse`] reads the page, [`parse_thresholds`] reads `max-<field>=N` and
-//! `min-<field>=N` pairs (from a query string or `check` flags), [`evaluate`] says which hold.
+//! Pure functions: [`parse`] reads the page, [`parse_full`] also its per-process part (`?full`),
+//! [`parse_thresholds`] reads `max-<field>=N` and `min-<field>=N` pairs (from a query string or
+//! `check` flags), [`evaluate`] says which hold.
+//!
+//! The per-process part is bounded ([`MAX_PROCESSES`] children, each block [`MAX_BLOCK_LINES`]
+//! lines) and never guessed: a page cut by the FastCGI answer's cap loses its last, partial block
+//! and says it is truncated. Its aggregates ([`Processes::by_state`],
+//! [`Processes::oldest_request_micros`], the largest last request memory and cpu) carry no
+//! process id. A request URI is kept as php-fpm wrote it and never rendered by this module.
 
 use std::fmt;
+
+use crate::limits::MAX_PROCESSES;
 
 /// The numeric fields php-fpm reports, as they appear on the page.
 pub const NUMERIC_FIELDS: [&str; 11] = [
@@ -29,6 +38,8 @@ pub const TEXT_FIELDS: [&str; 3] = ["pool", "process manager", "start time"];
 pub struct Status {
     /// `(key, value)` pairs, trimmed.
     pub fields: Vec<(String, String)>,
+    /// The per-process part, when the full page (`?full`) was read.
+    pub processes: Option<Processes>,
 }
 
 impl Status {
@@ -43,6 +54,15 @@ impl Status {
     /// The value of a numeric field.
     pub fn number(&self, key: &str) -> Option<u64> {
         self.text(key)?.parse().ok()
+    }
+
+    /// The value of a summary field or, with the full page read, of a [`PROCESS_FIELDS`]
+    /// aggregate, in that field's unit times its scale (see [`ProcessField`]).
+    fn measure(&self, field: &str) -> Option<u64> {
+        match PROCESS_FIELDS.iter().find(|f| f.name == field) {
+            Some(f) => self.processes.as_ref().and_then(|p| p.aggregate(f.name)),
+            None => self.number(field),
+        }
     }
 }
 
@@ -77,11 +97,293 @@ pub fn parse(body: &[u8]) -> Result<Status, StatusError> {
             Some((key.trim().to_owned(), value.trim().to_owned()))
         })
         .collect();
-    let status = Status { fields };
+    let status = Status {
+        fields,
+        processes: None,
+    };
     if status.text("pool").is_none() || status.number("accepted conn").is_none() {
         return Err(StatusError::NotAStatusPage);
     }
     Ok(status)
+}
+
+/// Most `key: value` lines read from one process block (php-fpm writes 14).
+pub const MAX_BLOCK_LINES: usize = 32;
+
+/// A `request duration` above this many microseconds (2^63) is php-fpm printing a negative
+/// duration as unsigned (PHP bug 62382, e.g. 18446744073709550774): unknown, not 584,942 years.
+pub const MAX_REQUEST_DURATION_MICROS: u64 = 1 << 63;
+
+/// The states php-fpm 7.4+ writes, in its order. Before 7.4 the third read `Getting request
+/// informations`; [`parse_full`] reads both as this spelling.
+pub const STATES: [&str; 6] = [
+    "Idle",
+    "Reading headers",
+    "Getting request information",
+    "Running",
+    "Finishing",
+    "Ending",
+];
+
+/// One child of the pool, from its block of the full status page. A field php-fpm did not
+/// write, or wrote unreadably, is `None` (numbers) or empty (text).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Process {
+    /// `pid`.
+    pub pid: u64,
+    /// `state`, with the pre-7.4 spelling made the 7.4 one.
+    pub state: String,
+    /// `start time`, as written (a date).
+    pub start_time: String,
+    /// `start since`: seconds since the child started.
+    pub start_since: Option<u64>,
+    /// `requests`: requests the child has served.
+    pub requests: Option<u64>,
+    /// `request duration`, microseconds; `None` past [`MAX_REQUEST_DURATION_MICROS`].
+    pub request_duration: Option<u64>,
+    /// `request method`.
+    pub request_method: String,
+    /// `request URI`: anything a client sent. Never echo it unescaped, never make it a label.
+    pub request_uri: String,
+    /// `content length`.
+    pub content_length: Option<u64>,
+    /// `user`.
+    pub user: String,
+    /// `script`.
+    pub script: String,
+    /// `last request cpu`, hundredths of a percent (php-fpm writes two decimals).
+    pub last_request_cpu: Option<u64>,
+    /// `last request memory`, bytes.
+    pub last_request_memory: Option<u64>,
+}
+
+impl Process {
+    /// Whether the child is serving a request (any state but `Idle`).
+    pub fn busy(&self) -> bool {
+        self.state != "Idle"
+    }
+}
+
+/// The per-process part of the full status page.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Processes {
+    /// The children read, in page order: at most [`MAX_PROCESSES`].
+    pub list: Vec<Process>,
+    /// Whether some children are missing: the answer was cut at its cap, or the page had more
+    /// than [`MAX_PROCESSES`] blocks.
+    pub truncated: bool,
+    /// Complete blocks seen past [`MAX_PROCESSES`] (a cut answer's lost blocks are not seen).
+    pub skipped: u64,
+}
+
+/// An aggregate of the per-process part, usable as a threshold field (dashes for spaces). Its
+/// value is an integer in the field's unit times `scale`; a threshold's limit is in the unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessField {
+    /// The name (`oldest request seconds`).
+    pub name: &'static str,
+    /// Units of the value per unit of the limit (1,000,000 for seconds kept in microseconds).
+    pub scale: u64,
+}
+
+/// The aggregates of the per-process part; none carries a process id.
+pub const PROCESS_FIELDS: [ProcessField; 8] = [
+    ProcessField {
+        name: "oldest request seconds",
+        scale: 1_000_000,
+    },
+    ProcessField {
+        name: "last request memory",
+        scale: 1,
+    },
+    ProcessField {
+        name: "last request cpu",
+        scale: 100,
+    },
+    ProcessField {
+        name: "reading headers processes",
+        scale: 1,
+    },
+    ProcessField {
+        name: "getting request information processes",
+        scale: 1,
+    },
+    ProcessField {
+        name: "running processes",
+        scale: 1,
+    },
+    ProcessField {
+        name: "finishing processes",
+        scale: 1,
+    },
+    ProcessField {
+        name: "ending processes",
+        scale: 1,
+    },
+];
+
+impl Processes {
+    /// Children per state: every one of [`STATES`] (zero included), then `other` for states
+    /// php-fpm does not write today.
+    pub fn by_state(&self) -> [(&'static str, u64); STATES.len() + 1] {
+        let mut counts = STATES.map(|s| (s, 0u64));
+        let mut other = 0u64;
+        for process in &self.list {
+            match counts.iter_mut().find(|(s, _)| *s == process.state) {
+                Some((_, n)) => *n = n.saturating_add(1),
+                None => other = other.saturating_add(1),
+            }
+        }
+        let [a, b, c, d, e, f] = counts;
+        [a, b, c, d, e, f, ("other", other)]
+    }
+
+    /// The longest request duration among busy children, microseconds (0 when none is busy;
+    /// `None` when a busy child's duration is unknown and no other is known).
+    pub fn oldest_request_micros(&self) -> Option<u64> {
+        let busy = self.list.iter().filter(|p| p.busy());
+        let known: Vec<u64> = busy.clone().filter_map(|p| p.request_duration).collect();
+        if known.is_empty() && busy.count() > 0 {
+            return None;
+        }
+        Some(known.into_iter().max().unwrap_or(0))
+    }
+
+    /// The largest `last request memory` in the page, bytes.
+    pub fn largest_last_request_memory(&self) -> Option<u64> {
+        self.list.iter().filter_map(|p| p.last_request_memory).max()
+    }
+
+    /// The largest `last request cpu` in the page, hundredths of a percent.
+    pub fn largest_last_request_cpu(&self) -> Option<u64> {
+        self.list.iter().filter_map(|p| p.last_request_cpu).max()
+    }
+
+    /// The value of one of [`PROCESS_FIELDS`], scaled.
+    fn aggregate(&self, field: &str) -> Option<u64> {
+        match field {
+            "oldest request seconds" => self.oldest_request_micros(),
+            "last request memory" => self.largest_last_request_memory(),
+            "last request cpu" => self.largest_last_request_cpu(),
+            _ => {
+                let state = field.strip_suffix(" processes")?;
+                self.by_state()
+                    .iter()
+                    .find(|(s, _)| s.eq_ignore_ascii_case(state))
+                    .map(|(_, n)| *n)
+            }
+        }
+    }
+}
+
+/// Parses the body of php-fpm's full status page (`?full`): the summary as [`parse`], then one
+/// block per child, each after a line of `*`. `cut`: the FastCGI answer was truncated at its cap,
+/// so the last block may be partial: it is dropped, and the part marked truncated.
+pub fn parse_full(body: &[u8], cut: bool) -> Result<Status, StatusError> {
+    let mut status = parse(body)?;
+    let text = String::from_utf8_lossy(body);
+    let lines = text.split('\n').skip_while(|line| !line.starts_with('*'));
+    let mut processes = Processes {
+        truncated: cut,
+        ..Processes::default()
+    };
+    let mut current: Option<Process> = None;
+    let mut lines_in_block = 0usize;
+    let finish = |process: Option<Process>, processes: &mut Processes| {
+        let Some(process) = process else {
+            return;
+        };
+        if processes.list.len() < MAX_PROCESSES {
+            processes.list.push(process);
+        } else {
+            processes.skipped = processes.skipped.saturating_add(1);
+            processes.truncated = true;
+        }
+    };
+    for line in lines {
+        if line.starts_with('*') {
+            finish(current.take(), &mut processes);
+            current = Some(Process::default());
+            lines_in_block = 0;
+            continue;
+        }
+        let Some(process) = current.as_mut() else {
+            continue;
+        };
+        lines_in_block = lines_in_block.saturating_add(1);
+        if lines_in_block > MAX_BLOCK_LINES {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once(':') {
+            set_process_field(process, key.trim(), value.trim());
+        }
+    }
+    // The last block: complete unless the answer was cut (then part of it may be missing).
+    if !cut {
+        finish(current.take(), &mut processes);
+    }
+    // A block without a pid is not a child.
+    processes.list.retain(|p| p.pid != 0);
+    status.processes = Some(processes);
+    Ok(status)
+}
+
+fn set_process_field(p: &mut Process, key: &str, value: &str) {
+    let number = || value.parse::<u64>().ok();
+    match key {
+        "pid" => p.pid = number().unwrap_or(0),
+        "state" => {
+            p.state = match value {
+                "Getting request informations" => "Getting request information".to_owned(),
+                other => other.to_owned(),
+            }
+        }
+        "start time" => p.start_time = value.to_owned(),
+        "start since" => p.start_since = number(),
+        "requests" => p.requests = number(),
+        "request duration" => {
+            p.request_duration = number().filter(|d| *d <= MAX_REQUEST_DURATION_MICROS);
+        }
+        "request method" => p.request_method = value.to_owned(),
+        "request URI" => p.request_uri = value.to_owned(),
+        "content length" => p.content_length = number(),
+        "user" => p.user = value.to_owned(),
+        "script" => p.script = value.to_owned(),
+        "last request cpu" => p.last_request_cpu = hundredths(value),
+        "last request memory" => p.last_request_memory = number(),
+        _ => {}
+    }
+}
+
+/// `12.34` as 1234 (at most two decimals, as php-fpm writes `%.2f`).
+pub fn hundredths(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 2 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let fraction: u64 = match fraction.len() {
+        0 => 0,
+        1 => fraction.parse::<u64>().ok()?.checked_mul(10)?,
+        _ => fraction.parse().ok()?,
+    };
+    whole.checked_mul(100)?.checked_add(fraction)
+}
+
+/// `value` (in units times `scale`) as a decimal number of units: `5123456` at scale 1,000,000
+/// is `5.123456`.
+pub fn decimal(value: u64, scale: u64) -> String {
+    match scale {
+        0 | 1 => value.to_string(),
+        _ => {
+            let digits = scale.ilog10() as usize;
+            format!(
+                "{}.{:0digits$}",
+                value.checked_div(scale).unwrap_or(0),
+                value.checked_rem(scale).unwrap_or(0)
+            )
+        }
+    }
 }
 
 /// A bound on one numeric field.
@@ -119,10 +421,17 @@ pub fn parse_threshold(name: &str, value: &str) -> Result<Threshold, String> {
         ));
     };
     let wanted = field.replace('-', " ");
-    let Some(field) = NUMERIC_FIELDS.iter().find(|f| **f == wanted) else {
+    let known = NUMERIC_FIELDS
+        .iter()
+        .copied()
+        .chain(PROCESS_FIELDS.iter().map(|f| f.name));
+    let Some(field) = known.clone().find(|f| *f == wanted) else {
         return Err(fail(format!(
             "names no numeric field of php-fpm's status page ({})",
-            NUMERIC_FIELDS.map(|f| f.replace(' ', "-")).join(", ")
+            known
+                .map(|f| f.replace(' ', "-"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     };
     let limit = value
@@ -145,17 +454,38 @@ pub fn parse_thresholds(query: &str) -> Result<Vec<Threshold>, String> {
         .collect()
 }
 
-/// The thresholds that do not hold, each as a line such as `listen queue 12 > 10`.
+/// Whether a threshold needs the per-process part of the page (`?full`).
+pub fn needs_processes(thresholds: &[Threshold]) -> bool {
+    thresholds
+        .iter()
+        .any(|t| PROCESS_FIELDS.iter().any(|f| f.name == t.field))
+}
+
+/// The thresholds that do not hold, each as a line such as `listen queue 12 > 10`. A threshold on
+/// a per-process aggregate of a truncated page fails unless what was read already breaks it:
+/// the missing children are not guessed.
 pub fn evaluate(status: &Status, thresholds: &[Threshold]) -> Vec<String> {
     thresholds
         .iter()
         .filter_map(|t| {
-            let Some(value) = status.number(t.field) else {
+            let scale = PROCESS_FIELDS
+                .iter()
+                .find(|f| f.name == t.field)
+                .map(|f| f.scale);
+            let Some(value) = status.measure(t.field) else {
                 return Some(format!("{} missing from the status page", t.field));
             };
+            let limit = t.limit.saturating_mul(scale.unwrap_or(1));
+            let shown = decimal(value, scale.unwrap_or(1));
             match t.kind {
-                Bound::Max if value > t.limit => Some(format!("{} {value} > {}", t.field, t.limit)),
-                Bound::Min if value < t.limit => Some(format!("{} {value} < {}", t.field, t.limit)),
+                Bound::Max if value > limit => Some(format!("{} {shown} > {}", t.field, t.limit)),
+                Bound::Min if value < limit => Some(format!("{} {shown} < {}", t.field, t.limit)),
+                _ if scale.is_some() && status.processes.as_ref().is_some_and(|p| p.truncated) => {
+                    Some(format!(
+                        "{} unknown: the per-process part of the status page is truncated",
+                        t.field
+                    ))
+                }
                 _ => None,
             }
         })
@@ -175,9 +505,37 @@ pub fn render(status: &Status, failed: &[String]) -> String {
     }
     body.push('\n');
     for (key, value) in &status.fields {
-        body.push_str(&format!("{key}: {}\n", value.escape_debug()));
+        body.push_str(&format!(
+            "{}: {}\n",
+            key.escape_debug(),
+            value.escape_debug()
+        ));
+    }
+    if let Some(processes) = &status.processes {
+        render_aggregates(&mut body, processes);
     }
     body
+}
+
+/// The per-process aggregates, after a blank line, as `key: value` lines (no process id, no
+/// request URI).
+fn render_aggregates(body: &mut String, processes: &Processes) {
+    body.push('\n');
+    // Idle children are the summary's `idle processes`.
+    for (state, count) in processes.by_state().into_iter().skip(1) {
+        body.push_str(&format!("{} processes: {count}\n", state.to_lowercase()));
+    }
+    for field in PROCESS_FIELDS.iter().take(3) {
+        let value = processes
+            .aggregate(field.name)
+            .map_or_else(|| "unknown".to_owned(), |v| decimal(v, field.scale));
+        body.push_str(&format!("{}: {value}\n", field.name));
+    }
+    body.push_str(&format!("processes read: {}\n", processes.list.len()));
+    body.push_str(&format!(
+        "processes truncated: {}\n",
+        if processes.truncated { "yes" } else { "no" }
+    ));
 }
 
 #[cfg(test)]
@@ -255,6 +613,22 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_keys_are_escaped() {
+        // Found by the status_full fuzz target (tests/fuzz/regressions/status_full).
+        let status =
+            parse(b"pool: www\np\x00rocess\x1b[2J manager: static\naccepted conn: 1\n").unwrap();
+        let body = render(&status, &[]);
+        assert!(
+            body.contains("p\\0rocess\\u{1b}[2J manager: static\n"),
+            "{body}"
+        );
+        assert!(
+            !body.chars().any(|c| c.is_control() && c != '\n'),
+            "{body:?}"
+        );
+    }
+
+    #[test]
     fn bad_thresholds_name_the_parameter() {
         assert!(parse_thresholds("max-queue=1")
             .unwrap_err()
@@ -271,5 +645,153 @@ mod tests {
         assert!(parse_thresholds("max-pool=1")
             .unwrap_err()
             .contains("max-pool"));
+    }
+
+    /// php-fpm 8.2's `?full` answer (body) for a pool of 3: one idle, one running a request
+    /// for 5 s, one reading a slow client's body (old spelling of a state, and PHP bug 62382's
+    /// duration on the idle one).
+    const FULL: &str = "pool:                 www\nprocess manager:      static\nstart time:           05/Dec/2026:16:21:24 +0000\nstart since:          9\naccepted conn:        4\nlisten queue:         0\nmax listen queue:     0\nlisten queue len:     0\nidle processes:       1\nactive processes:     2\ntotal processes:      3\nmax active processes: 2\nmax children reached: 0\nslow requests:        0\n\n************************\npid:                  20589\nstate:                Idle\nstart time:           05/Dec/2026:16:21:24 +0000\nstart since:          9\nrequests:             2\nrequest duration:     18446744073709550774\nrequest method:       GET\nrequest URI:          /sleep.php?ms=10\ncontent length:       0\nuser:                 -\nscript:               /srv/sleep.php\nlast request cpu:     12.5\nlast request memory:  2097152\n\n************************\npid:                  20590\nstate:                Running\nstart time:           05/Dec/2026:16:21:24 +0000\nstart since:          9\nrequests:             1\nrequest duration:     5123456\nrequest method:       GET\nrequest URI:          /sleep.php?token=\x1b[2J\ncontent length:       0\nuser:                 -\nscript:               /srv/sleep.php\nlast request cpu:     0.00\nlast request memory:  0\n\n************************\npid:                  20591\nstate:                Getting request informations\nstart time:           05/Dec/2026:16:21:24 +0000\nstart since:          9\nrequests:             0\nrequest duration:     1000\nrequest method:       POST\nrequest URI:          /upload\ncontent length:       100\nuser:                 -\nscript:               -\nlast request cpu:     100.25\nlast request memory:  0\n";
+
+    #[test]
+    fn reads_every_process_field_and_the_quirks() {
+        let status = parse_full(FULL.as_bytes(), false).unwrap();
+        assert_eq!(status.number("total processes"), Some(3));
+        let p = status.processes.as_ref().unwrap();
+        assert!(!p.truncated);
+        assert_eq!(p.list.len(), 3);
+        let idle = &p.list[0];
+        assert_eq!(idle.pid, 20589);
+        assert_eq!(idle.state, "Idle");
+        assert_eq!(idle.start_time, "05/Dec/2026:16:21:24 +0000");
+        assert_eq!(idle.start_since, Some(9));
+        assert_eq!(idle.requests, Some(2));
+        assert_eq!(idle.request_duration, None, "PHP bug 62382 is unknown");
+        assert_eq!(idle.request_method, "GET");
+        assert_eq!(idle.request_uri, "/sleep.php?ms=10");
+        assert_eq!(idle.content_length, Some(0));
+        assert_eq!(idle.user, "-");
+        assert_eq!(idle.script, "/srv/sleep.php");
+        assert_eq!(idle.last_request_cpu, Some(1250));
+        assert_eq!(idle.last_request_memory, Some(2_097_152));
+        assert_eq!(p.list[2].state, "Getting request information");
+        assert_eq!(p.list[2].last_request_cpu, Some(10025));
+        assert_eq!(
+            p.by_state(),
+            [
+                ("Idle", 1),
+                ("Reading headers", 0),
+                ("Getting request information", 1),
+                ("Running", 1),
+                ("Finishing", 0),
+                ("Ending", 0),
+                ("other", 0)
+            ]
+        );
+        assert_eq!(p.oldest_request_micros(), Some(5_123_456));
+        assert_eq!(p.largest_last_request_memory(), Some(2_097_152));
+        assert_eq!(p.largest_last_request_cpu(), Some(10025));
+        // The summary parser reads the same summary and no processes.
+        let summary = parse(FULL.as_bytes()).unwrap();
+        assert_eq!(summary.fields, status.fields);
+        assert_eq!(summary.processes, None);
+    }
+
+    #[test]
+    fn process_thresholds_and_their_rendering() {
+        let status = parse_full(FULL.as_bytes(), false).unwrap();
+        let t = parse_thresholds(
+            "max-oldest-request-seconds=2&max-running-processes=1&max-last-request-cpu=100&max-last-request-memory=2097152",
+        )
+        .unwrap();
+        assert!(needs_processes(&t));
+        assert!(!needs_processes(
+            &parse_thresholds("max-listen-queue=1").unwrap()
+        ));
+        assert_eq!(
+            evaluate(&status, &t),
+            vec![
+                "oldest request seconds 5.123456 > 2",
+                "last request cpu 100.25 > 100"
+            ]
+        );
+        assert!(evaluate(
+            &status,
+            &parse_thresholds("max-oldest-request-seconds=6&min-running-processes=1").unwrap()
+        )
+        .is_empty());
+        // Without the per-process part, a process threshold says so.
+        assert_eq!(
+            evaluate(&parse(PAGE).unwrap(), &t[..1]),
+            vec!["oldest request seconds missing from the status page"]
+        );
+        let body = render(&status, &[]);
+        for line in [
+            "running processes: 1\n",
+            "getting request information processes: 1\n",
+            "oldest request seconds: 5.123456\n",
+            "last request memory: 2097152\n",
+            "last request cpu: 100.25\n",
+            "processes read: 3\n",
+            "processes truncated: no\n",
+        ] {
+            assert!(body.contains(line), "{line} missing:\n{body}");
+        }
+        assert!(
+            !body.contains("sleep.php"),
+            "no request URI nor script in {body}"
+        );
+        assert!(!body.contains('\x1b'));
+    }
+
+    #[test]
+    fn a_cut_page_drops_its_partial_block_and_guesses_nothing() {
+        let cut_at = FULL.find("request duration:     1000").unwrap();
+        let status = parse_full(&FULL.as_bytes()[..cut_at], true).unwrap();
+        let p = status.processes.as_ref().unwrap();
+        assert!(p.truncated);
+        assert_eq!(p.list.len(), 2, "the partial third block is dropped");
+        assert_eq!(
+            status.number("total processes"),
+            Some(3),
+            "the summary counts"
+        );
+        let t =
+            parse_thresholds("max-oldest-request-seconds=10&max-oldest-request-seconds=1").unwrap();
+        assert_eq!(
+            evaluate(&status, &t),
+            vec![
+                "oldest request seconds unknown: the per-process part of the status page is truncated",
+                "oldest request seconds 5.123456 > 1"
+            ]
+        );
+        assert!(render(&status, &[]).contains("processes truncated: yes\n"));
+    }
+
+    #[test]
+    fn children_past_the_bound_are_counted_not_kept() {
+        let mut page = FULL.to_owned();
+        let block = "\n************************\npid: 7\nstate: Idle\n";
+        for _ in 0..MAX_PROCESSES {
+            page.push_str(block);
+        }
+        let status = parse_full(page.as_bytes(), false).unwrap();
+        let p = status.processes.unwrap();
+        assert_eq!(p.list.len(), MAX_PROCESSES);
+        assert_eq!(p.skipped, 3);
+        assert!(p.truncated);
+    }
+
+    #[test]
+    fn numbers_in_hundredths_and_decimals() {
+        assert_eq!(hundredths("0.00"), Some(0));
+        assert_eq!(hundredths("12.5"), Some(1250));
+        assert_eq!(hundredths("7"), Some(700));
+        assert_eq!(hundredths("1.234"), None);
+        assert_eq!(hundredths("-1.00"), None);
+        assert_eq!(hundredths("1.-1"), None);
+        assert_eq!(hundredths("184467440737095516.16"), None);
+        assert_eq!(decimal(5_000_001, 1_000_000), "5.000001");
+        assert_eq!(decimal(1250, 100), "12.50");
+        assert_eq!(decimal(42, 1), "42");
     }
 }

@@ -2,9 +2,10 @@
 //! routes, runs the probes (single-flight), reads the status page, renders the metrics, and
 //! returns a [`Reply`]; it owns no socket, so it neither reads nor writes one.
 
+use std::rc::Rc;
 use std::time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, ProcessMetrics};
 use crate::probe::coalesce::{Coalescer, Source};
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Probe, Verdict};
@@ -23,7 +24,15 @@ pub(crate) struct Probing {
     status_probe: Probe,
     status_log: Reporter,
     /// The status page is shared by concurrent requests; each applies its own thresholds.
-    status_page: Coalescer<Result<Status, Failure>>,
+    /// Shared as `Rc`: a waiter gets the page without a copy (a full page of 1,000 children is
+    /// hundreds of KB).
+    status_page: Coalescer<Result<Rc<Status>, Failure>>,
+    /// The full status page (`?full`), read only when a threshold or `PROCESS_METRICS` needs
+    /// its per-process part; shared like `status_page`.
+    full_probe: Probe,
+    full_page: Coalescer<Result<Rc<Status>, Failure>>,
+    /// Whether `/metrics` reads the full page (`PROCESS_METRICS` is not `off`).
+    metrics_full: bool,
     pub(crate) metrics: Metrics,
     ok: http::Canned,
     not_found: http::Canned,
@@ -42,7 +51,10 @@ impl Probing {
             status_probe: Probe::status(config),
             status_log: Reporter::new(),
             status_page: Coalescer::new(config.coalesce, config.cache_ttl),
-            metrics: Metrics::default(),
+            full_probe: Probe::status_full(config),
+            full_page: Coalescer::new(config.coalesce, config.cache_ttl),
+            metrics_full: config.process_metrics != ProcessMetrics::Off,
+            metrics: Metrics::new(config.process_metrics == ProcessMetrics::PerProcess),
             ok: http::Canned::new(200, "ok\n"),
             not_found: http::Canned::new(404, "not found\n"),
             not_allowed: http::Canned::new(405, "method not allowed\n"),
@@ -52,18 +64,22 @@ impl Probing {
     }
 
     /// php-fpm's status page, fetched once for all concurrent requests (`/fcgi-status` with any
-    /// thresholds, `/metrics`), and counted.
-    async fn status_page(&self) -> Result<Status, Failure> {
+    /// thresholds, `/metrics`), and counted; `full`: the full page (`?full`), with its own
+    /// single-flight.
+    async fn status_page(&self, full: bool) -> Result<Rc<Status>, Failure> {
         let started = Instant::now();
-        let (page, source) = self
-            .status_page
+        let (probe, flight) = match full {
+            true => (&self.full_probe, &self.full_page),
+            false => (&self.status_probe, &self.status_page),
+        };
+        let (page, source) = flight
             .run(|| async {
                 let started = Instant::now();
-                let (verdict, answer) = self.status_probe.run_keeping_answer().await;
+                let (verdict, answer) = probe.run_keeping_answer().await;
                 let took = started.elapsed();
                 self.status_log
-                    .report(&self.status_probe, &verdict, answer.as_ref(), took);
-                self.status_probe.read_status(verdict, answer)
+                    .report(probe, &verdict, answer.as_ref(), took);
+                probe.read_status(verdict, answer).map(Rc::new)
             })
             .await;
         self.metrics
@@ -114,7 +130,7 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
         (Route::Status, _) => {
             match status::parse_thresholds(head.query.as_deref().unwrap_or_default()) {
                 Err(message) => Reply::Text(400, format!("{message}\n")),
-                Ok(thresholds) => match p.status_page().await {
+                Ok(thresholds) => match p.status_page(status::needs_processes(&thresholds)).await {
                     Ok(page) => {
                         let failed = status::evaluate(&page, &thresholds);
                         let code = if failed.is_empty() {
@@ -130,14 +146,17 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
         }
         (Route::Metrics, _) => {
             let page = match p.status_on {
-                true => Some(p.status_page().await),
+                true => Some(p.status_page(p.metrics_full).await),
                 false => None,
             };
             if let Some(Err(_)) = page {
                 p.metrics.scrape_failed();
             }
             let open = shared.table.open();
-            Reply::Metrics(metrics::render(&p.metrics, open, page.as_ref()))
+            let page = page
+                .as_ref()
+                .map(|page| page.as_ref().map(|status| &**status));
+            Reply::Metrics(metrics::render(&p.metrics, open, page))
         }
         (Route::Ping, _) => {
             let started = Instant::now();

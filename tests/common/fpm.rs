@@ -61,6 +61,8 @@ pub fn php_fpm_binary() -> PathBuf {
 
 pub struct PhpFpm {
     child: Child,
+    /// How many static workers the pool has (`pm.max_children`).
+    size: usize,
     listen: Listen,
     workers: Vec<u32>,
     down: bool,
@@ -76,9 +78,15 @@ impl PhpFpm {
 
     /// php-fpm on a Unix socket, with `pool_lines` added to the pool's configuration.
     pub fn unix_with(pool_lines: &str) -> Self {
+        Self::unix_sized(WORKERS, pool_lines)
+    }
+
+    /// php-fpm on a Unix socket with `size` static workers (`pm.max_children`) and
+    /// `pool_lines` added to the pool's configuration; ready once every worker is up.
+    pub fn unix_sized(size: usize, pool_lines: &str) -> Self {
         let dir = TempDir::new();
         let socket = dir.join("fpm.sock");
-        Self::start_in(dir, Listen::Unix(socket), pool_lines)
+        Self::start_sized(dir, Listen::Unix(socket), size, pool_lines)
             .unwrap_or_else(|error| panic!("{error}"))
     }
 
@@ -111,9 +119,18 @@ impl PhpFpm {
     }
 
     fn start_in(dir: TempDir, listen: Listen, pool_lines: &str) -> Result<Self, String> {
+        Self::start_sized(dir, listen, WORKERS, pool_lines)
+    }
+
+    fn start_sized(
+        dir: TempDir,
+        listen: Listen,
+        size: usize,
+        pool_lines: &str,
+    ) -> Result<Self, String> {
         let config = dir.join("php-fpm.conf");
         let error_log = dir.join("php-fpm.log");
-        let text = config_text(&dir, &error_log, &listen) + pool_lines;
+        let text = config_text(&dir, &error_log, &listen, size) + pool_lines;
         fs::write(&config, text).expect("write php-fpm config");
         let child = Command::new(php_fpm_binary())
             .args(["-R", "-F", "-y"])
@@ -127,6 +144,7 @@ impl PhpFpm {
             .map_err(|error| format!("spawn php-fpm: {error}"))?;
         let mut fpm = Self {
             child,
+            size,
             listen,
             workers: Vec::new(),
             down: false,
@@ -136,18 +154,19 @@ impl PhpFpm {
         Ok(fpm)
     }
 
-    /// Waits (10 s at most) for "ready to handle connections" in the log, a connectable socket and all the
-    /// workers; fails early if php-fpm exits (e.g. the port was taken).
+    /// Waits (10 s at most, 60 s for a pool of hundreds) for "ready to handle connections" in the log,
+    /// a connectable socket and all the workers; fails early if php-fpm exits (e.g. the port was taken).
     fn await_ready(&mut self, error_log: &Path) -> Result<(), String> {
         let master = self.master_pid();
-        let ready = poll(Duration::from_secs(10), || {
+        let within = Duration::from_secs(if self.size > 100 { 60 } else { 10 });
+        let ready = poll(within, || {
             if self.child.try_wait().ok().flatten().is_some() {
                 return Some(false);
             }
             let log = fs::read_to_string(error_log).unwrap_or_default();
             let up = log.contains("ready to handle connections")
                 && self.listen.accepts_connections()
-                && children_of(master).len() == WORKERS;
+                && children_of(master).len() == self.size;
             up.then_some(true)
         });
         if ready == Some(true) {
@@ -284,7 +303,7 @@ impl Drop for PhpFpm {
     }
 }
 
-fn config_text(dir: &TempDir, error_log: &Path, listen: &Listen) -> String {
+fn config_text(dir: &TempDir, error_log: &Path, listen: &Listen, size: usize) -> String {
     format!(
         "[global]\n\
          pid = {pid}\n\
@@ -295,7 +314,7 @@ fn config_text(dir: &TempDir, error_log: &Path, listen: &Listen) -> String {
          listen = {listen}\n\
          listen.mode = 0666\n\
          pm = static\n\
-         pm.max_children = {WORKERS}\n\
+         pm.max_children = {size}\n\
          ping.path = /fpm-ping\n\
          ping.response = pong\n\
          pm.status_path = /fpm-status\n",

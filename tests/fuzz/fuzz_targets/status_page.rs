@@ -7,7 +7,7 @@
 
 use fastcgi_healthcheck::metrics::{self, Metrics};
 use fastcgi_healthcheck::probe::{Failure, Reason};
-use fastcgi_healthcheck::status::{self, Bound, Status, NUMERIC_FIELDS};
+use fastcgi_healthcheck::status::{self, Bound, Status, NUMERIC_FIELDS, PROCESS_FIELDS};
 use libfuzzer_sys::fuzz_target;
 
 fn valid_name(name: &str) -> bool {
@@ -89,7 +89,10 @@ fn check_status(status: &Status, query: &str) {
             let pairs = query.split('&').filter(|p| !p.is_empty()).count();
             assert_eq!(thresholds.len(), pairs);
             for t in &thresholds {
-                assert!(NUMERIC_FIELDS.contains(&t.field));
+                assert!(
+                    NUMERIC_FIELDS.contains(&t.field)
+                        || PROCESS_FIELDS.iter().any(|f| f.name == t.field)
+                );
             }
             thresholds
         }
@@ -143,7 +146,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(value.trim(), value);
             }
             check_status(&status, &query);
-            let text = metrics::render(&Metrics::default(), 0, Some(&Ok(status)));
+            let text = metrics::render(&Metrics::default(), 0, Some(Ok(&status)));
             check_exposition(&text);
         }
         Err(e) => {
@@ -159,12 +162,13 @@ fuzz_target!(|data: &[u8]| {
             ("accepted conn".to_owned(), "7".to_owned()),
             ("listen queue".to_owned(), query.to_string()),
         ],
+        processes: None,
     };
     check_status(&built, &query);
-    check_exposition(&metrics::render(&Metrics::default(), usize::MAX, Some(&Ok(built))));
+    check_exposition(&metrics::render(&Metrics::default(), usize::MAX, Some(Ok(&built))));
     let down = Err(Failure {
         reason: Reason::Timeout,
         detail: query.to_string(),
     });
-    check_exposition(&metrics::render(&Metrics::default(), 0, Some(&down)));
+    check_exposition(&metrics::render(&Metrics::default(), 0, Some(down.as_ref())));
 });
