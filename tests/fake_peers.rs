@@ -155,6 +155,13 @@ fn short_end_request_is_protocol_error_not_a_crash() {
 }
 
 #[test]
+fn endless_empty_records_are_response_too_large_at_once() {
+    // Empty records fill no content cap: before the record and byte bounds, the probe read them
+    // (887 MB in 500 ms) until its deadline and ended `timeout`. The reason tells the two apart.
+    assert_fault(Behavior::EndlessEmptyRecords, "response_too_large");
+}
+
+#[test]
 fn endless_stdout_is_response_too_large() {
     assert_fault(Behavior::EndlessStdout, "response_too_large");
 }

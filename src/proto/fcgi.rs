@@ -16,7 +16,10 @@ use std::task::{Context, Poll};
 use fastcgi_client::{Client, Params, Request};
 use smol::io::{AsyncRead, AsyncWrite};
 
-use crate::limits::{FCGI_READ_CHUNK, LOGGED_STDERR_BYTES, MAX_FCGI_STDERR, MAX_FCGI_STDOUT};
+use crate::limits::{
+    FCGI_READ_CHUNK, LOGGED_STDERR_BYTES, MAX_FCGI_OVERHEAD, MAX_FCGI_RECORDS, MAX_FCGI_STDERR,
+    MAX_FCGI_STDOUT,
+};
 
 /// The request id `fastcgi-client` uses (as nginx does).
 pub const REQUEST_ID: u16 = 1;
@@ -149,6 +152,9 @@ pub enum DecodeError {
     StdoutTooLarge,
     /// Stderr beyond [`MAX_FCGI_STDERR`].
     StderrTooLarge,
+    /// More than [`MAX_FCGI_RECORDS`] records, or more than the content caps plus
+    /// [`MAX_FCGI_OVERHEAD`] bytes in all (record headers, padding, empty records).
+    AnswerTooLarge,
 }
 
 impl fmt::Display for DecodeError {
@@ -167,11 +173,24 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::StdoutTooLarge => write!(f, "stdout larger than {MAX_FCGI_STDOUT} bytes"),
             DecodeError::StderrTooLarge => write!(f, "stderr larger than {MAX_FCGI_STDERR} bytes"),
+            DecodeError::AnswerTooLarge => write!(
+                f,
+                "more than {MAX_FCGI_RECORDS} records or {MAX_ANSWER_BYTES} bytes in all"
+            ),
         }
     }
 }
 
+/// Most bytes a whole answer may take on the wire: the content caps, plus record headers and
+/// padding. Content alone does not bound the answer: a peer streaming empty records would cost
+/// nothing against the caps, and kept the probe reading (and the one thread decoding) until its
+/// deadline.
+pub const MAX_ANSWER_BYTES: usize = MAX_FCGI_STDOUT + MAX_FCGI_STDERR + MAX_FCGI_OVERHEAD;
+
 /// An incremental, bounded decoder of the records answering [`REQUEST_ID`].
+///
+/// Bounds: stdout and stderr content ([`MAX_FCGI_STDOUT`], [`MAX_FCGI_STDERR`]), the number of
+/// records ([`MAX_FCGI_RECORDS`]) and the bytes received in all ([`MAX_ANSWER_BYTES`]).
 #[derive(Debug, Default)]
 pub struct Decoder {
     /// Received bytes not yet decoded (`..filled`), then room for the next read.
@@ -180,6 +199,7 @@ pub struct Decoder {
     answer: Answer,
     stdout_len: usize,
     received: usize,
+    records: usize,
 }
 
 impl Decoder {
@@ -208,6 +228,9 @@ impl Decoder {
         let end = self.filled.saturating_add(read).min(self.pending.len());
         self.pending.truncate(end);
         self.received = self.received.saturating_add(read);
+        if self.received > MAX_ANSWER_BYTES {
+            return Err(DecodeError::AnswerTooLarge);
+        }
         self.decode()
     }
 
@@ -216,6 +239,9 @@ impl Decoder {
         self.pending.truncate(self.filled);
         self.pending.extend_from_slice(bytes);
         self.received = self.received.saturating_add(bytes.len());
+        if self.received > MAX_ANSWER_BYTES {
+            return Err(DecodeError::AnswerTooLarge);
+        }
         self.decode()
     }
 
@@ -252,6 +278,10 @@ impl Decoder {
             };
             let content = record.get(HEADER_LEN..content_end).unwrap_or_default();
             offset = next;
+            self.records = self.records.saturating_add(1);
+            if self.records > MAX_FCGI_RECORDS {
+                break Err(DecodeError::AnswerTooLarge);
+            }
             match kind {
                 STDOUT => {
                     self.stdout_len = self.stdout_len.saturating_add(content.len());
@@ -384,6 +414,48 @@ mod tests {
         let chunk = record(STDOUT, 1, &[b'x'; 65535], 1);
         assert_eq!(decoder.feed(&chunk), Ok(None));
         assert_eq!(decoder.feed(&chunk), Err(DecodeError::StdoutTooLarge));
+    }
+
+    #[test]
+    fn empty_records_are_bounded_by_count() {
+        let mut decoder = Decoder::new();
+        let empty = record(STDOUT, 1, b"", 0);
+        let mut result = Ok(None);
+        let mut fed = 0usize;
+        while result == Ok(None) && fed <= MAX_FCGI_RECORDS {
+            result = decoder.feed(&empty);
+            fed += 1;
+        }
+        assert_eq!(result, Err(DecodeError::AnswerTooLarge));
+        assert_eq!(fed, MAX_FCGI_RECORDS + 1);
+    }
+
+    #[test]
+    fn padding_is_bounded_by_bytes() {
+        // Few records, each mostly padding: the byte bound ends it before the record bound.
+        let mut decoder = Decoder::new();
+        let padded = record(STDOUT, 1, b"", 255);
+        let mut result = Ok(None);
+        while result == Ok(None) && decoder.received() <= MAX_ANSWER_BYTES {
+            result = decoder.feed(&padded);
+        }
+        assert_eq!(result, Err(DecodeError::AnswerTooLarge));
+        assert!(decoder.records <= MAX_FCGI_RECORDS);
+    }
+
+    #[test]
+    fn an_answer_at_every_content_cap_still_fits() {
+        // Full stdout and stderr in php-fpm's record size, padded to 8 bytes: within the bounds.
+        let mut bytes = Vec::new();
+        for _ in 0..MAX_FCGI_STDOUT / 8184 {
+            bytes.extend(record(STDOUT, 1, &[b'x'; 8184], 0));
+        }
+        for _ in 0..MAX_FCGI_STDERR / 8184 {
+            bytes.extend(record(STDERR, 1, &[b'e'; 8184], 0));
+        }
+        bytes.extend(record(STDOUT, 1, b"\r\n\r\n", 0));
+        bytes.extend(end(0));
+        assert!(Decoder::new().feed(&bytes).unwrap().is_some());
     }
 
     #[test]
