@@ -147,8 +147,15 @@ impl Client {
         };
         self.buf.drain(..head.len.min(self.buf.len()));
         // The body: read and dropped when small, else left unread (and the connection closed).
+        let buffered = u64::try_from(self.buf.len()).unwrap_or(u64::MAX);
         let mut remaining = match head.body {
             Body::None => 0,
+            // The client waits for a `100 Continue` before it sends the rest of its body: answer
+            // at once instead (we never need the body), and close after.
+            Body::Length(len) if head.expect_continue && len > buffered => {
+                head.keep_alive = false;
+                0
+            }
             Body::Length(len) if len <= MAX_DRAINED_BODY => len,
             Body::Length(_) | Body::Chunked => {
                 head.keep_alive = false;
@@ -188,6 +195,7 @@ impl Client {
             // A body we did not read (chunked, too large) would turn the close into a reset
             // that can destroy the answer in flight: linger as after an error.
             let unread = !self.buf.is_empty()
+                || head.expect_continue && head.body != Body::None
                 || !matches!(head.body, Body::None | Body::Length(0..=MAX_DRAINED_BODY));
             if unread {
                 let _ = deadline::at(deadline::after(LINGER), self.close_after_error()).await;
