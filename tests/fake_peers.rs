@@ -202,6 +202,34 @@ fn cgi_error_status_is_bad_status() {
 }
 
 #[test]
+fn a_hostile_status_reaches_bodies_and_terminals_escaped() {
+    // ESC [2J clears an operator's screen, BEL rings; both came through raw in the body and in
+    // `check`'s output.
+    let peer = FakePeer::start(Behavior::stdout(
+        "Status: 404 \x1b[2J\x07\r\nContent-Type: text/plain\r\n\r\npong",
+    ));
+    let tool = tool_for(&peer, &[]);
+    let response = get(tool.addr(), "/fcgi-ping");
+    response.assert_failure(503, "bad_status");
+    assert!(
+        !response.body.contains(['\x1b', '\x07']) && response.body.contains("\\u{1b}[2J"),
+        "{:?}",
+        response.body
+    );
+    let port = peer.port().to_string();
+    let run = common::run_to_exit(
+        &[("DESTINATION", "127.0.0.1"), ("DESTINATION_PORT", &port)],
+        &["check"],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    let output = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        output.contains("bad_status") && !output.contains(['\x1b', '\x07']),
+        "{output:?}"
+    );
+}
+
+#[test]
 fn body_without_ping_response_is_unexpected_response() {
     assert_fault(
         Behavior::stdout("Content-Type: text/plain\r\n\r\nsomething else"),
