@@ -87,7 +87,7 @@ fn bump(cell: &Cell<u64>, by: u64) {
 impl Metrics {
     /// Counts one answer given from a probe of `kind`: its result and duration when this caller
     /// ran it, a coalesced wait or cache hit otherwise.
-    pub fn record<T>(
+    pub(crate) fn record<T>(
         &self,
         kind: Kind,
         result: &Result<T, Failure>,
