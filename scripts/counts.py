@@ -219,6 +219,8 @@ def fmt(v, digits=1):
 def main():
     ap = argparse.ArgumentParser(prog="scripts/bench --counts", description=__doc__.splitlines()[0])
     ap.add_argument("--scenarios", default="c1,close,c1000")
+    ap.add_argument("--counters", default="syscalls,instructions,allocations",
+                    help="which counts: syscalls, instructions (user, and kernel where perf can), allocations")
     ap.add_argument("--parse-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -237,12 +239,12 @@ def main():
     if soft != resource.RLIM_INFINITY and soft < 8192:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, hard), hard))
 
-    counters = ["syscalls", "instructions", "allocations"]
-    kernel = perf_works()
-    if kernel:
-        counters.insert(2, "kernel")
-    else:
-        say("perf has no instruction counters on this machine: kernel instructions are n/a")
+    counters = [c for c in ("syscalls", "instructions", "allocations") if c in args.counters.split(",")]
+    if "instructions" in counters:
+        if perf_works():
+            counters.insert(counters.index("instructions") + 1, "kernel")
+        else:
+            say("perf has no instruction counters on this machine: kernel instructions are n/a")
     tmp = tempfile.mkdtemp(prefix="fcgi-counts-")
     results = {}
     t0 = time.monotonic()

@@ -79,10 +79,65 @@ enum NoRequest {
     Answer(u16, &'static str),
 }
 
+/// Request bytes read and not yet taken, `bytes[..filled]`; the rest of `bytes` is room for the
+/// next read, zeroed once when it grows rather than at every read.
+#[derive(Default)]
+struct Input {
+    bytes: Vec<u8>,
+    filled: usize,
+}
+
+impl Input {
+    /// The bytes read and not yet taken.
+    fn pending(&self) -> &[u8] {
+        self.bytes.get(..self.filled).unwrap_or_default()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    fn len(&self) -> usize {
+        self.filled
+    }
+
+    /// Drops the first `n` pending bytes (a head, a body).
+    fn take(&mut self, n: usize) {
+        let n = n.min(self.filled);
+        if n == self.filled {
+            self.filled = 0;
+            return;
+        }
+        self.bytes.copy_within(n..self.filled, 0);
+        self.filled = self.filled.saturating_sub(n);
+    }
+
+    /// `room` bytes after the pending ones, to read into; [`Input::commit`] then takes what the
+    /// read filled.
+    fn room(&mut self, room: usize) -> &mut [u8] {
+        let end = self.filled.saturating_add(room);
+        if self.bytes.len() < end {
+            self.bytes.resize(end, 0);
+        }
+        self.bytes.get_mut(self.filled..end).unwrap_or_default()
+    }
+
+    fn commit(&mut self, read: usize) {
+        self.filled = self.filled.saturating_add(read).min(self.bytes.len());
+    }
+
+    /// Hands the storage back when nothing is pending and it grew past `keep` bytes.
+    fn shed(&mut self, keep: usize) {
+        if self.filled == 0 && self.bytes.len() > keep {
+            self.bytes = Vec::new();
+        }
+    }
+}
+
 /// One HTTP client: the socket, unparsed input, queued output.
 pub(crate) struct Client {
     stream: Stream,
-    buf: Vec<u8>,
+    buf: Input,
     out: Vec<u8>,
     /// Whether a response has been queued on this connection.
     answered: bool,
@@ -92,7 +147,7 @@ impl Client {
     pub(crate) fn new(stream: Stream) -> Self {
         Self {
             stream,
-            buf: Vec::new(),
+            buf: Input::default(),
             out: Vec::new(),
             answered: false,
         }
@@ -132,12 +187,15 @@ impl Client {
     ) -> Result<Head, NoRequest> {
         let deadline = deadline::after(timeout);
         let mut head = loop {
-            match http::parse_head(&self.buf) {
-                Ok(Some(head)) => break head,
-                Ok(None) => {}
-                Err(error) => {
-                    debug!("bad request head ({error:?}), answering {}", error.status());
-                    return Err(NoRequest::Answer(error.status(), BAD_HEAD));
+            // (Between requests nothing is pending: no parse of an empty buffer.)
+            if !self.buf.is_empty() {
+                match http::parse_head(self.buf.pending()) {
+                    Ok(Some(head)) => break head,
+                    Ok(None) => {}
+                    Err(error) => {
+                        debug!("bad request head ({error:?}), answering {}", error.status());
+                        return Err(NoRequest::Answer(error.status(), BAD_HEAD));
+                    }
                 }
             }
             // Before waiting for more bytes, send what is queued.
@@ -154,7 +212,7 @@ impl Client {
                 Read::Full => return Err(NoRequest::Answer(431, BAD_HEAD)),
             }
         };
-        self.buf.drain(..head.len.min(self.buf.len()));
+        self.buf.take(head.len);
         // The body: read and dropped when small, else left unread (and the connection closed).
         let buffered = u64::try_from(self.buf.len()).unwrap_or(u64::MAX);
         let mut remaining = match head.body {
@@ -171,14 +229,13 @@ impl Client {
                 0
             }
         };
-        loop {
-            let buffered = u64::try_from(self.buf.len()).unwrap_or(u64::MAX);
-            let take = remaining.min(buffered);
-            let take = usize::try_from(take).unwrap_or(usize::MAX);
-            self.buf.drain(..take.min(self.buf.len()));
+        while remaining > 0 {
+            // What is buffered fits in usize, and `take <= remaining`: plain steps.
+            let take = usize::try_from(remaining).map_or(self.buf.len(), |r| r.min(self.buf.len()));
+            self.buf.take(take);
             remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
             if remaining == 0 {
-                return Ok(head);
+                break;
             }
             match self.read_more(deadline, phase, false).await {
                 Read::Data => {}
@@ -187,6 +244,7 @@ impl Client {
                 Read::Full => return Err(NoRequest::Answer(431, BAD_HEAD)),
             }
         }
+        Ok(head)
     }
 
     /// Step 3: queues `reply`; then keeps the connection (writing if the queue is full), or
@@ -247,15 +305,14 @@ impl Client {
                 None => return Read::TimedOut,
             }
         }
-        self.buf.resize(start.saturating_add(room), 0);
-        let spare = self.buf.get_mut(start..).unwrap_or_default();
+        let spare = self.buf.room(room);
         let read = deadline::at(deadline, self.stream.read(spare)).await;
         let (filled, outcome) = match read {
             Some(Ok(0)) | Some(Err(_)) => (0, Read::Closed),
             Some(Ok(n)) => (n, Read::Data),
             None => (0, Read::TimedOut),
         };
-        self.buf.truncate(start.saturating_add(filled));
+        self.buf.commit(filled);
         if filled > 0 && start == 0 {
             phase.set(Phase::Reading {
                 since: Instant::now(),
@@ -268,9 +325,7 @@ impl Client {
     /// need, so an idle connection costs the same after a 7.9 KiB head or a `/metrics` page as
     /// after a ping. (The small ones are kept: no allocation per request on the usual path.)
     fn shed_buffers(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > HTTP_READ_CHUNK {
-            self.buf = Vec::new();
-        }
+        self.buf.shed(HTTP_READ_CHUNK);
         if self.out.is_empty() && self.out.capacity() > IDLE_OUT_BYTES {
             self.out = Vec::new();
         }
@@ -339,10 +394,9 @@ impl Client {
         self.out.clear();
         self.stream.shutdown_write();
         let mut dropped = 0usize;
+        self.buf.take(self.buf.len());
         while dropped < LINGER_BYTES {
-            self.buf.clear();
-            self.buf.resize(HTTP_READ_CHUNK, 0);
-            match self.stream.read(&mut self.buf).await {
+            match self.stream.read(self.buf.room(HTTP_READ_CHUNK)).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => dropped = dropped.saturating_add(n),
             }
