@@ -28,6 +28,8 @@ use event_listener::Event;
 use smol::future;
 use smol::Timer;
 
+use crate::os::alarm::Alarm;
+
 /// Runs `fut` until `deadline`; `None` when the deadline came first (and `fut` is dropped).
 pub(crate) async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
     future::or(async { Some(fut.await) }, async {
@@ -265,6 +267,10 @@ pub(crate) async fn run_ticker() {
         return;
     }
     let _guard = TickerGuard;
+    // A timerfd of its own (see `os::alarm`: no allocation per reactor wake-up), or a
+    // `smol::Timer` where the system gives no timerfd.
+    let mut alarm = Alarm::new().ok();
+    let mut alarm_at: Option<Instant> = None;
     let mut due = Vec::new();
     loop {
         // Listen before looking, so that a registration in between is not missed.
@@ -278,12 +284,25 @@ pub(crate) async fn run_ticker() {
         match earliest {
             // Nothing waits: sleep, without a timer, until a deadline registers.
             None => listener.await,
-            Some(at) => {
-                future::or(listener, async {
-                    Timer::at(at).await;
-                })
-                .await
-            }
+            Some(at) => match alarm.as_ref() {
+                Some(timerfd) if alarm_at == Some(at) || timerfd.set(at).is_ok() => {
+                    alarm_at = Some(at);
+                    let woken = async {
+                        listener.await;
+                        Ok(())
+                    };
+                    if future::or(woken, timerfd.rung()).await.is_err() {
+                        // A timerfd that cannot be read would ring at once forever.
+                        alarm = None;
+                    }
+                }
+                _ => {
+                    future::or(listener, async {
+                        Timer::at(at).await;
+                    })
+                    .await
+                }
+            },
         }
     }
 }
