@@ -189,17 +189,30 @@ def parse_counter(counter, out, log, tag):
     raise bench.BenchError(f"{tag}: no {counter} figure in {out if counter == 'syscalls' else log}\n{bench.tail(log)}")
 
 
+# System calls vary from run to run, more on a busy machine: async-io's helper thread takes the
+# reactor from the main thread when the main thread is late (a futex hand-over and a reactor round
+# more). Their figure is the median of this many pairs of runs, with the spread printed beside it;
+# run it on a quiet machine. Instructions and allocations are the same at every run: one pair.
+SYSCALL_PAIRS = 5
+
+
 def per_request(counter, binary, fpm_port, tmp, scenario, label):
     conns, short, long_ = SCENARIOS[scenario]
-    runs = []
-    for per_conn in (short, long_):
-        tag = f"{label}-{scenario}-{counter}-{per_conn}"
-        runs.append(counted_run(counter, binary, fpm_port, tmp, conns, per_conn, tag, scenario == "close"))
     extra = conns * (long_ - short)
+    estimates = []
+    for pair in range(SYSCALL_PAIRS if counter == "syscalls" else 1):
+        runs = []
+        for per_conn in (short, long_):
+            tag = f"{label}-{scenario}-{counter}-{per_conn}-{pair}"
+            runs.append(counted_run(counter, binary, fpm_port, tmp, conns, per_conn, tag, scenario == "close"))
+        estimates.append({key: None if runs[0][key] is None or runs[1][key] is None
+                          else (runs[1][key] - runs[0][key]) / extra for key in runs[0]})
     out = {}
-    for key in runs[0]:
-        a, b = runs[0][key], runs[1][key]
-        out[key] = None if a is None or b is None else (b - a) / extra
+    for key in estimates[0]:
+        values = sorted(e[key] for e in estimates if e[key] is not None)
+        out[key] = values[len(values) // 2] if len(values) == len(estimates) else None
+        if len(values) > 1:
+            out[key + "_spread"] = (values[0], values[-1])
     return out
 
 
@@ -276,7 +289,9 @@ def main():
                                    ("allocations", "allocations", "blocks"),
                                    ("bytes allocated", "allocations", "bytes")]:
             vals = [results[(scenario, label)].get(counter, {}).get(key) for label in labels]
-            row = [scenario, name] + [fmt(v) for v in vals]
+            spreads = [results[(scenario, label)].get(counter, {}).get(key + "_spread") for label in labels]
+            row = [scenario, name] + [fmt(v) + (f" ({sp[0]:.1f}-{sp[1]:.1f})" if sp else "")
+                                      for v, sp in zip(vals, spreads)]
             if len(vals) == 2:
                 row.append("n/a" if None in vals or not vals[0] else f"{vals[1] / vals[0]:.2f}")
             rows.append(row)
