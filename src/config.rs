@@ -363,6 +363,14 @@ where
         };
         (setting.apply)(&raw, &mut config)?;
     }
+    if !config.coalesce && !config.cache_ttl.is_zero() {
+        // The cache keeps the verdict of a shared probe; COALESCE=off shares nothing.
+        return Err(ConfigError(format!(
+            "CACHE_TTL={:?} reuses verdicts, but COALESCE=off asks for one FastCGI request per \
+             probe; set one of them back (COALESCE=on, or CACHE_TTL=0)",
+            config.cache_ttl
+        )));
+    }
     Ok(if check {
         Command::Check {
             config,
@@ -867,9 +875,17 @@ mod tests {
         let c = config(&[], &[]);
         assert!(c.coalesce);
         assert_eq!(c.cache_ttl, Duration::ZERO);
-        let c = config(&["--coalesce=off"], &[("CACHE_TTL", "250ms")]);
+        let c = config(&["--coalesce=off"], &[]);
         assert!(!c.coalesce);
+        let c = config(&[], &[("CACHE_TTL", "250ms")]);
         assert_eq!(c.cache_ttl, Duration::from_millis(250));
+        // A cache without coalescing would be silently ignored: an error naming both.
+        let error = error(&["--coalesce=off"], &[("CACHE_TTL", "250ms")]);
+        assert!(
+            error.contains("CACHE_TTL=250ms") && error.contains("COALESCE=off"),
+            "{error}"
+        );
+        assert!(!config(&["--coalesce=off"], &[("CACHE_TTL", "0")]).coalesce);
         for zero in ["0", "0s", "0ms", "0.0"] {
             assert_eq!(
                 config(&[], &[("CACHE_TTL", zero)]).cache_ttl,

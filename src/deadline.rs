@@ -6,15 +6,19 @@
 //! Two clocks serve it. Without a ticker, each wait gets its own `smol::Timer`: exact, but
 //! every timer costs the reactor a wake-up (an eventfd write and read, an `epoll_ctl`, a
 //! `timerfd_settime`), which is a third of the system calls of a probe. When [`run_ticker`] runs
-//! on the thread (the server starts it), waits register in a shared wheel instead, ordered by
-//! deadline, and one timer is armed at the earliest. Registering costs no system call unless the
-//! new deadline comes before the armed one (with equal timeouts, it never does); a finished wait
-//! just leaves the wheel, and the armed timer, when it fires with nothing due, is re-armed at the
+//! on the thread (the server starts it), waits register in a shared wheel instead, and one timer
+//! is armed at the earliest deadline. Registering costs no system call unless the new deadline
+//! comes before the armed one (with equal timeouts, it never does); a finished wait just leaves
+//! the wheel, and the armed timer, when it fires, wakes what is due and is re-armed at the
 //! earliest remaining deadline or not at all. With nothing waiting, the ticker sleeps without a
 //! timer.
+//!
+//! The wheel is a slab, not an ordered map: registering, updating a waker and leaving are O(1)
+//! (at 1,000 connections the ordered map's searches were 15% of all user-space instructions).
+//! Finding the earliest deadline is a scan, done only when the timer fires or an earlier
+//! deadline registers: a few times per `TIMEOUT` under load, not per request.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -23,6 +27,8 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use smol::future;
 use smol::Timer;
+
+use crate::os::alarm::Alarm;
 
 /// Runs `fut` until `deadline`; `None` when the deadline came first (and `fut` is dropped).
 pub(crate) async fn at<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
@@ -62,13 +68,110 @@ pub(crate) fn later(start: Instant, after: Duration) -> Instant {
 struct Wheel {
     /// Whether a ticker runs on this thread.
     ticking: Cell<bool>,
-    /// Registered deadlines, earliest first, with the waker of their waiter.
-    entries: RefCell<BTreeMap<(Instant, u64), Waker>>,
-    next_id: Cell<u64>,
+    /// Registered deadlines with the waker of their waiter.
+    entries: RefCell<Entries>,
     /// When the ticker's timer fires; `None` while it sleeps without one.
     armed: Cell<Option<Instant>>,
     /// Wakes the ticker when a deadline registers before its timer.
     wake_ticker: Event,
+}
+
+/// Where a waiter's deadline sits in [`Entries`]: its slot, and the generation that tells it
+/// from a later waiter given the same slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    slot: usize,
+    generation: u64,
+}
+
+/// One slot: a registered deadline, or a free slot (`waker: None`).
+struct Slot {
+    deadline: Instant,
+    generation: u64,
+    waker: Option<Waker>,
+}
+
+/// The registered deadlines: a slab with a free list. It grows to the most waits at once and
+/// keeps that size (a few dozen bytes a wait).
+#[derive(Default)]
+struct Entries {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    next_generation: u64,
+}
+
+impl Entries {
+    fn insert(&mut self, deadline: Instant, waker: Waker) -> Key {
+        let generation = self.next_generation;
+        self.next_generation = generation.wrapping_add(1);
+        let filled = Slot {
+            deadline,
+            generation,
+            waker: Some(waker),
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot {
+                    deadline,
+                    generation,
+                    waker: None,
+                });
+                self.slots.len().saturating_sub(1)
+            }
+        };
+        if let Some(place) = self.slots.get_mut(slot) {
+            *place = filled;
+        }
+        Key { slot, generation }
+    }
+
+    /// The waker of `key`'s waiter while it is registered.
+    fn waker_mut(&mut self, key: Key) -> Option<&mut Waker> {
+        self.slots
+            .get_mut(key.slot)
+            .filter(|slot| slot.generation == key.generation)?
+            .waker
+            .as_mut()
+    }
+
+    fn remove(&mut self, key: Key) {
+        let Some(slot) = self.slots.get_mut(key.slot) else {
+            return;
+        };
+        if slot.generation == key.generation && slot.waker.take().is_some() {
+            self.free.push(key.slot);
+        }
+    }
+
+    /// Takes the wakers of the deadlines up to `now` into `due`; returns the earliest deadline
+    /// left.
+    fn expire(&mut self, now: Instant, due: &mut Vec<Waker>) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if slot.waker.is_none() {
+                continue;
+            }
+            if slot.deadline <= now {
+                due.extend(slot.waker.take());
+                self.free.push(index);
+            } else if earliest.is_none_or(|at| slot.deadline < at) {
+                earliest = Some(slot.deadline);
+            }
+        }
+        earliest
+    }
+
+    /// Takes every waker (the ticker stops).
+    fn take_all(&mut self) -> Vec<Waker> {
+        self.free.clear();
+        self.slots.drain(..).filter_map(|slot| slot.waker).collect()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.slots.iter().all(|slot| slot.waker.is_none())
+    }
 }
 
 thread_local! {
@@ -78,7 +181,7 @@ thread_local! {
 /// Completes at its deadline: through the wheel when a ticker runs, else through its own timer.
 struct Expiry {
     deadline: Instant,
-    key: Option<(Instant, u64)>,
+    key: Option<Key>,
     timer: Option<Timer>,
 }
 
@@ -93,7 +196,7 @@ impl Expiry {
 
     fn deregister(&mut self) {
         if let Some(key) = self.key.take() {
-            let _ = WHEEL.try_with(|wheel| wheel.entries.borrow_mut().remove(&key));
+            let _ = WHEEL.try_with(|wheel| wheel.entries.borrow_mut().remove(key));
         }
     }
 }
@@ -115,32 +218,24 @@ impl Future for Expiry {
             let timer = self.timer.get_or_insert_with(|| Timer::at(deadline));
             return Pin::new(timer).poll(cx).map(|_| ());
         }
-        let key = match self.key {
-            Some(key) => key,
-            None => {
-                let key = WHEEL.with(|wheel| {
-                    let id = wheel.next_id.get();
-                    wheel.next_id.set(id.wrapping_add(1));
-                    (self.deadline, id)
-                });
-                self.key = Some(key);
-                key
-            }
-        };
-        WHEEL.with(|wheel| {
+        let deadline = self.deadline;
+        let registered = self.key;
+        let key = WHEEL.with(|wheel| {
             let mut entries = wheel.entries.borrow_mut();
-            match entries.get_mut(&key) {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                Some(waker) => waker.clone_from(cx.waker()),
-                None => {
-                    entries.insert(key, cx.waker().clone());
-                    drop(entries);
-                    if wheel.armed.get().is_none_or(|armed| key.0 < armed) {
-                        wheel.wake_ticker.notify(1);
-                    }
+            if let Some(waker) = registered.and_then(|key| entries.waker_mut(key)) {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
                 }
+                return registered;
             }
+            let key = entries.insert(deadline, cx.waker().clone());
+            drop(entries);
+            if wheel.armed.get().is_none_or(|armed| deadline < armed) {
+                wheel.wake_ticker.notify(1);
+            }
+            Some(key)
         });
+        self.key = key;
         Poll::Pending
     }
 }
@@ -159,8 +254,8 @@ impl Drop for TickerGuard {
     fn drop(&mut self) {
         let _ = WHEEL.try_with(|wheel| {
             wheel.ticking.set(false);
-            let entries = std::mem::take(&mut *wheel.entries.borrow_mut());
-            entries.into_values().for_each(Waker::wake);
+            let wakers = wheel.entries.borrow_mut().take_all();
+            wakers.into_iter().for_each(Waker::wake);
         });
     }
 }
@@ -172,41 +267,43 @@ pub(crate) async fn run_ticker() {
         return;
     }
     let _guard = TickerGuard;
+    // A timerfd of its own (see `os::alarm`: no allocation per reactor wake-up), or a
+    // `smol::Timer` where the system gives no timerfd.
+    let mut alarm = Alarm::new().ok();
+    let mut alarm_at: Option<Instant> = None;
+    let mut due = Vec::new();
     loop {
         // Listen before looking, so that a registration in between is not missed.
         let (listener, earliest) = WHEEL.with(|wheel| {
             let listener = wheel.wake_ticker.listen();
-            let earliest = wheel
-                .entries
-                .borrow()
-                .first_key_value()
-                .map(|(key, _)| key.0);
+            let earliest = wheel.entries.borrow_mut().expire(Instant::now(), &mut due);
             wheel.armed.set(earliest);
             (listener, earliest)
         });
+        due.drain(..).for_each(Waker::wake);
         match earliest {
             // Nothing waits: sleep, without a timer, until a deadline registers.
             None => listener.await,
-            Some(at) => {
-                future::or(listener, async {
-                    Timer::at(at).await;
-                })
-                .await
-            }
-        }
-        let now = Instant::now();
-        let expired: Vec<Waker> = WHEEL.with(|wheel| {
-            let mut entries = wheel.entries.borrow_mut();
-            let mut expired = Vec::new();
-            while let Some(entry) = entries.first_entry() {
-                if entry.key().0 > now {
-                    break;
+            Some(at) => match alarm.as_ref() {
+                Some(timerfd) if alarm_at == Some(at) || timerfd.set(at).is_ok() => {
+                    alarm_at = Some(at);
+                    let woken = async {
+                        listener.await;
+                        Ok(())
+                    };
+                    if future::or(woken, timerfd.rung()).await.is_err() {
+                        // A timerfd that cannot be read would ring at once forever.
+                        alarm = None;
+                    }
                 }
-                expired.push(entry.remove());
-            }
-            expired
-        });
-        expired.into_iter().for_each(Waker::wake);
+                _ => {
+                    future::or(listener, async {
+                        Timer::at(at).await;
+                    })
+                    .await
+                }
+            },
+        }
     }
 }
 
@@ -288,6 +385,30 @@ mod tests {
         }));
         assert_eq!(value, Some(7));
         assert!(WHEEL.with(|wheel| wheel.entries.borrow().is_empty()));
+    }
+
+    #[test]
+    fn a_reused_slot_is_not_removed_by_its_former_waiter() {
+        let now = Instant::now();
+        let mut entries = Entries::default();
+        let waker = Waker::noop().clone();
+        let first = entries.insert(now, waker.clone());
+        let mut due = Vec::new();
+        assert_eq!(entries.expire(now, &mut due), None);
+        assert_eq!(due.len(), 1);
+        let second = entries.insert(now + Duration::from_secs(1), waker);
+        assert_eq!(first.slot, second.slot, "the slot is reused");
+        entries.remove(first);
+        assert!(entries.waker_mut(second).is_some(), "the new waiter stays");
+        assert!(entries.waker_mut(first).is_none());
+        due.clear();
+        assert_eq!(
+            entries.expire(now, &mut due),
+            Some(now + Duration::from_secs(1))
+        );
+        assert!(due.is_empty());
+        entries.remove(second);
+        assert!(entries.is_empty());
     }
 
     #[test]

@@ -26,6 +26,13 @@ pub const MAX_FCGI_STDOUT: usize = 64 * 1024;
 /// Largest FastCGI stderr we accept from the peer; more is `response_too_large`.
 pub const MAX_FCGI_STDERR: usize = 64 * 1024;
 
+/// Most FastCGI records in one answer (php-fpm sends a handful; its records carry up to 64 KiB).
+pub const MAX_FCGI_RECORDS: usize = 1024;
+
+/// Most bytes of record headers and padding in one answer, on top of the stdout and stderr caps
+/// (8 header bytes and up to 7 of padding per record: 1,024 records fit).
+pub const MAX_FCGI_OVERHEAD: usize = 16 * 1024;
+
 /// How much of the peer's stderr we keep for the log line.
 pub const LOGGED_STDERR_BYTES: usize = 512;
 

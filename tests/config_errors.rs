@@ -120,6 +120,19 @@ fn invalid_flag_values_exit_2_naming_the_setting() {
 }
 
 #[test]
+fn a_cache_without_coalescing_exits_2_naming_both() {
+    // COALESCE=off ignored CACHE_TTL silently while the start-up line said "cache 250ms".
+    let case = Case {
+        env: vec![("COALESCE", "off"), ("CACHE_TTL", "250ms")],
+        args: Vec::new(),
+        names: vec!["CACHE_TTL"],
+    };
+    assert_config_errors(&[case]);
+    let run = run_to_exit(&[("COALESCE", "off"), ("CACHE_TTL", "250ms")], &[]);
+    assert!(run.stderr.contains("COALESCE=off"), "{}", run.stderr);
+}
+
+#[test]
 fn flags_win_over_the_environment() {
     let peer = FakePeer::start(Behavior::healthy());
     let port = peer.port().to_string();

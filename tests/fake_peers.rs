@@ -155,6 +155,13 @@ fn short_end_request_is_protocol_error_not_a_crash() {
 }
 
 #[test]
+fn endless_empty_records_are_response_too_large_at_once() {
+    // Empty records fill no content cap: before the record and byte bounds, the probe read them
+    // (887 MB in 500 ms) until its deadline and ended `timeout`. The reason tells the two apart.
+    assert_fault(Behavior::EndlessEmptyRecords, "response_too_large");
+}
+
+#[test]
 fn endless_stdout_is_response_too_large() {
     assert_fault(Behavior::EndlessStdout, "response_too_large");
 }
@@ -191,6 +198,34 @@ fn cgi_error_status_is_bad_status() {
             "Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\npong",
         ),
         "bad_status",
+    );
+}
+
+#[test]
+fn a_hostile_status_reaches_bodies_and_terminals_escaped() {
+    // ESC [2J clears an operator's screen, BEL rings; both came through raw in the body and in
+    // `check`'s output.
+    let peer = FakePeer::start(Behavior::stdout(
+        "Status: 404 \x1b[2J\x07\r\nContent-Type: text/plain\r\n\r\npong",
+    ));
+    let tool = tool_for(&peer, &[]);
+    let response = get(tool.addr(), "/fcgi-ping");
+    response.assert_failure(503, "bad_status");
+    assert!(
+        !response.body.contains(['\x1b', '\x07']) && response.body.contains("\\u{1b}[2J"),
+        "{:?}",
+        response.body
+    );
+    let port = peer.port().to_string();
+    let run = common::run_to_exit(
+        &[("DESTINATION", "127.0.0.1"), ("DESTINATION_PORT", &port)],
+        &["check"],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    let output = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        output.contains("bad_status") && !output.contains(['\x1b', '\x07']),
+        "{output:?}"
     );
 }
 

@@ -209,6 +209,45 @@ fn request_body_is_consumed_before_the_next_request() {
     );
 }
 
+#[test]
+fn expect_100_continue_is_answered_at_once_then_closed() {
+    // The client sends its head and waits for `100 Continue` before its body; the body was
+    // waited for until CLIENT_TIMEOUT (the answer was a 408), or until curl gave up after 1 s.
+    let tool = tool(&[]);
+    let mut client = Client::connect(tool.addr());
+    let started = Instant::now();
+    client.send(
+        request_text(
+            "POST",
+            "/health",
+            &["Expect: 100-continue", "Content-Length: 5"],
+        )
+        .as_bytes(),
+    );
+    let response = client.read_response("POST");
+    let took = started.elapsed();
+    assert_eq!(response.status, 405, "{response:?}");
+    assert!(took < PROMPT, "answered after {took:?}");
+    assert!(response.says_close(), "{response:?}");
+    assert!(client.closed_within(Duration::from_secs(2)));
+    // A client that sent its body anyway keeps its connection.
+    let mut client = Client::connect(tool.addr());
+    client.send(b"GET /health HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello");
+    client.read_response("GET").assert_ok();
+    client.request("GET", "/healthz").assert_ok();
+}
+
+#[test]
+fn http_1_0_close_wins_over_keep_alive() {
+    let tool = tool(&[]);
+    let mut client = Client::connect(tool.addr());
+    client.send(b"GET /health HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n");
+    let response = client.read_response("GET");
+    response.assert_ok();
+    assert!(response.says_close(), "{response:?}");
+    assert!(client.closed_within(Duration::from_secs(2)));
+}
+
 /// Sends GET /health with the `extra` header line and asserts it is answered with `status`, then closed;
 /// the tool serves the next client.
 fn assert_answered_then_closed_for_header(extra: &str, status: u16) {

@@ -89,7 +89,7 @@ impl Queue {
             batch.clear();
             state.lines.drain(..).for_each(|line| batch.push_str(&line));
             state.bytes = 0;
-            if state.lines.is_empty() && batch.is_empty() {
+            if batch.is_empty() {
                 // Caught up: say what the stall cost.
                 let lost = std::mem::take(&mut state.lost);
                 let _ = writeln!(

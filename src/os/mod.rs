@@ -1,6 +1,7 @@
 //! The edges to the operating system: systemd (socket activation, readiness), the sockets the
 //! server listens on and serves, the non-blocking log writer, and the one audited `unsafe`.
 
+pub(crate) mod alarm;
 pub mod log;
 pub(crate) mod socket;
 #[allow(unsafe_code)]

@@ -68,18 +68,31 @@ impl Listener {
         }
     }
 
-    /// Accepts one connection.
+    /// Accepts one connection, non-blocking from the start (`accept4` with `SOCK_NONBLOCK`:
+    /// no `ioctl(FIONBIO)` per connection).
     pub(crate) async fn accept(&self) -> io::Result<Stream> {
         match self {
             Listener::Tcp(l) => {
-                let (stream, _) = l.accept().await?;
+                let stream = TcpStream::from(l.read_with(accept_nonblocking).await?);
                 // Responses are small and complete: send them without waiting for more.
-                let _ = stream.get_ref().set_nodelay(true);
-                Ok(Stream::Tcp(stream))
+                let _ = stream.set_nodelay(true);
+                Ok(Stream::Tcp(Async::new_nonblocking(stream)?))
             }
-            Listener::Unix(l) => Ok(Stream::Unix(l.accept().await?.0)),
+            Listener::Unix(l) => {
+                let stream = UnixStream::from(l.read_with(accept_nonblocking).await?);
+                Ok(Stream::Unix(Async::new_nonblocking(stream)?))
+            }
         }
     }
+}
+
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` on a listener.
+fn accept_nonblocking(listener: &impl std::os::fd::AsFd) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::SocketFlags;
+    Ok(rustix::net::accept_with(
+        listener,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+    )?)
 }
 
 /// One accepted connection.

@@ -11,12 +11,11 @@
 //! - With a TTL of zero, a verdict is never reused after it was delivered: a caller that arrives
 //!   after the probe finished starts a new one.
 
-use std::cell::RefCell;
-use std::future::Future;
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
-
-use event_listener::Event;
 
 /// Shares one in-flight computation of a `T` between concurrent callers.
 #[derive(Debug)]
@@ -33,11 +32,55 @@ enum State<T> {
     Cached { value: T, until: Instant },
 }
 
-/// One in-flight computation: its result once known, and the waiters' wake-up.
+/// One in-flight computation: its result once known, and the waiters' wakers.
+///
+/// One thread: a plain list of wakers, each waiter with its slot, rather than an
+/// `event_listener::Event`, whose first notification and every listener allocate. A flight
+/// without waiters (one probe at a time) allocates nothing but itself.
 #[derive(Debug)]
 struct Flight<T> {
     result: RefCell<Option<T>>,
-    done: Event,
+    /// Set when the flight ends, with a result or abandoned.
+    over: Cell<bool>,
+    waiters: RefCell<Vec<Option<Waker>>>,
+}
+
+impl<T> Flight<T> {
+    fn new() -> Self {
+        Self {
+            result: RefCell::new(None),
+            over: Cell::new(false),
+            waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Ends the flight and wakes every waiter.
+    fn end(&self) {
+        self.over.set(true);
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        waiters.into_iter().flatten().for_each(Waker::wake);
+    }
+
+    /// Waits until the flight ends (at once if it has).
+    async fn ended(&self) {
+        let mut slot: Option<usize> = None;
+        poll_fn(|cx| {
+            if self.over.get() {
+                return Poll::Ready(());
+            }
+            let mut waiters = self.waiters.borrow_mut();
+            match slot.and_then(|at| waiters.get_mut(at)) {
+                Some(Some(waker)) if waker.will_wake(cx.waker()) => {}
+                Some(place) => *place = Some(cx.waker().clone()),
+                None => {
+                    slot = Some(waiters.len());
+                    waiters.push(Some(cx.waker().clone()));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+    }
 }
 
 /// How a caller got its value.
@@ -83,11 +126,7 @@ impl<T: Clone> Coalescer<T> {
             };
             match flight {
                 Some(flight) => {
-                    let listener = flight.done.listen();
-                    if let Some(value) = flight.result.borrow().clone() {
-                        return (value, Source::Waited);
-                    }
-                    listener.await;
+                    flight.ended().await;
                     if let Some(value) = flight.result.borrow().clone() {
                         return (value, Source::Waited);
                     }
@@ -104,10 +143,7 @@ impl<T: Clone> Coalescer<T> {
         F: Fn() -> Fut,
         Fut: Future<Output = T>,
     {
-        let flight = Rc::new(Flight {
-            result: RefCell::new(None),
-            done: Event::new(),
-        });
+        let flight = Rc::new(Flight::new());
         *self.state.borrow_mut() = State::Running(Rc::clone(&flight));
         let guard = Abandon {
             coalescer: self,
@@ -124,7 +160,7 @@ impl<T: Clone> Coalescer<T> {
                 until: crate::deadline::after(self.ttl),
             }
         };
-        flight.done.notify(usize::MAX);
+        flight.end();
         value
     }
 }
@@ -143,7 +179,7 @@ impl<T> Drop for Abandon<'_, T> {
             *state = State::Idle;
         }
         drop(state);
-        self.flight.done.notify(usize::MAX);
+        self.flight.end();
     }
 }
 

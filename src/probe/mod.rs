@@ -372,7 +372,9 @@ impl Probe {
 
     fn decode_failure(&self, error: DecodeError) -> Failure {
         let reason = match error {
-            DecodeError::StdoutTooLarge | DecodeError::StderrTooLarge => Reason::ResponseTooLarge,
+            DecodeError::StdoutTooLarge
+            | DecodeError::StderrTooLarge
+            | DecodeError::AnswerTooLarge => Reason::ResponseTooLarge,
             _ => Reason::ProtocolError,
         };
         Failure::new(reason, format!("{} sent {error}", self.label()))

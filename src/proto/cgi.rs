@@ -9,9 +9,10 @@ use std::fmt;
 pub enum CgiError {
     /// No blank line ends the headers.
     NoHeaderEnd,
-    /// A `Status:` header that is not 2xx; holds its value (e.g. `404 Not Found`).
+    /// A `Status:` header that is not 2xx; holds its value, quoted by [`quote`] (e.g.
+    /// `"404 Not Found"`): the peer's bytes reach terminals and HTTP bodies only escaped.
     BadStatus(String),
-    /// A `Status:` header whose value has no 3-digit code.
+    /// A `Status:` header whose value has no 3-digit code; quoted as [`CgiError::BadStatus`].
     UnparsableStatus(String),
     /// The body does not contain the expected text; holds the start of the body.
     BodyMismatch(String),
@@ -96,12 +97,10 @@ pub fn status_code(value: &[u8]) -> Option<u16> {
 pub fn check(stdout: &[u8], expect: &[u8]) -> Result<(), CgiError> {
     let (headers, body) = split(stdout).ok_or(CgiError::NoHeaderEnd)?;
     if let Some(value) = status_header(headers) {
-        let text =
-            || String::from_utf8_lossy(value.get(..QUOTED_BYTES).unwrap_or(value)).into_owned();
         match status_code(value) {
             Some(200..=299) => {}
-            Some(_) => return Err(CgiError::BadStatus(text())),
-            None => return Err(CgiError::UnparsableStatus(text())),
+            Some(_) => return Err(CgiError::BadStatus(quote(value))),
+            None => return Err(CgiError::UnparsableStatus(quote(value))),
         }
     }
     if expect.is_empty() || find(body, expect).is_some() {
@@ -141,12 +140,23 @@ mod tests {
     fn php_fpm_not_found_is_bad_status() {
         assert_eq!(
             check(NOT_FOUND, b"pong"),
-            Err(CgiError::BadStatus("404 Not Found".into()))
+            Err(CgiError::BadStatus("\"404 Not Found\"".into()))
         );
         assert_eq!(
             check(b"status:503\r\n\r\n", b""),
-            Err(CgiError::BadStatus("503".into()))
+            Err(CgiError::BadStatus("\"503\"".into()))
         );
+    }
+
+    #[test]
+    fn a_status_value_reaches_the_reader_escaped() {
+        // ESC and BEL from the peer would clear an operator's screen and ring the bell.
+        let error = check(b"Status: 404 \x1b[2J\x07\r\n\r\n", b"").unwrap_err();
+        let shown = error.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "Status: \"404 \\u{1b}[2J\\u{7}\"");
+        let error = check(b"Status: \x1b]0;owned\x07\r\n\r\n", b"").unwrap_err();
+        assert!(!error.to_string().chars().any(char::is_control), "{error}");
     }
 
     #[test]
@@ -155,11 +165,11 @@ mod tests {
         assert_eq!(check(b"pong", b"pong"), Err(CgiError::NoHeaderEnd));
         assert_eq!(
             check(b"Status: abc\r\n\r\npong", b"pong"),
-            Err(CgiError::UnparsableStatus("abc".into()))
+            Err(CgiError::UnparsableStatus("\"abc\"".into()))
         );
         assert_eq!(
             check(b"Status: 2000\r\n\r\npong", b"pong"),
-            Err(CgiError::UnparsableStatus("2000".into()))
+            Err(CgiError::UnparsableStatus("\"2000\"".into()))
         );
         assert!(
             matches!(check(PONG, b"pang"), Err(CgiError::BodyMismatch(start)) if start == "\"pong\"")

@@ -16,7 +16,10 @@ use std::task::{Context, Poll};
 use fastcgi_client::{Client, Params, Request};
 use smol::io::{AsyncRead, AsyncWrite};
 
-use crate::limits::{FCGI_READ_CHUNK, LOGGED_STDERR_BYTES, MAX_FCGI_STDERR, MAX_FCGI_STDOUT};
+use crate::limits::{
+    FCGI_READ_CHUNK, LOGGED_STDERR_BYTES, MAX_FCGI_OVERHEAD, MAX_FCGI_RECORDS, MAX_FCGI_STDERR,
+    MAX_FCGI_STDOUT,
+};
 
 /// The request id `fastcgi-client` uses (as nginx does).
 pub const REQUEST_ID: u16 = 1;
@@ -152,6 +155,10 @@ pub enum DecodeError {
     StdoutTooLarge,
     /// Stderr beyond [`MAX_FCGI_STDERR`].
     StderrTooLarge,
+    /// More than [`MAX_FCGI_RECORDS`] records, or more than the content caps plus
+    /// [`MAX_FCGI_OVERHEAD`] bytes in all (record headers, padding, empty records); for a
+    /// truncating decoder, bounds scaled with what it may read (see [`Decoder::truncating`]).
+    AnswerTooLarge,
 }
 
 impl fmt::Display for DecodeError {
@@ -170,11 +177,26 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::StdoutTooLarge => write!(f, "stdout larger than {MAX_FCGI_STDOUT} bytes"),
             DecodeError::StderrTooLarge => write!(f, "stderr larger than {MAX_FCGI_STDERR} bytes"),
+            DecodeError::AnswerTooLarge => write!(
+                f,
+                "too many records or bytes in all (a ping's answer: at most {MAX_FCGI_RECORDS} \
+                 records, {MAX_ANSWER_BYTES} bytes)"
+            ),
         }
     }
 }
 
+/// Most bytes a whole answer may take on the wire: the content caps, plus record headers and
+/// padding. Content alone does not bound the answer: a peer streaming empty records would cost
+/// nothing against the caps, and kept the probe reading (and the one thread decoding) until its
+/// deadline.
+pub const MAX_ANSWER_BYTES: usize = MAX_FCGI_STDOUT + MAX_FCGI_STDERR + MAX_FCGI_OVERHEAD;
+
 /// An incremental, bounded decoder of the records answering [`REQUEST_ID`].
+///
+/// Bounds: stdout and stderr content ([`MAX_FCGI_STDOUT`], [`MAX_FCGI_STDERR`]), the number of
+/// records ([`MAX_FCGI_RECORDS`]) and the bytes received in all ([`MAX_ANSWER_BYTES`]); a
+/// truncating decoder scales the last two with what it may read and drop.
 #[derive(Debug)]
 pub struct Decoder {
     /// Received bytes not yet decoded (`..filled`), then room for the next read.
@@ -188,6 +210,10 @@ pub struct Decoder {
     /// Past `stdout_cap`: keep reading and mark the answer truncated (`true`), or fail with
     /// [`DecodeError::StdoutTooLarge`] (`false`).
     truncate: bool,
+    records: usize,
+    /// Most records, and most bytes received in all (headers, padding, dropped stdout).
+    max_records: usize,
+    max_received: usize,
 }
 
 impl Default for Decoder {
@@ -195,6 +221,11 @@ impl Default for Decoder {
         Self::new()
     }
 }
+
+/// How much stdout a truncating decoder reads (and drops) past its cap, as a multiple of the
+/// cap, before the answer is too large: a page a little over the cap is still read to its end,
+/// a peer that never stops is not.
+const TRUNCATED_READ_FACTOR: usize = 4;
 
 impl Decoder {
     /// A decoder that has seen nothing; stdout beyond [`MAX_FCGI_STDOUT`] is an error.
@@ -207,6 +238,9 @@ impl Decoder {
             received: 0,
             stdout_cap: MAX_FCGI_STDOUT,
             truncate: false,
+            records: 0,
+            max_records: MAX_FCGI_RECORDS,
+            max_received: MAX_ANSWER_BYTES,
         }
     }
 
@@ -214,10 +248,20 @@ impl Decoder {
     /// answer [`Answer::stdout_truncated`] (php-fpm's full status page: its summary comes first).
     /// The peer still cannot grow our memory: dropped bytes are not kept, and the caller's
     /// deadline bounds the time.
+    ///
+    /// It reads at most [`TRUNCATED_READ_FACTOR`] times `cap` of stdout, dropping what is past
+    /// `cap`; more is [`DecodeError::AnswerTooLarge`]. Its record and byte bounds grow in the
+    /// same proportion as the stdout it may read.
     pub fn truncating(cap: usize) -> Self {
+        let readable = cap.saturating_mul(TRUNCATED_READ_FACTOR);
+        let scale = (readable / MAX_FCGI_STDOUT).max(1);
         Self {
             stdout_cap: cap,
             truncate: true,
+            max_records: MAX_FCGI_RECORDS.saturating_mul(scale),
+            max_received: readable
+                .saturating_add(MAX_FCGI_STDERR)
+                .saturating_add(MAX_FCGI_OVERHEAD.saturating_mul(scale)),
             ..Self::new()
         }
     }
@@ -242,6 +286,9 @@ impl Decoder {
         let end = self.filled.saturating_add(read).min(self.pending.len());
         self.pending.truncate(end);
         self.received = self.received.saturating_add(read);
+        if self.received > self.max_received {
+            return Err(DecodeError::AnswerTooLarge);
+        }
         self.decode()
     }
 
@@ -250,6 +297,9 @@ impl Decoder {
         self.pending.truncate(self.filled);
         self.pending.extend_from_slice(bytes);
         self.received = self.received.saturating_add(bytes.len());
+        if self.received > self.max_received {
+            return Err(DecodeError::AnswerTooLarge);
+        }
         self.decode()
     }
 
@@ -286,6 +336,10 @@ impl Decoder {
             };
             let content = record.get(HEADER_LEN..content_end).unwrap_or_default();
             offset = next;
+            self.records = self.records.saturating_add(1);
+            if self.records > self.max_records {
+                break Err(DecodeError::AnswerTooLarge);
+            }
             match kind {
                 STDOUT => {
                     self.stdout_len = self.stdout_len.saturating_add(content.len());
@@ -444,6 +498,77 @@ mod tests {
             .unwrap();
         assert!(!small.stdout_truncated);
         assert_eq!(small.stdout, PHP_FPM_PONG);
+    }
+
+    #[test]
+    fn a_truncating_decoder_still_ends_a_peer_that_never_stops() {
+        let cap = 100_000;
+        let mut decoder = Decoder::truncating(cap);
+        let chunk = record(STDOUT, 1, &[b'x'; 65535], 1);
+        let mut result = Ok(None);
+        let mut fed = 0usize;
+        while result == Ok(None) && fed < 1000 {
+            result = decoder.feed(&chunk);
+            fed += 1;
+        }
+        assert_eq!(result, Err(DecodeError::AnswerTooLarge));
+        assert!(
+            decoder.received()
+                <= cap * TRUNCATED_READ_FACTOR
+                    + MAX_FCGI_STDERR
+                    + 2 * 65544
+                    + MAX_FCGI_OVERHEAD * 6
+        );
+        // Empty records: the scaled record bound.
+        let mut decoder = Decoder::truncating(cap);
+        let empty = record(STDOUT, 1, b"", 0);
+        let mut result = Ok(None);
+        while result == Ok(None) && decoder.records <= decoder.max_records {
+            result = decoder.feed(&empty);
+        }
+        assert_eq!(result, Err(DecodeError::AnswerTooLarge));
+    }
+
+    #[test]
+    fn empty_records_are_bounded_by_count() {
+        let mut decoder = Decoder::new();
+        let empty = record(STDOUT, 1, b"", 0);
+        let mut result = Ok(None);
+        let mut fed = 0usize;
+        while result == Ok(None) && fed <= MAX_FCGI_RECORDS {
+            result = decoder.feed(&empty);
+            fed += 1;
+        }
+        assert_eq!(result, Err(DecodeError::AnswerTooLarge));
+        assert_eq!(fed, MAX_FCGI_RECORDS + 1);
+    }
+
+    #[test]
+    fn padding_is_bounded_by_bytes() {
+        // Few records, each mostly padding: the byte bound ends it before the record bound.
+        let mut decoder = Decoder::new();
+        let padded = record(STDOUT, 1, b"", 255);
+        let mut result = Ok(None);
+        while result == Ok(None) && decoder.received() <= MAX_ANSWER_BYTES {
+            result = decoder.feed(&padded);
+        }
+        assert_eq!(result, Err(DecodeError::AnswerTooLarge));
+        assert!(decoder.records <= MAX_FCGI_RECORDS);
+    }
+
+    #[test]
+    fn an_answer_at_every_content_cap_still_fits() {
+        // Full stdout and stderr in php-fpm's record size, padded to 8 bytes: within the bounds.
+        let mut bytes = Vec::new();
+        for _ in 0..MAX_FCGI_STDOUT / 8184 {
+            bytes.extend(record(STDOUT, 1, &[b'x'; 8184], 0));
+        }
+        for _ in 0..MAX_FCGI_STDERR / 8184 {
+            bytes.extend(record(STDERR, 1, &[b'e'; 8184], 0));
+        }
+        bytes.extend(record(STDOUT, 1, b"\r\n\r\n", 0));
+        bytes.extend(end(0));
+        assert!(Decoder::new().feed(&bytes).unwrap().is_some());
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct Head {
     pub body: Body,
     /// The query string, kept only for [`Route::Status`] (its thresholds).
     pub query: Option<String>,
+    /// `Expect: 100-continue`: the client waits for a `100 Continue` before it sends its body.
+    /// We never need a body, so it is answered at once, without that interim answer.
+    pub expect_continue: bool,
 }
 
 /// Why a request head cannot be served.
@@ -107,18 +110,22 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let route = route(target);
     let query = (route == Route::Status).then(|| query(target).to_owned());
     let http10 = request.version == Some(0);
-    let mut keep_alive = !http10;
+    // `close` wins wherever it appears; HTTP/1.0 keeps the connection only when asked to.
+    let (mut close, mut asked_keep_alive) = (false, false);
+    let mut expect_continue = false;
     let mut length: Option<u64> = None;
     let mut chunked = false;
     for header in request.headers.iter() {
         if header.name.eq_ignore_ascii_case("connection") {
             for token in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                    keep_alive = true;
-                }
+                close |= token.eq_ignore_ascii_case(b"close");
+                asked_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
+        } else if header.name.eq_ignore_ascii_case("expect") {
+            expect_continue |= header
+                .value
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"100-continue");
         } else if header.name.eq_ignore_ascii_case("content-length") {
             let value =
                 std::str::from_utf8(header.value.trim_ascii()).map_err(|_| HeadError::Malformed)?;
@@ -139,6 +146,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         (false, Some(0) | None) => Body::None,
         (false, Some(n)) => Body::Length(n),
     };
+    let keep_alive = !close && (!http10 || asked_keep_alive);
     Ok(Some(Head {
         len,
         method,
@@ -146,6 +154,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         keep_alive,
         body,
         query,
+        expect_continue,
     }))
 }
 
@@ -345,6 +354,20 @@ mod tests {
         assert!(!head("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
         assert!(!head("GET / HTTP/1.1\r\nConnection: upgrade, close\r\n\r\n").keep_alive);
+        // `close` wins wherever it appears, in one header or across several.
+        assert!(!head("GET / HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n").keep_alive);
+        assert!(!head("GET / HTTP/1.1\r\nConnection: close, keep-alive\r\n\r\n").keep_alive);
+        assert!(
+            !head("GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n")
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn expect_continue() {
+        let h = head("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n");
+        assert!(h.expect_continue);
+        assert!(!head("GET / HTTP/1.1\r\n\r\n").expect_continue);
     }
 
     #[test]

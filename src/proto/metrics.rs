@@ -100,7 +100,7 @@ impl Metrics {
 
     /// Counts one answer given from a probe of `kind`: its result and duration when this caller
     /// ran it, a coalesced wait or cache hit otherwise.
-    pub fn record<T>(
+    pub(crate) fn record<T>(
         &self,
         kind: Kind,
         result: &Result<T, Failure>,

@@ -150,23 +150,27 @@ pub async fn serve(
         warn!("cannot tell systemd we are ready (NOTIFY_SOCKET): {error}");
     }
 
-    // The accept loop is a task of its own, so that it is polled only when the listener or a
-    // signal is ready: the executor polls its main future at every wake-up of the thread, and
-    // an accept or signal-pipe read that can only fail would cost two system calls each time.
+    // The signal pipe and the accept loop are tasks of their own, each polled only when its
+    // socket is ready: the executor polls its main future at every wake-up of the thread, and
+    // async-io tries a read of the pipe at every poll, so a signal-pipe read or an accept that
+    // can only fail would cost a system call each time (two per accepted connection, when the
+    // accept loop also watched the pipe).
+    let (signalled, received) = smol::channel::bounded(2);
+    let _signals = ex.spawn(forward_signals(signals, signalled));
     let accepting = ex.spawn(accept(
         Rc::clone(&ex),
         listener,
-        signals,
+        received.clone(),
         Rc::clone(&shared),
     ));
-    let mut signals = accepting.await;
+    accepting.await;
     if let Err(error) = systemd::notify("STOPPING=1") {
         warn!("cannot tell systemd we are stopping (NOTIFY_SOCKET): {error}");
     }
     // A second SIGTERM or SIGINT during the grace ends it: the connections still answering are
     // dropped with the executor.
     let second = async {
-        if let Some(Ok(signal)) = signals.next().await {
+        if let Ok(signal) = received.recv().await {
             warn!(
                 "received {} during the stop: exiting without waiting for the answering connections",
                 signal_name(signal)
@@ -198,11 +202,24 @@ fn signal_name(signal: Signal) -> &'static str {
     }
 }
 
+/// Passes each SIGTERM or SIGINT on; a failed signal pipe counts as SIGTERM (and ends it).
+async fn forward_signals(mut signals: Signals, to: smol::channel::Sender<Signal>) {
+    loop {
+        let (signal, failed) = match signals.next().await {
+            Some(Ok(signal)) => (signal, false),
+            _ => (Signal::Term, true),
+        };
+        if to.send(signal).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 /// Waits for SIGTERM or SIGINT and says so.
-async fn stop_signal(signals: &mut Signals) {
-    let name = match signals.next().await {
-        Some(Ok(signal)) => signal_name(signal),
-        _ => "SIGTERM",
+async fn stop_signal(received: &smol::channel::Receiver<Signal>) {
+    let name = match received.recv().await {
+        Ok(signal) => signal_name(signal),
+        Err(_) => "SIGTERM",
     };
     info!("received {name}, stopping");
 }
@@ -242,23 +259,25 @@ fn accept_error(error: &io::Error) -> AcceptError {
     }
 }
 
-/// Accepts connections until SIGTERM or SIGINT; gives the signal stream back for the stop.
+/// Accepts connections until SIGTERM or SIGINT.
 async fn accept(
     ex: Rc<LocalExecutor<'static>>,
     listener: Listener,
-    mut signals: Signals,
+    signals: smol::channel::Receiver<Signal>,
     shared: Rc<Shared>,
-) -> Signals {
+) {
     let idle = shared.config.idle_exit;
+    // One wait for the signal for the whole loop (polling the channel costs no system call).
+    let mut stop = std::pin::pin!(stop_signal(&signals));
     loop {
         // The signal first: a connection flood must not delay the stop.
-        let stop = async {
-            stop_signal(&mut signals).await;
+        let signalled = async {
+            (&mut stop).await;
             None
         };
         // Then a waiting connection, before an idle exit that would drop it.
         let accepted = future::or(
-            stop,
+            signalled,
             future::or(
                 async { Some(listener.accept().await) },
                 shared.house.idle_exit(&shared.table, idle),
@@ -283,7 +302,7 @@ async fn accept(
                         false
                     };
                     let signalled = async {
-                        stop_signal(&mut signals).await;
+                        (&mut stop).await;
                         true
                     };
                     if future::or(signalled, backoff).await {
@@ -296,7 +315,6 @@ async fn accept(
         // Let the connections run between accepts, even while a flood keeps the backlog full.
         future::yield_now().await;
     }
-    signals
 }
 
 /// Starts serving `stream`, making room at the cap or refusing it.

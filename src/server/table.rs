@@ -7,7 +7,10 @@
 //!   or in writing answers its client does not read (pipelined requests from a slow reader).
 //!   Only when every connection is answering (probing, writing to a reading client) or just
 //!   started a request is a newcomer refused (`503`, at most [`MAX_REJECTING`] at once).
-//! - Removing a connection from the table drops its task, which closes its socket.
+//! - Removing a connection from the table cancels its task. The socket closes when the executor
+//!   next runs that task (it drops the task's future), not at the removal: for that moment a
+//!   newcomer admitted in its place holds one descriptor more than the cap, which the
+//!   descriptor budget at start allows for.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -42,7 +45,8 @@ pub(crate) enum Phase {
     Writing { since: Instant },
 }
 
-/// An open connection: dropping it cancels its task, which closes the socket.
+/// An open connection: dropping it cancels its task; the socket closes when the executor next
+/// runs it.
 struct Conn {
     phase: Rc<Cell<Phase>>,
     _task: Task<()>,

@@ -244,6 +244,9 @@ pub enum Behavior {
     },
     /// Writes valid STDOUT records without end until the client goes away.
     EndlessStdout,
+    /// Writes empty STDOUT records (a header and no content) without end until the client goes
+    /// away: the socket is always readable, and no content cap ever fills.
+    EndlessEmptyRecords,
     /// Waits this long, then answers like php-fpm's ping page.
     Late(Duration),
 }
@@ -351,6 +354,12 @@ impl Behavior {
                 thread::sleep(*delay);
                 stream.write_all(&answer(1, PHP_FPM_PING_STDOUT))?;
                 finish(stream, false)
+            }
+            Self::EndlessEmptyRecords => {
+                let chunk = record(STDOUT, 1, &[]).repeat(8192);
+                loop {
+                    stream.write_all(&chunk)?;
+                }
             }
             Self::EndlessStdout => {
                 stream.write_all(&record(STDOUT, 1, b"Content-Type: text/plain\r\n\r\n"))?;
