@@ -339,6 +339,7 @@ mod tests {
         let failure = Failure {
             reason: Reason::Timeout,
             detail: String::new(),
+            errno: None,
         };
         metrics.record_ping(&Err(failure), Source::Ran, Duration::from_secs(2));
         let text = render(&metrics, 3, None);
@@ -407,6 +408,7 @@ mod tests {
         let down = Err(Failure {
             reason: Reason::ConnectRefused,
             detail: String::new(),
+            errno: None,
         });
         assert!(render(&Metrics::default(), 0, Some(&down)).contains("phpfpm_up 0\n"));
     }

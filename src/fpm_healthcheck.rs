@@ -1,0 +1,451 @@
+//! The `php-fpm-healthcheck` mode: the interface of renatomefi's php-fpm-healthcheck (v0.5.0),
+//! from our binary, with a deadline.
+//!
+//! It runs when the program's base name is `php-fpm-healthcheck`, or as
+//! `fastcgi-healthcheck php-fpm-healthcheck ARGS...`. Its options, variables, output lines and
+//! exit codes are the original's, so that `COPY fastcgi-healthcheck /usr/local/bin/php-fpm-healthcheck`
+//! keeps every existing probe working:
+//!
+//! - `-v`/`--verbose`, and `--<field>=N` or `--<field> N` for [`FIELDS`]; each fails when the
+//!   status page's value is greater than N; checks run in command-line order, the first failure
+//!   ends the run. Arguments that are not options are ignored, as the original's `getopt` does.
+//! - `FCGI_CONNECT` (`localhost:9000`; with a colon host:port, else a Unix socket path) and
+//!   `FCGI_STATUS_PATH` (`/status`), sent literally as `SCRIPT_NAME` and `SCRIPT_FILENAME` of one
+//!   `GET`; nothing else from the caller's environment is sent.
+//! - Exit codes: 0 healthy, 1 a check failed, 3 invalid options, 8 no status page, the errno of
+//!   a failed connect (111 refused, 2 no such socket file, 13 permission denied), 124 timeout.
+//!
+//! Beyond the original: a deadline (`--timeout=N` seconds, or our `TIMEOUT` variable; 800ms),
+//! one line saying what failed on a connect failure, and a field missing from the page fails
+//! (the original passes silently).
+//!
+//! Everything but [`main`] is pure: [`parse_args`] and [`settings`] read the command line and the
+//! environment, [`outcome`] turns the probe's answer into the output and the exit code.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{self, Destination, Host};
+use crate::limits::MAX_CONFIG_TEXT;
+use crate::probe::{Failure, Probe, Reason, Verdict};
+use crate::proto::cgi;
+use crate::proto::fcgi::Answer;
+use crate::proto::status;
+
+/// The program name that selects this mode (and the first argument that does).
+pub const NAME: &str = "php-fpm-healthcheck";
+
+/// The check options, as on the command line; dashes become spaces to name the status field.
+pub const FIELDS: [&str; 10] = [
+    "accepted-conn",
+    "listen-queue",
+    "max-listen-queue",
+    "listen-queue-len",
+    "idle-processes",
+    "active-processes",
+    "total-processes",
+    "max-active-processes",
+    "max-children-reached",
+    "slow-requests",
+];
+
+/// Exit status: healthy.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a check failed (or its field is missing from the page).
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit status: no such host in `FCGI_CONNECT` (as ENOENT is no such socket file).
+pub const EXIT_UNKNOWN_HOST: u8 = 2;
+/// Exit status: invalid options or settings.
+pub const EXIT_INVALID: u8 = 3;
+/// Exit status: the status page is missing or unusable.
+pub const EXIT_NO_PAGE: u8 = 8;
+/// Exit status: the deadline passed (coreutils' `timeout`).
+pub const EXIT_TIMEOUT: u8 = 124;
+
+const DEFAULT_CONNECT: &str = "localhost:9000";
+const DEFAULT_STATUS_PATH: &str = "/status";
+/// The longest Unix socket path (`sun_path` holds 108 bytes with the final NUL).
+const MAX_UNIX_PATH: usize = 107;
+
+/// One check: fails when the page's `field` is greater than `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// The field as on the status page (`max listen queue`).
+    pub field: String,
+    /// The largest value that passes.
+    pub limit: i64,
+}
+
+/// The command line, read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Options {
+    /// `-v`/`--verbose`.
+    pub verbose: bool,
+    /// The checks, in command-line order.
+    pub checks: Vec<Check>,
+    /// `--timeout`, if given.
+    pub timeout: Option<Duration>,
+}
+
+/// A command line or setting that cannot be used: the lines for stderr; exit 3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+/// Reads the command line (without the program name), as the original's `getopt` call and its
+/// integer check: syntax errors first (all of them, then `Invalid options, terminating.`), then
+/// the values in order.
+pub fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
+    let mut syntax_errors = String::new();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut verbose = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let text = arg.to_string_lossy();
+        if text == "--" {
+            break;
+        }
+        if let Some(long) = text.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (long, None),
+            };
+            if name == "verbose" {
+                match inline {
+                    None => verbose = true,
+                    Some(_) => syntax_errors.push_str(&format!(
+                        "{NAME}: option '--verbose' doesn't allow an argument\n"
+                    )),
+                }
+            } else if FIELDS.contains(&name) || name == "timeout" {
+                let value = match inline {
+                    Some(value) => Some(value.to_owned()),
+                    None => rest.next().map(|v| v.to_string_lossy().into_owned()),
+                };
+                match value {
+                    Some(value) => pairs.push((format!("--{name}"), value)),
+                    None => syntax_errors
+                        .push_str(&format!("{NAME}: option '--{name}' requires an argument\n")),
+                }
+            } else {
+                syntax_errors.push_str(&format!("{NAME}: unrecognized option '{text}'\n"));
+            }
+        } else if let Some(shorts) = text.strip_prefix('-').filter(|s| !s.is_empty()) {
+            for c in shorts.chars() {
+                if c == 'v' {
+                    verbose = true;
+                } else {
+                    syntax_errors.push_str(&format!(
+                        "{NAME}: invalid option -- '{}'\n",
+                        c.escape_debug()
+                    ));
+                }
+            }
+        }
+        // Anything else is not an option: the original's getopt moves it after `--`, where the
+        // script ignores it.
+    }
+    if !syntax_errors.is_empty() {
+        syntax_errors.push_str("Invalid options, terminating.\n");
+        return Err(Invalid(syntax_errors));
+    }
+    let mut options = Options {
+        verbose,
+        ..Options::default()
+    };
+    for (option, value) in pairs {
+        if option == "--timeout" {
+            let timeout = config::parse_duration(&value).ok_or_else(|| {
+                Invalid(format!(
+                    "'{option}' option value must be a number of seconds between 0.001 and 3600 \
+                     (0.5, 2, or with a unit: 500ms, 2s), '{value}' given\n"
+                ))
+            })?;
+            options.timeout = Some(timeout);
+            continue;
+        }
+        let limit = parse_integer(&value).ok_or_else(|| {
+            Invalid(format!(
+                "'{option}' option value must be an integer, '{value}' given\n"
+            ))
+        })?;
+        let field = option.trim_start_matches('-').replace('-', " ");
+        options.checks.push(Check { field, limit });
+    }
+    Ok(options)
+}
+
+/// An integer as `test N -eq N` reads one: an optional sign, then digits.
+fn parse_integer(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Where and what to ask, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `FCGI_CONNECT` as given (or its default), for the verbose line.
+    pub connect: String,
+    /// Where it points.
+    pub destination: Destination,
+    /// `FCGI_STATUS_PATH`.
+    pub path: String,
+    /// `TIMEOUT`, unless `--timeout` was given.
+    pub timeout: Duration,
+}
+
+/// Reads `FCGI_CONNECT`, `FCGI_STATUS_PATH` and `TIMEOUT` (an empty one is unset, as the
+/// original's `${VAR:-default}`); `timeout` (from `--timeout`) wins over `TIMEOUT`.
+pub fn settings<E>(env: E, timeout: Option<Duration>) -> Result<Settings, Invalid>
+where
+    E: Fn(&str) -> Option<OsString>,
+{
+    let read = |name: &str, default: &str| -> Result<String, Invalid> {
+        match env(name) {
+            None => Ok(default.to_owned()),
+            Some(value) if value.is_empty() => Ok(default.to_owned()),
+            Some(value) => value.into_string().map_err(|value| {
+                Invalid(format!(
+                    "{NAME}: {name}={value:?} is not valid UTF-8; set it to text\n"
+                ))
+            }),
+        }
+    };
+    let connect = read("FCGI_CONNECT", DEFAULT_CONNECT)?;
+    let path = read("FCGI_STATUS_PATH", DEFAULT_STATUS_PATH)?;
+    if path.len() > MAX_CONFIG_TEXT {
+        return Err(Invalid(format!(
+            "{NAME}: FCGI_STATUS_PATH is longer than {MAX_CONFIG_TEXT} bytes; set it to php-fpm's \
+             pm.status_path (e.g. /status)\n"
+        )));
+    }
+    let timeout = match timeout {
+        Some(timeout) => timeout,
+        None => {
+            let text = read("TIMEOUT", config::DEFAULT_TIMEOUT)?;
+            config::parse_duration(&text).ok_or_else(|| {
+                Invalid(format!(
+                    "{NAME}: TIMEOUT={text:?} is not a duration between 1ms and 1h \
+                     (examples: 500ms, 2s, 1.5); or give --timeout=SECONDS\n"
+                ))
+            })?
+        }
+    };
+    Ok(Settings {
+        destination: destination(&connect)?,
+        connect,
+        path,
+        timeout,
+    })
+}
+
+/// `FCGI_CONNECT` as `cgi-fcgi -connect` reads it: with a colon, host:port (an empty host is
+/// `localhost`); without one, a Unix socket path (relative paths too: `abc` is a path).
+pub fn destination(connect: &str) -> Result<Destination, Invalid> {
+    let Some((host, port)) = connect.rsplit_once(':') else {
+        if connect.len() > MAX_UNIX_PATH {
+            return Err(Invalid(format!(
+                "{NAME}: FCGI_CONNECT={connect:?} is longer than the {MAX_UNIX_PATH} bytes a Unix \
+                 socket path may have\n"
+            )));
+        }
+        return Ok(Destination::Unix(PathBuf::from(connect)));
+    };
+    let port = port.parse::<u16>().ok().filter(|port| *port > 0);
+    let host = if host.is_empty() {
+        Some(Host::Name("localhost".to_owned()))
+    } else {
+        config::parse_host(host)
+    };
+    match (host, port) {
+        (Some(host), Some(port)) => Ok(Destination::Tcp { host, port }),
+        _ => Err(Invalid(format!(
+            "{NAME}: FCGI_CONNECT={connect:?} is not host:port (a host name or IP address, and a \
+             port 1-65535, e.g. 127.0.0.1:9000) nor a Unix socket path (without a colon)\n"
+        ))),
+    }
+}
+
+/// What the run prints, and its exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// For stdout (`-v`).
+    pub stdout: String,
+    /// For stderr.
+    pub stderr: String,
+    /// The exit status.
+    pub code: u8,
+}
+
+/// The verbose line printed before the request.
+pub fn announce(settings: &Settings) -> String {
+    format!(
+        "Trying to connect to php-fpm via: {}{}\n",
+        settings.connect, settings.path
+    )
+}
+
+/// Turns the probe's verdict and answer into the output and the exit status.
+pub fn outcome(
+    options: &Options,
+    settings: &Settings,
+    verdict: Verdict,
+    answer: Option<&Answer>,
+) -> Outcome {
+    let mut out = Outcome {
+        stdout: String::new(),
+        stderr: String::new(),
+        code: EXIT_OK,
+    };
+    let Some(answer) = answer else {
+        let failure = verdict.err().unwrap_or_else(|| {
+            Failure::new(Reason::ClosedEarly, "no complete FastCGI answer".to_owned())
+        });
+        return without_answer(out, &failure);
+    };
+    let (headers, body) = cgi::split(&answer.stdout).unwrap_or((&[], &answer.stdout));
+    if options.verbose {
+        out.stdout.push_str("php-fpm status output:\n");
+        out.stdout.push_str(&printable(body));
+        out.stdout.push('\n');
+    }
+    let not_found = body.trim_ascii() == b"File not found."
+        || cgi::status_header(headers).and_then(cgi::status_code) == Some(404)
+        || [&answer.stdout, &answer.stderr]
+            .iter()
+            .any(|stream| cgi::find(stream, b"Primary script unknown").is_some());
+    if not_found {
+        out.stderr.push_str("php-fpm status page non reachable\n");
+        out.code = EXIT_NO_PAGE;
+        return out;
+    }
+    if let Err(failure) = verdict {
+        out.stderr.push_str("php-fpm status page non reachable\n");
+        out.stderr.push_str(&format!("{NAME}: {failure}\n"));
+        out.code = EXIT_NO_PAGE;
+        return out;
+    }
+    let page = status::parse(body).ok();
+    for check in &options.checks {
+        let value = page.as_ref().and_then(|page| page.text(&check.field));
+        let limit = check.limit;
+        if options.verbose {
+            out.stdout.push_str(&format!(
+                "'{}' value '{}' and expected is less than '{limit}'\n",
+                check.field,
+                printable(value.unwrap_or_default().as_bytes())
+            ));
+        }
+        let Some(value) = value else {
+            out.stderr.push_str(&format!(
+                "{NAME}: '{}' is missing from the status page at {}{}; is FCGI_STATUS_PATH \
+                 php-fpm's pm.status_path?\n",
+                check.field, settings.connect, settings.path
+            ));
+            out.code = EXIT_CHECK_FAILED;
+            return out;
+        };
+        let Ok(number) = value.parse::<i128>() else {
+            out.stderr.push_str(&format!(
+                "{NAME}: '{}' value '{}' on the status page is not an integer\n",
+                check.field,
+                printable(value.as_bytes())
+            ));
+            out.code = EXIT_CHECK_FAILED;
+            return out;
+        };
+        if number > i128::from(limit) {
+            out.stderr.push_str(&format!(
+                "'{}' value '{value}' is greater than expected '{limit}'\n",
+                check.field
+            ));
+            out.code = EXIT_CHECK_FAILED;
+            return out;
+        }
+    }
+    out
+}
+
+/// No answer: a connect failure exits with its errno, a timeout with 124, anything else 8.
+fn without_answer(mut out: Outcome, failure: &Failure) -> Outcome {
+    out.stderr.push_str(&format!("{NAME}: {failure}\n"));
+    out.code = match failure.reason {
+        Reason::Timeout => EXIT_TIMEOUT,
+        Reason::ResolveFailed => EXIT_UNKNOWN_HOST,
+        _ => match failure.errno.and_then(|errno| u8::try_from(errno).ok()) {
+            Some(errno) if errno > 0 => errno,
+            _ => {
+                out.stderr = format!("php-fpm status page non reachable\n{}", out.stderr);
+                EXIT_NO_PAGE
+            }
+        },
+    };
+    out
+}
+
+/// The text of `bytes` with control characters other than line feeds and tabs escaped, so that
+/// a peer cannot drive the terminal; trailing line feeds dropped (as the shell's `$(...)`).
+fn printable(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut shown = String::with_capacity(text.len());
+    for c in text.trim_end_matches('\n').chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+/// Whether the program was started as `php-fpm-healthcheck` (the base name of argv[0]).
+pub fn invoked_as(argv0: Option<&OsStr>) -> bool {
+    argv0
+        .and_then(|argv0| Path::new(argv0).file_name())
+        .is_some_and(|name| name == NAME)
+}
+
+/// Runs the mode: `args` without the program name (and without the `php-fpm-healthcheck`
+/// argument that selected it); returns the exit status.
+pub fn main<E>(args: &[OsString], env: E) -> u8
+where
+    E: Fn(&str) -> Option<OsString>,
+{
+    let ready = parse_args(args).and_then(|options| {
+        let settings = settings(env, options.timeout)?;
+        Ok((options, settings))
+    });
+    let (options, settings) = match ready {
+        Ok(ready) => ready,
+        Err(Invalid(lines)) => {
+            write(true, &lines);
+            return EXIT_INVALID;
+        }
+    };
+    if options.verbose {
+        write(false, &announce(&settings));
+    }
+    let probe = Probe::literal_status(&settings.destination, &settings.path, settings.timeout);
+    let (verdict, answer) = smol::block_on(probe.run_keeping_answer());
+    let done = outcome(&options, &settings, verdict, answer.as_ref());
+    write(false, &done.stdout);
+    write(true, &done.stderr);
+    done.code
+}
+
+/// Writes to stdout or stderr; a closed or full stream loses the text, not the exit status.
+fn write(to_stderr: bool, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    let _ = if to_stderr {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|()| out.flush())
+    };
+}
