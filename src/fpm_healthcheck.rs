@@ -449,3 +449,410 @@ fn write(to_stderr: bool, text: &str) {
         out.write_all(text.as_bytes()).and_then(|()| out.flush())
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn args(list: &[&str]) -> Result<Options, Invalid> {
+        let list: Vec<OsString> = list.iter().map(OsString::from).collect();
+        parse_args(&list)
+    }
+
+    fn check(field: &str, limit: i64) -> Check {
+        Check {
+            field: field.to_owned(),
+            limit,
+        }
+    }
+
+    fn env_settings(vars: &[(&str, &str)], timeout: Option<Duration>) -> Result<Settings, Invalid> {
+        let vars: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+            .collect();
+        settings(|name| vars.get(name).cloned(), timeout)
+    }
+
+    fn answer(stdout: &str, stderr: &str) -> Answer {
+        Answer {
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: stderr.as_bytes().to_vec(),
+            stderr_len: stderr.len(),
+            app_status: 0,
+            protocol_status: 0,
+        }
+    }
+
+    const PAGE: &str = "Content-type: text/plain;charset=UTF-8\r\n\r\n\
+        pool:                 www\n\
+        process manager:      static\n\
+        accepted conn:        12\n\
+        listen queue:         0\n\
+        max listen queue:     3\n\
+        idle processes:       1\n";
+
+    fn run(options: &Options, answer: &Answer) -> Outcome {
+        let settings = env_settings(&[], None).unwrap();
+        outcome(options, &settings, Ok(()), Some(answer))
+    }
+
+    #[test]
+    fn every_field_with_equals_and_with_a_space() {
+        for field in FIELDS {
+            let spaced = field.replace('-', " ");
+            for list in [
+                vec![format!("--{field}=7")],
+                vec![format!("--{field}"), "7".to_owned()],
+            ] {
+                let list: Vec<&str> = list.iter().map(String::as_str).collect();
+                assert_eq!(
+                    args(&list).unwrap().checks,
+                    vec![check(&spaced, 7)],
+                    "{list:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn verbose_order_and_ignored_arguments() {
+        let options = args(&[
+            "stray",
+            "--listen-queue",
+            "-3",
+            "-v",
+            "--accepted-conn=+5",
+            "--",
+            "--nope",
+        ])
+        .unwrap();
+        assert!(options.verbose);
+        assert_eq!(
+            options.checks,
+            vec![check("listen queue", -3), check("accepted conn", 5)]
+        );
+        assert!(args(&["--verbose"]).unwrap().verbose);
+        assert!(args(&["-vv"]).unwrap().verbose);
+        assert_eq!(args(&[]).unwrap(), Options::default());
+        // The value of `--FIELD N` is the next argument, whatever it is.
+        assert_eq!(
+            args(&["--slow-requests", "--verbose"]).unwrap_err().0,
+            "'--slow-requests' option value must be an integer, '--verbose' given\n"
+        );
+    }
+
+    #[test]
+    fn invalid_options_print_each_problem_then_terminate() {
+        assert_eq!(
+            args(&[
+                "--foo=1",
+                "-x",
+                "--verbose=1",
+                "--accepted-conn=abc",
+                "--help",
+                "--idle-processes"
+            ])
+            .unwrap_err()
+            .0,
+            "php-fpm-healthcheck: unrecognized option '--foo=1'\n\
+             php-fpm-healthcheck: invalid option -- 'x'\n\
+             php-fpm-healthcheck: option '--verbose' doesn't allow an argument\n\
+             php-fpm-healthcheck: unrecognized option '--help'\n\
+             php-fpm-healthcheck: option '--idle-processes' requires an argument\n\
+             Invalid options, terminating.\n"
+        );
+        // Field names are exact: neither abbreviations nor our `check --status` forms.
+        for bad in [
+            "--accepted=1",
+            "--max-listen=1",
+            "--max-listen-queue-len=1",
+            "--listen_queue=1",
+        ] {
+            assert!(
+                args(&[bad])
+                    .unwrap_err()
+                    .0
+                    .ends_with("Invalid options, terminating.\n"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_must_be_integers_in_order() {
+        for (value, shown) in [
+            ("abc", "abc"),
+            ("", ""),
+            ("1.5", "1.5"),
+            ("- 1", "- 1"),
+            ("99999999999999999999", "99999999999999999999"),
+            ("+", "+"),
+        ] {
+            let arg = format!("--accepted-conn={value}");
+            assert_eq!(
+                args(&[&arg, "--listen-queue=x"]).unwrap_err().0,
+                format!("'--accepted-conn' option value must be an integer, '{shown}' given\n")
+            );
+        }
+        assert_eq!(
+            args(&["--max-children-reached=-0"]).unwrap().checks,
+            vec![check("max children reached", 0)]
+        );
+    }
+
+    #[test]
+    fn timeout_flag_in_seconds_wins_over_the_variable() {
+        let options = args(&["--timeout=0.25"]).unwrap();
+        assert_eq!(options.timeout, Some(Duration::from_millis(250)));
+        assert_eq!(
+            args(&["--timeout", "2"]).unwrap().timeout,
+            Some(Duration::from_secs(2))
+        );
+        assert!(args(&["--timeout=0"])
+            .unwrap_err()
+            .0
+            .starts_with("'--timeout' option value must be a number of seconds"));
+        let settings = env_settings(&[("TIMEOUT", "5s")], options.timeout).unwrap();
+        assert_eq!(settings.timeout, Duration::from_millis(250));
+        assert_eq!(
+            env_settings(&[("TIMEOUT", "5s")], None).unwrap().timeout,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            env_settings(&[], None).unwrap().timeout,
+            Duration::from_millis(800)
+        );
+        assert!(env_settings(&[("TIMEOUT", "soon")], None)
+            .unwrap_err()
+            .0
+            .contains("TIMEOUT=\"soon\""));
+    }
+
+    #[test]
+    fn fcgi_connect_as_cgi_fcgi_reads_it() {
+        let tcp = |host: Host, port| Destination::Tcp { host, port };
+        let name = |n: &str| Host::Name(n.to_owned());
+        assert_eq!(
+            destination("localhost:9000").unwrap(),
+            tcp(name("localhost"), 9000)
+        );
+        assert_eq!(destination(":9001").unwrap(), tcp(name("localhost"), 9001));
+        assert_eq!(
+            destination("127.0.0.1:9").unwrap(),
+            tcp(Host::Ip("127.0.0.1".parse().unwrap()), 9)
+        );
+        assert_eq!(
+            destination("[::1]:9").unwrap(),
+            tcp(Host::Ip("::1".parse().unwrap()), 9)
+        );
+        assert_eq!(destination("abc").unwrap(), Destination::Unix("abc".into()));
+        assert_eq!(
+            destination("/run/php/fpm.sock").unwrap(),
+            Destination::Unix("/run/php/fpm.sock".into())
+        );
+        for bad in [
+            "localhost:",
+            "localhost:0",
+            "localhost:65536",
+            "local host:9000",
+            "/run/a:b",
+        ] {
+            assert!(
+                destination(bad).unwrap_err().0.contains("FCGI_CONNECT"),
+                "{bad}"
+            );
+        }
+        assert!(destination(&"/x".repeat(60)).is_err());
+        let settings =
+            env_settings(&[("FCGI_CONNECT", ""), ("FCGI_STATUS_PATH", "")], None).unwrap();
+        assert_eq!(
+            (settings.connect.as_str(), settings.path.as_str()),
+            ("localhost:9000", "/status")
+        );
+        assert!(env_settings(&[("FCGI_STATUS_PATH", &"/s".repeat(600))], None).is_err());
+    }
+
+    #[test]
+    fn checks_fail_only_above_the_limit_in_order_and_verbose_says_each() {
+        let options = Options {
+            verbose: true,
+            checks: vec![
+                check("accepted conn", 12),
+                check("max listen queue", 2),
+                check("listen queue", 0),
+            ],
+            timeout: None,
+        };
+        let done = run(&options, &answer(PAGE, ""));
+        assert_eq!(done.code, EXIT_CHECK_FAILED);
+        assert_eq!(
+            done.stdout,
+            format!(
+                "php-fpm status output:\n{}\n\
+                 'accepted conn' value '12' and expected is less than '12'\n\
+                 'max listen queue' value '3' and expected is less than '2'\n",
+                PAGE.split_once("\r\n\r\n").unwrap().1.trim_end()
+            )
+        );
+        assert_eq!(
+            done.stderr,
+            "'max listen queue' value '3' is greater than expected '2'\n"
+        );
+        let quiet = Options {
+            verbose: false,
+            ..options
+        };
+        let done = run(&quiet, &answer(PAGE, ""));
+        assert_eq!((done.stdout.as_str(), done.code), ("", EXIT_CHECK_FAILED));
+        let done = run(
+            &Options {
+                checks: vec![check("idle processes", 1)],
+                ..quiet
+            },
+            &answer(PAGE, ""),
+        );
+        assert_eq!(
+            (done.stdout.as_str(), done.stderr.as_str(), done.code),
+            ("", "", EXIT_OK)
+        );
+    }
+
+    #[test]
+    fn a_missing_field_fails_naming_it() {
+        let options = Options {
+            checks: vec![check("slow requests", 100)],
+            ..Options::default()
+        };
+        let done = run(&options, &answer(PAGE, ""));
+        assert_eq!(done.code, EXIT_CHECK_FAILED);
+        assert_eq!(
+            done.stderr,
+            "php-fpm-healthcheck: 'slow requests' is missing from the status page at \
+             localhost:9000/status; is FCGI_STATUS_PATH php-fpm's pm.status_path?\n"
+        );
+        // Not a status page at all (php-fpm's ping): every field is missing; without checks it passes.
+        let pong = answer("Content-type: text/plain\r\n\r\npong", "");
+        assert_eq!(run(&options, &pong).code, EXIT_CHECK_FAILED);
+        assert_eq!(run(&Options::default(), &pong).code, EXIT_OK);
+    }
+
+    #[test]
+    fn a_missing_page_exits_8_after_the_verbose_body() {
+        let verbose = Options {
+            verbose: true,
+            ..Options::default()
+        };
+        for missing in [
+            answer("Status: 404 Not Found\r\nContent-type: text/html; charset=UTF-8\r\n\r\nFile not found.\n", "Primary script unknown"),
+            answer("Content-type: text/html\r\n\r\nFile not found.\n", ""),
+            answer("Status: 404 Not Found\r\n\r\nnope", ""),
+            answer("Content-type: text/html\r\n\r\n", "Primary script unknown"),
+        ] {
+            let done = run(&verbose, &missing);
+            assert_eq!(done.code, EXIT_NO_PAGE);
+            assert_eq!(done.stderr, "php-fpm status page non reachable\n");
+            assert!(done.stdout.starts_with("php-fpm status output:\n"), "{done:?}");
+        }
+        let done = run(
+            &verbose,
+            &answer("Status: 404 Not Found\r\n\r\nFile not found.\n", ""),
+        );
+        assert_eq!(done.stdout, "php-fpm status output:\nFile not found.\n");
+    }
+
+    #[test]
+    fn other_unusable_answers_exit_8_saying_why() {
+        let settings = env_settings(&[], None).unwrap();
+        let forbidden = answer("Status: 403 Forbidden\r\n\r\nAccess denied.\n", "");
+        let verdict = Err(Failure::new(Reason::BadStatus, "403".to_owned()));
+        let done = outcome(&Options::default(), &settings, verdict, Some(&forbidden));
+        assert_eq!(done.code, EXIT_NO_PAGE);
+        assert_eq!(
+            done.stderr,
+            "php-fpm status page non reachable\nphp-fpm-healthcheck: bad_status: 403\n"
+        );
+        let verbose = Options {
+            verbose: true,
+            ..Options::default()
+        };
+        let hostile = answer("Content-type: text/plain\r\n\r\npool: \x1b[2J\n\n\n", "");
+        assert_eq!(
+            run(&verbose, &hostile).stdout,
+            "php-fpm status output:\npool: \\u{1b}[2J\n"
+        );
+    }
+
+    #[test]
+    fn without_an_answer_the_exit_status_is_the_errno_or_124() {
+        let settings = env_settings(&[], None).unwrap();
+        let failed = |reason, errno| {
+            let failure = Failure::with_errno(reason, "detail".to_owned(), errno);
+            outcome(
+                &Options {
+                    verbose: true,
+                    ..Options::default()
+                },
+                &settings,
+                Err(failure),
+                None,
+            )
+        };
+        for (reason, errno, code) in [
+            (Reason::ConnectRefused, Some(111), 111),
+            (Reason::ConnectFailed, Some(2), 2),
+            (Reason::ConnectFailed, Some(13), 13),
+            (Reason::FcgiOverloaded, Some(11), 11),
+            (Reason::Timeout, None, EXIT_TIMEOUT),
+            (Reason::ResolveFailed, None, EXIT_UNKNOWN_HOST),
+        ] {
+            let done = failed(reason, errno);
+            assert_eq!(done.code, code, "{reason}");
+            assert_eq!(
+                done.stderr,
+                format!("php-fpm-healthcheck: {reason}: detail\n")
+            );
+            assert_eq!(done.stdout, "", "no status output without an answer");
+        }
+        for (reason, errno) in [
+            (Reason::ClosedEarly, None),
+            (Reason::ConnectFailed, Some(300)),
+            (Reason::ProtocolError, None),
+        ] {
+            let done = failed(reason, errno);
+            assert_eq!(done.code, EXIT_NO_PAGE);
+            assert_eq!(
+                done.stderr,
+                format!(
+                    "php-fpm status page non reachable\nphp-fpm-healthcheck: {reason}: detail\n"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn the_mode_by_name() {
+        assert!(invoked_as(Some(OsStr::new("php-fpm-healthcheck"))));
+        assert!(invoked_as(Some(OsStr::new(
+            "/usr/local/bin/php-fpm-healthcheck"
+        ))));
+        assert!(!invoked_as(Some(OsStr::new(
+            "/usr/bin/fastcgi-healthcheck"
+        ))));
+        assert!(!invoked_as(Some(OsStr::new("php-fpm-healthcheck.sh"))));
+        assert!(!invoked_as(None));
+        let settings = env_settings(
+            &[
+                ("FCGI_CONNECT", "/run/php.sock"),
+                ("FCGI_STATUS_PATH", "/fpm-status"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            announce(&settings),
+            "Trying to connect to php-fpm via: /run/php.sock/fpm-status\n"
+        );
+    }
+}
