@@ -372,7 +372,8 @@ pub fn outcome(
 
 /// No answer: a connect failure exits with its errno, a timeout with 124, anything else 8.
 fn without_answer(mut out: Outcome, failure: &Failure) -> Outcome {
-    out.stderr.push_str(&format!("{NAME}: {failure}\n"));
+    out.stderr
+        .push_str(&format!("{NAME}: {failure}{}\n", hint(failure.reason)));
     out.code = match failure.reason {
         Reason::Timeout => EXIT_TIMEOUT,
         Reason::ResolveFailed => EXIT_UNKNOWN_HOST,
@@ -385,6 +386,19 @@ fn without_answer(mut out: Outcome, failure: &Failure) -> Outcome {
         },
     };
     out
+}
+
+/// What to look at after a failure without an answer, naming the setting.
+fn hint(reason: Reason) -> &'static str {
+    match reason {
+        Reason::ConnectFailed | Reason::ResolveFailed => {
+            "; is FCGI_CONNECT php-fpm's listen address?"
+        }
+        Reason::Timeout => {
+            "; are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)"
+        }
+        _ => "",
+    }
 }
 
 /// The text of `bytes` with control characters other than line feeds and tabs escaped, so that
@@ -799,33 +813,35 @@ mod tests {
                 None,
             )
         };
-        for (reason, errno, code) in [
-            (Reason::ConnectRefused, Some(111), 111),
-            (Reason::ConnectFailed, Some(2), 2),
-            (Reason::ConnectFailed, Some(13), 13),
-            (Reason::FcgiOverloaded, Some(11), 11),
-            (Reason::Timeout, None, EXIT_TIMEOUT),
-            (Reason::ResolveFailed, None, EXIT_UNKNOWN_HOST),
+        let listen = "; is FCGI_CONNECT php-fpm's listen address?";
+        let hung = "; are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)";
+        for (reason, errno, code, hint) in [
+            (Reason::ConnectRefused, Some(111), 111, ""),
+            (Reason::ConnectFailed, Some(2), 2, listen),
+            (Reason::ConnectFailed, Some(13), 13, listen),
+            (Reason::FcgiOverloaded, Some(11), 11, ""),
+            (Reason::Timeout, None, EXIT_TIMEOUT, hung),
+            (Reason::ResolveFailed, None, EXIT_UNKNOWN_HOST, listen),
         ] {
             let done = failed(reason, errno);
             assert_eq!(done.code, code, "{reason}");
             assert_eq!(
                 done.stderr,
-                format!("php-fpm-healthcheck: {reason}: detail\n")
+                format!("php-fpm-healthcheck: {reason}: detail{hint}\n")
             );
             assert_eq!(done.stdout, "", "no status output without an answer");
         }
-        for (reason, errno) in [
-            (Reason::ClosedEarly, None),
-            (Reason::ConnectFailed, Some(300)),
-            (Reason::ProtocolError, None),
+        for (reason, errno, hint) in [
+            (Reason::ClosedEarly, None, ""),
+            (Reason::ConnectFailed, Some(300), listen),
+            (Reason::ProtocolError, None, ""),
         ] {
             let done = failed(reason, errno);
             assert_eq!(done.code, EXIT_NO_PAGE);
             assert_eq!(
                 done.stderr,
                 format!(
-                    "php-fpm status page non reachable\nphp-fpm-healthcheck: {reason}: detail\n"
+                    "php-fpm status page non reachable\nphp-fpm-healthcheck: {reason}: detail{hint}\n"
                 )
             );
         }

@@ -536,7 +536,7 @@ fn connection_failures_exit_with_the_errno() {
     assert_eq!(run.code(), Some(2), "{run:?}");
     assert_eq!(
         run.stderr,
-        format!("php-fpm-healthcheck: connect_failed: cannot connect to unix:{missing}: No such file or directory (os error 2)\n")
+        format!("php-fpm-healthcheck: connect_failed: cannot connect to unix:{missing}: No such file or directory (os error 2); is FCGI_CONNECT php-fpm's listen address?\n")
     );
     assert_eq!(run.stdout, "");
 }
@@ -566,7 +566,7 @@ fn permission_denied_exits_13() {
     assert_eq!(run.code(), Some(13), "{run:?}");
     assert_eq!(
         run.stderr,
-        format!("php-fpm-healthcheck: connect_failed: cannot connect to unix:{socket}: Permission denied (os error 13)\n")
+        format!("php-fpm-healthcheck: connect_failed: cannot connect to unix:{socket}: Permission denied (os error 13); is FCGI_CONNECT php-fpm's listen address?\n")
     );
 }
 
@@ -597,7 +597,7 @@ fn a_hung_pool_exits_124_within_the_deadline() {
         assert_eq!(run.code(), Some(124), "{run:?}");
         assert_eq!(
             run.stderr,
-            format!("php-fpm-healthcheck: timeout: no complete answer from unix:{socket} within {deadline:?} (while reading the answer, 0 bytes received)\n")
+            format!("php-fpm-healthcheck: timeout: no complete answer from unix:{socket} within {deadline:?} (while reading the answer, 0 bytes received); are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)\n")
         );
         assert!(run.took >= deadline, "{run:?}");
         assert!(
