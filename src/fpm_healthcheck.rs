@@ -13,7 +13,8 @@
 //!   `FCGI_STATUS_PATH` (`/status`), sent literally as `SCRIPT_NAME` and `SCRIPT_FILENAME` of one
 //!   `GET`; nothing else from the caller's environment is sent.
 //! - Exit codes: 0 healthy, 1 a check failed, 3 invalid options, 8 no status page, the errno of
-//!   a failed connect (111 refused, 2 no such socket file, 13 permission denied), 124 timeout.
+//!   a failed connect (111 refused, 2 no such socket file, 13 permission denied), 232 unknown
+//!   host (as `cgi-fcgi`), 124 timeout.
 //!
 //! Beyond the original: a deadline (`--timeout=N` seconds, or our `TIMEOUT` variable; 800ms),
 //! one line saying what failed on a connect failure, and a field missing from the page fails
@@ -55,8 +56,9 @@ pub const FIELDS: [&str; 10] = [
 pub const EXIT_OK: u8 = 0;
 /// Exit status: a check failed (or its field is missing from the page).
 pub const EXIT_CHECK_FAILED: u8 = 1;
-/// Exit status: no such host in `FCGI_CONNECT` (as ENOENT is no such socket file).
-pub const EXIT_UNKNOWN_HOST: u8 = 2;
+/// Exit status: the host of `FCGI_CONNECT` does not resolve (`cgi-fcgi` prints `Unknown host`
+/// and exits 1000, which the shell sees as 1000 mod 256).
+pub const EXIT_UNKNOWN_HOST: u8 = 232;
 /// Exit status: invalid options or settings.
 pub const EXIT_INVALID: u8 = 3;
 /// Exit status: the status page is missing or unusable.
