@@ -8,7 +8,8 @@
 //!
 //! - `-v`/`--verbose`, and `--<field>=N` or `--<field> N` for [`FIELDS`]; each fails when the
 //!   status page's value is greater than N; checks run in command-line order, the first failure
-//!   ends the run. Arguments that are not options are ignored, as the original's `getopt` does.
+//!   ends the run. As the original's GNU `getopt` reads them, a unique prefix of a long option
+//!   stands for it (`--accepted 5`), and arguments that are not options are ignored.
 //! - `FCGI_CONNECT` (`localhost:9000`; with a colon host:port, else a Unix socket path) and
 //!   `FCGI_STATUS_PATH` (`/status`), sent literally as `SCRIPT_NAME` and `SCRIPT_FILENAME` of one
 //!   `GET`; nothing else from the caller's environment is sent.
@@ -113,6 +114,21 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
                 Some((name, value)) => (name, Some(value)),
                 None => (long, None),
             };
+            let name = match long_option(name) {
+                Ok(name) => name,
+                Err(LongError::Unrecognized) => {
+                    syntax_errors.push_str(&format!("{NAME}: unrecognized option '{text}'\n"));
+                    continue;
+                }
+                Err(LongError::Ambiguous(candidates)) => {
+                    let list: Vec<String> = candidates.iter().map(|c| format!("'--{c}'")).collect();
+                    syntax_errors.push_str(&format!(
+                        "{NAME}: option '{text}' is ambiguous; possibilities: {}\n",
+                        list.join(" ")
+                    ));
+                    continue;
+                }
+            };
             if name == "verbose" {
                 match inline {
                     None => verbose = true,
@@ -120,7 +136,7 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
                         "{NAME}: option '--verbose' doesn't allow an argument\n"
                     )),
                 }
-            } else if FIELDS.contains(&name) || name == "timeout" {
+            } else {
                 let value = match inline {
                     Some(value) => Some(value.to_owned()),
                     None => rest.next().map(|v| v.to_string_lossy().into_owned()),
@@ -130,8 +146,6 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
                     None => syntax_errors
                         .push_str(&format!("{NAME}: option '--{name}' requires an argument\n")),
                 }
-            } else {
-                syntax_errors.push_str(&format!("{NAME}: unrecognized option '{text}'\n"));
             }
         } else if let Some(shorts) = text.strip_prefix('-').filter(|s| !s.is_empty()) {
             for c in shorts.chars() {
@@ -178,8 +192,35 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
     Ok(options)
 }
 
-/// An integer as `test N -eq N` reads one: an optional sign, then digits.
+/// Why a `--name` is not an option.
+enum LongError {
+    Unrecognized,
+    Ambiguous(Vec<&'static str>),
+}
+
+/// The long option `name` stands for, as GNU `getopt` reads the original's option list: the exact
+/// name, or the one option it is a prefix of (`--accepted` is `--accepted-conn`). `--timeout`,
+/// ours, only by its whole name, so that the original's abbreviations keep their meaning.
+fn long_option(name: &str) -> Result<&'static str, LongError> {
+    if name == "timeout" {
+        return Ok("timeout");
+    }
+    let options = std::iter::once("verbose").chain(FIELDS);
+    if let Some(exact) = options.clone().find(|option| *option == name) {
+        return Ok(exact);
+    }
+    let candidates: Vec<&'static str> = options.filter(|option| option.starts_with(name)).collect();
+    match candidates.as_slice() {
+        [] => Err(LongError::Unrecognized),
+        [one] => Ok(one),
+        _ => Err(LongError::Ambiguous(candidates)),
+    }
+}
+
+/// An integer as `test N -eq N` reads one: an optional sign, then digits (blanks around them
+/// are dropped, as the original's shell drops them).
 fn parse_integer(text: &str) -> Option<i64> {
+    let text = text.trim_ascii();
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -579,21 +620,54 @@ mod tests {
              php-fpm-healthcheck: option '--idle-processes' requires an argument\n\
              Invalid options, terminating.\n"
         );
-        // Field names are exact: neither abbreviations nor our `check --status` forms.
+        // Not options here: our `check --status` forms, and abbreviations of `--timeout`.
         for bad in [
-            "--accepted=1",
-            "--max-listen=1",
             "--max-listen-queue-len=1",
             "--listen_queue=1",
+            "--min-idle-processes=1",
+            "--time=1",
         ] {
-            assert!(
-                args(&[bad])
-                    .unwrap_err()
-                    .0
-                    .ends_with("Invalid options, terminating.\n"),
-                "{bad}"
+            assert_eq!(
+                args(&[bad]).unwrap_err().0,
+                format!("php-fpm-healthcheck: unrecognized option '{bad}'\nInvalid options, terminating.\n")
             );
         }
+    }
+
+    /// As GNU getopt reads the original's options: an exact name, or a prefix of exactly one.
+    #[test]
+    fn abbreviations_as_getopt_reads_them() {
+        let options = args(&[
+            "--accepted",
+            "5",
+            "--listen-queue-l=3",
+            "--listen-queue=2",
+            "--t=9",
+            "--verb",
+        ])
+        .unwrap();
+        assert!(options.verbose);
+        assert_eq!(
+            options.checks,
+            vec![
+                check("accepted conn", 5),
+                check("listen queue len", 3),
+                check("listen queue", 2),
+                check("total processes", 9)
+            ]
+        );
+        assert_eq!(
+            args(&["--max=1", "--listen", "3", "--verb=1", "--accepted"]).unwrap_err().0,
+            "php-fpm-healthcheck: option '--max=1' is ambiguous; possibilities: '--max-listen-queue' '--max-active-processes' '--max-children-reached'\n\
+             php-fpm-healthcheck: option '--listen' is ambiguous; possibilities: '--listen-queue' '--listen-queue-len'\n\
+             php-fpm-healthcheck: option '--verbose' doesn't allow an argument\n\
+             php-fpm-healthcheck: option '--accepted-conn' requires an argument\n\
+             Invalid options, terminating.\n"
+        );
+        assert_eq!(
+            args(&["--accepted=x"]).unwrap_err().0,
+            "'--accepted-conn' option value must be an integer, 'x' given\n"
+        );
     }
 
     #[test]
@@ -616,6 +690,12 @@ mod tests {
             args(&["--max-children-reached=-0"]).unwrap().checks,
             vec![check("max children reached", 0)]
         );
+        // Blanks around the number are dropped, as the original's shell drops them.
+        assert_eq!(
+            args(&["--slow-requests= 7 "]).unwrap().checks,
+            vec![check("slow requests", 7)]
+        );
+        assert!(args(&["--slow-requests=0x5"]).is_err());
     }
 
     #[test]

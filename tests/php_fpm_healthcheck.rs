@@ -321,10 +321,8 @@ fn checks_run_in_command_line_order() {
     assert!(run
         .stdout
         .ends_with("'total processes' value '2' and expected is less than '1'\n"));
-    let run = installed.run(
-        &borrow(&env),
-        &["-v", "--idle-processes=0", "--total-processes=1"],
-    );
+    // A unique prefix names the option, as getopt reads the original's.
+    let run = installed.run(&borrow(&env), &["-v", "--idle=0", "--total", "1"]);
     assert_eq!(run.code(), Some(1));
     assert_eq!(
         run.stderr,
@@ -353,6 +351,10 @@ fn invalid_options_exit_3_before_any_request() {
         (
             &["--listen-queue"][..],
             "php-fpm-healthcheck: option '--listen-queue' requires an argument\nInvalid options, terminating.\n",
+        ),
+        (
+            &["--max=1"][..],
+            "php-fpm-healthcheck: option '--max=1' is ambiguous; possibilities: '--max-listen-queue' '--max-active-processes' '--max-children-reached'\nInvalid options, terminating.\n",
         ),
         (
             &["--listen-queue=abc"][..],
