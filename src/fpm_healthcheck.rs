@@ -392,7 +392,7 @@ pub fn outcome(
             out.code = EXIT_CHECK_FAILED;
             return out;
         };
-        let Ok(number) = value.parse::<i128>() else {
+        let Ok(number) = value.parse::<u64>().map(i128::from) else {
             out.stderr.push_str(&format!(
                 "{NAME}: '{}' value '{}' on the status page is not an integer\n",
                 check.field,
