@@ -6,7 +6,7 @@
 //! exit codes are the original's, so that `COPY fastcgi-healthcheck /usr/local/bin/php-fpm-healthcheck`
 //! keeps every existing probe working:
 //!
-//! - `-v`/`--verbose`, and `--<field>=N` or `--<field> N` for [`FIELDS`]; each fails when the
+//! - `-v`/`--verbose`, and `--<field>=N` or `--<field> N` for `FIELDS`; each fails when the
 //!   status page's value is greater than N; checks run in command-line order, the first failure
 //!   ends the run. As the original's GNU `getopt` reads them, a unique prefix of a long option
 //!   stands for it (`--accepted 5`), and arguments that are not options are ignored.
@@ -21,8 +21,8 @@
 //! one line saying what failed on a connect failure, and a field missing from the page fails
 //! (the original passes silently).
 //!
-//! Everything but [`main`] is pure: [`parse_args`] and [`settings`] read the command line and the
-//! environment, [`outcome`] turns the probe's answer into the output and the exit code.
+//! Everything but [`main`] is pure: `parse_args` and `settings` read the command line and the
+//! environment, `outcome` turns the probe's answer into the output and the exit code.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -40,7 +40,7 @@ use crate::proto::status;
 pub const NAME: &str = "php-fpm-healthcheck";
 
 /// The check options, as on the command line; dashes become spaces to name the status field.
-pub const FIELDS: [&str; 10] = [
+pub(crate) const FIELDS: [&str; 10] = [
     "accepted-conn",
     "listen-queue",
     "max-listen-queue",
@@ -54,18 +54,18 @@ pub const FIELDS: [&str; 10] = [
 ];
 
 /// Exit status: healthy.
-pub const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_OK: u8 = 0;
 /// Exit status: a check failed (or its field is missing from the page).
-pub const EXIT_CHECK_FAILED: u8 = 1;
+pub(crate) const EXIT_CHECK_FAILED: u8 = 1;
 /// Exit status: the host of `FCGI_CONNECT` does not resolve (`cgi-fcgi` prints `Unknown host`
 /// and exits 1000, which the shell sees as 1000 mod 256).
-pub const EXIT_UNKNOWN_HOST: u8 = 232;
+pub(crate) const EXIT_UNKNOWN_HOST: u8 = 232;
 /// Exit status: invalid options or settings.
-pub const EXIT_INVALID: u8 = 3;
+pub(crate) const EXIT_INVALID: u8 = 3;
 /// Exit status: the status page is missing or unusable.
-pub const EXIT_NO_PAGE: u8 = 8;
+pub(crate) const EXIT_NO_PAGE: u8 = 8;
 /// Exit status: the deadline passed (coreutils' `timeout`).
-pub const EXIT_TIMEOUT: u8 = 124;
+pub(crate) const EXIT_TIMEOUT: u8 = 124;
 
 const DEFAULT_CONNECT: &str = "localhost:9000";
 const DEFAULT_STATUS_PATH: &str = "/status";
@@ -74,32 +74,32 @@ const MAX_UNIX_PATH: usize = 107;
 
 /// One check: fails when the page's `field` is greater than `limit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
+pub(crate) struct Check {
     /// The field as on the status page (`max listen queue`).
-    pub field: String,
+    pub(crate) field: String,
     /// The largest value that passes.
-    pub limit: i64,
+    pub(crate) limit: i64,
 }
 
 /// The command line, read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// `-v`/`--verbose`.
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// The checks, in command-line order.
-    pub checks: Vec<Check>,
+    pub(crate) checks: Vec<Check>,
     /// `--timeout`, if given.
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// A command line or setting that cannot be used: the lines for stderr; exit 3.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid(pub String);
+pub(crate) struct Invalid(pub(crate) String);
 
 /// Reads the command line (without the program name), as the original's `getopt` call and its
 /// integer check: syntax errors first (all of them, then `Invalid options, terminating.`), then
 /// the values in order.
-pub fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
+pub(crate) fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
     let mut syntax_errors = String::new();
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut verbose = false;
@@ -230,20 +230,20 @@ fn parse_integer(text: &str) -> Option<i64> {
 
 /// Where and what to ask, from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// `FCGI_CONNECT` as given (or its default), for the verbose line.
-    pub connect: String,
+    pub(crate) connect: String,
     /// Where it points.
-    pub destination: Destination,
+    pub(crate) destination: Destination,
     /// `FCGI_STATUS_PATH`.
-    pub path: String,
+    pub(crate) path: String,
     /// `TIMEOUT`, unless `--timeout` was given.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// Reads `FCGI_CONNECT`, `FCGI_STATUS_PATH` and `TIMEOUT` (an empty one is unset, as the
 /// original's `${VAR:-default}`); `timeout` (from `--timeout`) wins over `TIMEOUT`.
-pub fn settings<E>(env: E, timeout: Option<Duration>) -> Result<Settings, Invalid>
+pub(crate) fn settings<E>(env: E, timeout: Option<Duration>) -> Result<Settings, Invalid>
 where
     E: Fn(&str) -> Option<OsString>,
 {
@@ -288,7 +288,7 @@ where
 
 /// `FCGI_CONNECT` as `cgi-fcgi -connect` reads it: with a colon, host:port (an empty host is
 /// `localhost`); without one, a Unix socket path (relative paths too: `abc` is a path).
-pub fn destination(connect: &str) -> Result<Destination, Invalid> {
+pub(crate) fn destination(connect: &str) -> Result<Destination, Invalid> {
     let Some((host, port)) = connect.rsplit_once(':') else {
         if connect.len() > MAX_UNIX_PATH {
             return Err(Invalid(format!(
@@ -315,17 +315,17 @@ pub fn destination(connect: &str) -> Result<Destination, Invalid> {
 
 /// What the run prints, and its exit status.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// For stdout (`-v`).
-    pub stdout: String,
+    pub(crate) stdout: String,
     /// For stderr.
-    pub stderr: String,
+    pub(crate) stderr: String,
     /// The exit status.
-    pub code: u8,
+    pub(crate) code: u8,
 }
 
 /// The verbose line printed before the request.
-pub fn announce(settings: &Settings) -> String {
+pub(crate) fn announce(settings: &Settings) -> String {
     format!(
         "Trying to connect to php-fpm via: {}{}\n",
         settings.connect, settings.path
@@ -333,7 +333,7 @@ pub fn announce(settings: &Settings) -> String {
 }
 
 /// Turns the probe's verdict and answer into the output and the exit status.
-pub fn outcome(
+pub(crate) fn outcome(
     options: &Options,
     settings: &Settings,
     verdict: Verdict,
