@@ -459,7 +459,7 @@ fn printable(bytes: &[u8]) -> String {
     shown
 }
 
-/// Whether the program was started as `php-fpm-healthcheck` (the base name of argv[0]).
+/// Whether the program was started as `php-fpm-healthcheck` (the base name of `argv[0]`).
 pub fn invoked_as(argv0: Option<&OsStr>) -> bool {
     argv0
         .and_then(|argv0| Path::new(argv0).file_name())
