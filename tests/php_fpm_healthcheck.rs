@@ -603,7 +603,7 @@ fn a_hung_pool_exits_124_within_the_deadline() {
         );
         assert!(run.took >= deadline, "{run:?}");
         assert!(
-            run.took < deadline + scaled(Duration::from_millis(500)),
+            run.took < deadline + scaled(Duration::from_secs(1)),
             "{deadline:?}: {run:?}"
         );
     }
