@@ -650,7 +650,8 @@ pub fn help() -> String {
         "fastcgi-healthcheck {version}\n\
          Answers HTTP health probes by pinging a FastCGI server (php-fpm).\n\n\
          USAGE:\n    fastcgi-healthcheck [--flag value]...            serve HTTP probes\n\
-         \x20   fastcgi-healthcheck check [-v] [--flag value]... probe once: exit 0 healthy, 1 unhealthy\n\n\
+         \x20   fastcgi-healthcheck check [-v] [--flag value]... probe once: exit 0 healthy, 1 unhealthy\n\
+         \x20   fastcgi-healthcheck php-fpm-healthcheck [-v] [--<field>=N]... php-fpm-healthcheck's interface (also by that name)\n\n\
          SETTINGS (environment variable, flag, default; a flag wins over the variable):\n",
         version = env!("CARGO_PKG_VERSION")
     );

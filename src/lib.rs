@@ -14,6 +14,7 @@
 //! - [`os`]: the edges to the operating system: systemd, sockets, the non-blocking log writer,
 //!   and the one audited `unsafe`.
 //! - [`check`]: the one-shot `check` mode.
+//! - [`fpm_healthcheck`]: the `php-fpm-healthcheck` mode (that script's interface, with a deadline).
 //!
 //! The pure parts have no I/O and no logging, so tests and fuzz targets call them directly:
 //!
@@ -30,6 +31,7 @@
 pub mod check;
 pub mod config;
 pub(crate) mod deadline;
+pub mod fpm_healthcheck;
 pub mod limits;
 pub mod os;
 pub mod probe;

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use fastcgi_healthcheck::check;
 use fastcgi_healthcheck::config::{self, Command, Config};
+use fastcgi_healthcheck::fpm_healthcheck;
 use fastcgi_healthcheck::os::log as logger;
 use fastcgi_healthcheck::os::systemd::{self, Activation};
 use fastcgi_healthcheck::server;
@@ -17,7 +18,18 @@ const EXIT_CANNOT_SERVE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next();
+    let args: Vec<OsString> = argv.collect();
+    // php-fpm-healthcheck's interface: by the program's name, or as the first argument.
+    if fpm_healthcheck::invoked_as(argv0.as_deref()) {
+        return ExitCode::from(fpm_healthcheck::main(&args, |name| std::env::var_os(name)));
+    }
+    if let Some((first, rest)) = args.split_first() {
+        if first == fpm_healthcheck::NAME {
+            return ExitCode::from(fpm_healthcheck::main(rest, |name| std::env::var_os(name)));
+        }
+    }
     let config = match config::parse(&args, |name| std::env::var_os(name)) {
         Ok(Command::Serve(config)) => config,
         Ok(Command::Check {

@@ -1,6 +1,7 @@
 //! The container image, built and run by a real Docker engine (Debian's docker.io): built by
 //! `scripts/docker/build-image` from the one Dockerfile users build (scripts/docker/Dockerfile),
-//! it holds the static binary alone (at most 1.8 MB as `docker image inspect` reports it), runs as
+//! it holds the static binary alone (at most 1.8 MB as `docker image inspect` reports it; its
+//! second name `/php-fpm-healthcheck` is a hard link that costs no bytes and runs the drop-in), runs as
 //! a numeric non-root user, and with short health-check intervals against a real php-fpm Docker
 //! reports it starting, then healthy, then unhealthy once php-fpm stops, then healthy once it is
 //! back. The test starts its own dockerd when none answers (`--iptables=false --bridge=none`, so
@@ -164,6 +165,24 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// `tar -tvf` of the image's layers (unpacked by [`image_files`] into `dir` first): types and
+/// link targets.
+fn image_listing(dir: &Path) -> String {
+    let manifest = fs::read_to_string(dir.join("image/manifest.json")).unwrap();
+    manifest
+        .split('"')
+        .filter(|part| part.ends_with("layer.tar"))
+        .map(|part| {
+            let out = Command::new("tar")
+                .arg("-tvf")
+                .arg(dir.join("image").join(part))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect()
+}
+
 /// The files of the image's layers, from `docker save`.
 fn image_files(engine: &Engine, image: &str, dir: &Path) -> Vec<String> {
     let tar = dir.join("image.tar");
@@ -259,8 +278,12 @@ fn image_holds_the_static_binary_alone_and_docker_sees_it_healthy_unhealthy_heal
     let files = image_files(&engine, &image, tmp.path());
     assert_eq!(
         files,
-        ["fastcgi-healthcheck"],
-        "the image holds more than the binary"
+        ["fastcgi-healthcheck", "php-fpm-healthcheck"],
+        "the image holds more than the binary and its second name"
+    );
+    assert!(
+        image_listing(tmp.path()).contains("php-fpm-healthcheck link to fastcgi-healthcheck"),
+        "php-fpm-healthcheck is not a hard link in the layer"
     );
     assert_eq!(
         size,
@@ -273,6 +296,34 @@ fn image_holds_the_static_binary_alone_and_docker_sees_it_healthy_unhealthy_heal
     let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let mut fpm = PhpFpm::tcp();
     let fpm_addr = fpm.addr();
+    // The second name is the php-fpm-healthcheck drop-in.
+    let out = engine
+        .command()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--entrypoint",
+            "/php-fpm-healthcheck",
+        ])
+        .args([
+            "-e",
+            &format!("FCGI_CONNECT={fpm_addr}"),
+            "-e",
+            "FCGI_STATUS_PATH=/fpm-status",
+        ])
+        .args([image.as_str(), "-v", "--total-processes=2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&format!(
+            "Trying to connect to php-fpm via: {fpm_addr}/fpm-status\nphp-fpm status output:\n"
+        )),
+        "{}",
+        output_text(&out)
+    );
     let container = engine.run(&[
         "run",
         "-d",

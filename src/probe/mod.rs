@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, Destination};
 use crate::deadline;
 use crate::limits::MAX_FCGI_STATUS_STDOUT;
 use crate::os::socket::Stream;
@@ -103,11 +103,27 @@ pub struct Failure {
     pub reason: Reason,
     /// What happened, on one line.
     pub detail: String,
+    /// The operating system's error number, when a connect failed with one (`ECONNREFUSED`,
+    /// `ENOENT`, `EACCES`...): the exit status of the php-fpm-healthcheck mode.
+    pub errno: Option<i32>,
 }
 
 impl Failure {
     pub(crate) fn new(reason: Reason, detail: String) -> Self {
-        Self { reason, detail }
+        Self {
+            reason,
+            detail,
+            errno: None,
+        }
+    }
+
+    /// As [`Failure::new`], for a failure with the OS error `errno`.
+    pub(crate) fn with_errno(reason: Reason, detail: String, errno: Option<i32>) -> Self {
+        Self {
+            reason,
+            detail,
+            errno,
+        }
     }
 }
 
@@ -190,6 +206,19 @@ impl Probe {
             expect: expect.as_bytes().to_vec(),
             timeout: config.timeout,
             full: false,
+        }
+    }
+
+    /// A probe of the status page at `path`, taken literally as the script name (no query split,
+    /// as php-fpm-healthcheck sends `FCGI_STATUS_PATH`), accepting any body.
+    pub(crate) fn literal_status(destination: &Destination, path: &str, timeout: Duration) -> Self {
+        Self {
+            target: Target::new(destination),
+            path: path.to_owned(),
+            setting: "pm.status_path",
+            request: fcgi::render_request(path, ""),
+            expect: Vec::new(),
+            timeout,
         }
     }
 

@@ -160,12 +160,13 @@ impl Target {
     /// pool is hung or too small.
     fn unix_connect_failure(&self, error: &io::Error) -> Failure {
         match error.kind() {
-            io::ErrorKind::WouldBlock => Failure::new(
+            io::ErrorKind::WouldBlock => Failure::with_errno(
                 Reason::FcgiOverloaded,
                 format!(
                     "the listen queue of {} is full; are php-fpm's workers hung or too few?",
                     self.label
                 ),
+                error.raw_os_error(),
             ),
             _ => self.connect_failure(error),
         }
@@ -174,17 +175,19 @@ impl Target {
     /// The failure of a connect (also reported by the first write on a connecting socket).
     pub(crate) fn connect_failure(&self, error: &io::Error) -> Failure {
         if error.kind() == io::ErrorKind::ConnectionRefused {
-            Failure::new(
+            Failure::with_errno(
                 Reason::ConnectRefused,
                 format!(
                     "{} refused the connection; is php-fpm running and listening there?",
                     self.label
                 ),
+                error.raw_os_error(),
             )
         } else {
-            Failure::new(
+            Failure::with_errno(
                 Reason::ConnectFailed,
                 format!("cannot connect to {}: {error}", self.label),
+                error.raw_os_error(),
             )
         }
     }

@@ -518,6 +518,7 @@ mod tests {
         let failure = Failure {
             reason: Reason::Timeout,
             detail: String::new(),
+            errno: None,
         };
         metrics.record_ping(&Err(failure), Source::Ran, Duration::from_secs(2));
         let text = render(&metrics, 3, None);
@@ -586,6 +587,7 @@ mod tests {
         let down = Err(Failure {
             reason: Reason::ConnectRefused,
             detail: String::new(),
+            errno: None,
         });
         assert!(render(&Metrics::default(), 0, Some(down.as_ref())).contains("phpfpm_up 0\n"));
     }

@@ -108,6 +108,11 @@ impl PhpFpm {
         panic!("php-fpm did not start on {ip}: {last_error}");
     }
 
+    /// The configuration file (rewrite it, then SIGUSR2 the master, to reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("php-fpm.conf")
+    }
+
     /// What php-fpm has written to its error log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("php-fpm.log")).unwrap_or_default()

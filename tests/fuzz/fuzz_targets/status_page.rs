@@ -169,6 +169,7 @@ fuzz_target!(|data: &[u8]| {
     let down = Err(Failure {
         reason: Reason::Timeout,
         detail: query.to_string(),
+        errno: None,
     });
     check_exposition(&metrics::render(&Metrics::default(), 0, Some(down.as_ref())));
 });

@@ -1,0 +1,956 @@
+//! The `php-fpm-healthcheck` mode: the interface of renatomefi's php-fpm-healthcheck (v0.5.0),
+//! from our binary, with a deadline.
+//!
+//! It runs when the program's base name is `php-fpm-healthcheck`, or as
+//! `fastcgi-healthcheck php-fpm-healthcheck ARGS...`. Its options, variables, output lines and
+//! exit codes are the original's, so that `COPY fastcgi-healthcheck /usr/local/bin/php-fpm-healthcheck`
+//! keeps every existing probe working:
+//!
+//! - `-v`/`--verbose`, and `--<field>=N` or `--<field> N` for `FIELDS`; each fails when the
+//!   status page's value is greater than N; checks run in command-line order, the first failure
+//!   ends the run. As the original's GNU `getopt` reads them, a unique prefix of a long option
+//!   stands for it (`--accepted 5`), and arguments that are not options are ignored.
+//! - `FCGI_CONNECT` (`localhost:9000`; with a colon host:port, else a Unix socket path) and
+//!   `FCGI_STATUS_PATH` (`/status`), sent literally as `SCRIPT_NAME` and `SCRIPT_FILENAME` of one
+//!   `GET`; nothing else from the caller's environment is sent.
+//! - Exit codes: 0 healthy, 1 a check failed, 3 invalid options, 8 no status page, the errno of
+//!   a failed connect (111 refused, 2 no such socket file, 13 permission denied), 232 unknown
+//!   host (as `cgi-fcgi`), 124 timeout.
+//!
+//! Beyond the original: a deadline (`--timeout=N` seconds, or our `TIMEOUT` variable; 800ms),
+//! one line saying what failed on a connect failure, and a field missing from the page fails
+//! (the original passes silently).
+//!
+//! Everything but [`main`] is pure: `parse_args` and `settings` read the command line and the
+//! environment, `outcome` turns the probe's answer into the output and the exit code.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{self, Destination, Host};
+use crate::limits::MAX_CONFIG_TEXT;
+use crate::probe::{Failure, Probe, Reason, Verdict};
+use crate::proto::cgi;
+use crate::proto::fcgi::Answer;
+use crate::proto::status;
+
+/// The program name that selects this mode (and the first argument that does).
+pub const NAME: &str = "php-fpm-healthcheck";
+
+/// The check options, as on the command line; dashes become spaces to name the status field.
+pub(crate) const FIELDS: [&str; 10] = [
+    "accepted-conn",
+    "listen-queue",
+    "max-listen-queue",
+    "listen-queue-len",
+    "idle-processes",
+    "active-processes",
+    "total-processes",
+    "max-active-processes",
+    "max-children-reached",
+    "slow-requests",
+];
+
+/// Exit status: healthy.
+pub(crate) const EXIT_OK: u8 = 0;
+/// Exit status: a check failed (or its field is missing from the page).
+pub(crate) const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit status: the host of `FCGI_CONNECT` does not resolve (`cgi-fcgi` prints `Unknown host`
+/// and exits 1000, which the shell sees as 1000 mod 256).
+pub(crate) const EXIT_UNKNOWN_HOST: u8 = 232;
+/// Exit status: invalid options or settings.
+pub(crate) const EXIT_INVALID: u8 = 3;
+/// Exit status: the status page is missing or unusable.
+pub(crate) const EXIT_NO_PAGE: u8 = 8;
+/// Exit status: the deadline passed (coreutils' `timeout`).
+pub(crate) const EXIT_TIMEOUT: u8 = 124;
+
+const DEFAULT_CONNECT: &str = "localhost:9000";
+const DEFAULT_STATUS_PATH: &str = "/status";
+/// The longest Unix socket path (`sun_path` holds 108 bytes with the final NUL).
+const MAX_UNIX_PATH: usize = 107;
+
+/// One check: fails when the page's `field` is greater than `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Check {
+    /// The field as on the status page (`max listen queue`).
+    pub(crate) field: String,
+    /// The largest value that passes.
+    pub(crate) limit: i64,
+}
+
+/// The command line, read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Options {
+    /// `-v`/`--verbose`.
+    pub(crate) verbose: bool,
+    /// The checks, in command-line order.
+    pub(crate) checks: Vec<Check>,
+    /// `--timeout`, if given.
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// A command line or setting that cannot be used: the lines for stderr; exit 3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid(pub(crate) String);
+
+/// Reads the command line (without the program name), as the original's `getopt` call and its
+/// integer check: syntax errors first (all of them, then `Invalid options, terminating.`), then
+/// the values in order.
+pub(crate) fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
+    let mut syntax_errors = String::new();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut verbose = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let text = arg.to_string_lossy();
+        if text == "--" {
+            break;
+        }
+        if let Some(long) = text.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (long, None),
+            };
+            let name = match long_option(name) {
+                Ok(name) => name,
+                Err(LongError::Unrecognized) => {
+                    syntax_errors.push_str(&format!("{NAME}: unrecognized option '{text}'\n"));
+                    continue;
+                }
+                Err(LongError::Ambiguous(candidates)) => {
+                    let list: Vec<String> = candidates.iter().map(|c| format!("'--{c}'")).collect();
+                    syntax_errors.push_str(&format!(
+                        "{NAME}: option '{text}' is ambiguous; possibilities: {}\n",
+                        list.join(" ")
+                    ));
+                    continue;
+                }
+            };
+            if name == "verbose" {
+                match inline {
+                    None => verbose = true,
+                    Some(_) => syntax_errors.push_str(&format!(
+                        "{NAME}: option '--verbose' doesn't allow an argument\n"
+                    )),
+                }
+            } else {
+                let value = match inline {
+                    Some(value) => Some(value.to_owned()),
+                    None => rest.next().map(|v| v.to_string_lossy().into_owned()),
+                };
+                match value {
+                    Some(value) => pairs.push((format!("--{name}"), value)),
+                    None => syntax_errors
+                        .push_str(&format!("{NAME}: option '--{name}' requires an argument\n")),
+                }
+            }
+        } else if let Some(shorts) = text.strip_prefix('-').filter(|s| !s.is_empty()) {
+            for c in shorts.chars() {
+                if c == 'v' {
+                    verbose = true;
+                } else {
+                    syntax_errors.push_str(&format!(
+                        "{NAME}: invalid option -- '{}'\n",
+                        c.escape_debug()
+                    ));
+                }
+            }
+        }
+        // Anything else is not an option: the original's getopt moves it after `--`, where the
+        // script ignores it.
+    }
+    if !syntax_errors.is_empty() {
+        syntax_errors.push_str("Invalid options, terminating.\n");
+        return Err(Invalid(syntax_errors));
+    }
+    let mut options = Options {
+        verbose,
+        ..Options::default()
+    };
+    for (option, value) in pairs {
+        if option == "--timeout" {
+            let timeout = config::parse_duration(&value).ok_or_else(|| {
+                Invalid(format!(
+                    "'{option}' option value must be a number of seconds between 0.001 and 3600 \
+                     (0.5, 2, or with a unit: 500ms, 2s), '{value}' given\n"
+                ))
+            })?;
+            options.timeout = Some(timeout);
+            continue;
+        }
+        let limit = parse_integer(&value).ok_or_else(|| {
+            Invalid(format!(
+                "'{option}' option value must be an integer, '{value}' given\n"
+            ))
+        })?;
+        let field = option.trim_start_matches('-').replace('-', " ");
+        options.checks.push(Check { field, limit });
+    }
+    Ok(options)
+}
+
+/// Why a `--name` is not an option.
+enum LongError {
+    Unrecognized,
+    Ambiguous(Vec<&'static str>),
+}
+
+/// The long option `name` stands for, as GNU `getopt` reads the original's option list: the exact
+/// name, or the one option it is a prefix of (`--accepted` is `--accepted-conn`). `--timeout`,
+/// ours, only by its whole name, so that the original's abbreviations keep their meaning.
+fn long_option(name: &str) -> Result<&'static str, LongError> {
+    if name == "timeout" {
+        return Ok("timeout");
+    }
+    let options = std::iter::once("verbose").chain(FIELDS);
+    if let Some(exact) = options.clone().find(|option| *option == name) {
+        return Ok(exact);
+    }
+    let candidates: Vec<&'static str> = options.filter(|option| option.starts_with(name)).collect();
+    match candidates.as_slice() {
+        [] => Err(LongError::Unrecognized),
+        [one] => Ok(one),
+        _ => Err(LongError::Ambiguous(candidates)),
+    }
+}
+
+/// An integer as `test N -eq N` reads one: an optional sign, then digits (blanks around them
+/// are dropped, as the original's shell drops them).
+fn parse_integer(text: &str) -> Option<i64> {
+    let text = text.trim_ascii();
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Where and what to ask, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// `FCGI_CONNECT` as given (or its default), for the verbose line.
+    pub(crate) connect: String,
+    /// Where it points.
+    pub(crate) destination: Destination,
+    /// `FCGI_STATUS_PATH`.
+    pub(crate) path: String,
+    /// `TIMEOUT`, unless `--timeout` was given.
+    pub(crate) timeout: Duration,
+}
+
+/// Reads `FCGI_CONNECT`, `FCGI_STATUS_PATH` and `TIMEOUT` (an empty one is unset, as the
+/// original's `${VAR:-default}`); `timeout` (from `--timeout`) wins over `TIMEOUT`.
+pub(crate) fn settings<E>(env: E, timeout: Option<Duration>) -> Result<Settings, Invalid>
+where
+    E: Fn(&str) -> Option<OsString>,
+{
+    let read = |name: &str, default: &str| -> Result<String, Invalid> {
+        match env(name) {
+            None => Ok(default.to_owned()),
+            Some(value) if value.is_empty() => Ok(default.to_owned()),
+            Some(value) => value.into_string().map_err(|value| {
+                Invalid(format!(
+                    "{NAME}: {name}={value:?} is not valid UTF-8; set it to text\n"
+                ))
+            }),
+        }
+    };
+    let connect = read("FCGI_CONNECT", DEFAULT_CONNECT)?;
+    let path = read("FCGI_STATUS_PATH", DEFAULT_STATUS_PATH)?;
+    if path.len() > MAX_CONFIG_TEXT {
+        return Err(Invalid(format!(
+            "{NAME}: FCGI_STATUS_PATH is longer than {MAX_CONFIG_TEXT} bytes; set it to php-fpm's \
+             pm.status_path (e.g. /status)\n"
+        )));
+    }
+    let timeout = match timeout {
+        Some(timeout) => timeout,
+        None => {
+            let text = read("TIMEOUT", config::DEFAULT_TIMEOUT)?;
+            config::parse_duration(&text).ok_or_else(|| {
+                Invalid(format!(
+                    "{NAME}: TIMEOUT={text:?} is not a duration between 1ms and 1h \
+                     (examples: 500ms, 2s, 1.5); or give --timeout=SECONDS\n"
+                ))
+            })?
+        }
+    };
+    Ok(Settings {
+        destination: destination(&connect)?,
+        connect,
+        path,
+        timeout,
+    })
+}
+
+/// `FCGI_CONNECT` as `cgi-fcgi -connect` reads it: with a colon, host:port (an empty host is
+/// `localhost`); without one, a Unix socket path (relative paths too: `abc` is a path).
+pub(crate) fn destination(connect: &str) -> Result<Destination, Invalid> {
+    let Some((host, port)) = connect.rsplit_once(':') else {
+        if connect.len() > MAX_UNIX_PATH {
+            return Err(Invalid(format!(
+                "{NAME}: FCGI_CONNECT={connect:?} is longer than the {MAX_UNIX_PATH} bytes a Unix \
+                 socket path may have\n"
+            )));
+        }
+        return Ok(Destination::Unix(PathBuf::from(connect)));
+    };
+    let port = port.parse::<u16>().ok().filter(|port| *port > 0);
+    let host = if host.is_empty() {
+        Some(Host::Name("localhost".to_owned()))
+    } else {
+        config::parse_host(host)
+    };
+    match (host, port) {
+        (Some(host), Some(port)) => Ok(Destination::Tcp { host, port }),
+        _ => Err(Invalid(format!(
+            "{NAME}: FCGI_CONNECT={connect:?} is not host:port (a host name or IP address, and a \
+             port 1-65535, e.g. 127.0.0.1:9000) nor a Unix socket path (without a colon)\n"
+        ))),
+    }
+}
+
+/// What the run prints, and its exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// For stdout (`-v`).
+    pub(crate) stdout: String,
+    /// For stderr.
+    pub(crate) stderr: String,
+    /// The exit status.
+    pub(crate) code: u8,
+}
+
+/// The verbose line printed before the request.
+pub(crate) fn announce(settings: &Settings) -> String {
+    format!(
+        "Trying to connect to php-fpm via: {}{}\n",
+        settings.connect, settings.path
+    )
+}
+
+/// Turns the probe's verdict and answer into the output and the exit status.
+pub(crate) fn outcome(
+    options: &Options,
+    settings: &Settings,
+    verdict: Verdict,
+    answer: Option<&Answer>,
+) -> Outcome {
+    let mut out = Outcome {
+        stdout: String::new(),
+        stderr: String::new(),
+        code: EXIT_OK,
+    };
+    let Some(answer) = answer else {
+        let failure = verdict.err().unwrap_or_else(|| {
+            Failure::new(Reason::ClosedEarly, "no complete FastCGI answer".to_owned())
+        });
+        return without_answer(out, &failure);
+    };
+    let (headers, body) = cgi::split(&answer.stdout).unwrap_or((&[], &answer.stdout));
+    if options.verbose {
+        out.stdout.push_str("php-fpm status output:\n");
+        out.stdout.push_str(&printable(body));
+        out.stdout.push('\n');
+    }
+    let not_found = body.trim_ascii() == b"File not found."
+        || cgi::status_header(headers).and_then(cgi::status_code) == Some(404)
+        || [&answer.stdout, &answer.stderr]
+            .iter()
+            .any(|stream| cgi::find(stream, b"Primary script unknown").is_some());
+    if not_found {
+        out.stderr.push_str("php-fpm status page non reachable\n");
+        out.code = EXIT_NO_PAGE;
+        return out;
+    }
+    if let Err(failure) = verdict {
+        out.stderr.push_str("php-fpm status page non reachable\n");
+        out.stderr.push_str(&format!("{NAME}: {failure}\n"));
+        out.code = EXIT_NO_PAGE;
+        return out;
+    }
+    let page = status::parse(body).ok();
+    for check in &options.checks {
+        let value = page.as_ref().and_then(|page| page.text(&check.field));
+        let limit = check.limit;
+        if options.verbose {
+            out.stdout.push_str(&format!(
+                "'{}' value '{}' and expected is less than '{limit}'\n",
+                check.field,
+                printable(value.unwrap_or_default().as_bytes())
+            ));
+        }
+        let Some(value) = value else {
+            out.stderr.push_str(&format!(
+                "{NAME}: '{}' is missing from the status page at {}{}; is FCGI_STATUS_PATH \
+                 php-fpm's pm.status_path?\n",
+                check.field, settings.connect, settings.path
+            ));
+            out.code = EXIT_CHECK_FAILED;
+            return out;
+        };
+        let Ok(number) = value.parse::<u64>().map(i128::from) else {
+            out.stderr.push_str(&format!(
+                "{NAME}: '{}' value '{}' on the status page is not an integer\n",
+                check.field,
+                printable(value.as_bytes())
+            ));
+            out.code = EXIT_CHECK_FAILED;
+            return out;
+        };
+        if number > i128::from(limit) {
+            out.stderr.push_str(&format!(
+                "'{}' value '{value}' is greater than expected '{limit}'\n",
+                check.field
+            ));
+            out.code = EXIT_CHECK_FAILED;
+            return out;
+        }
+    }
+    out
+}
+
+/// No answer: a connect failure exits with its errno, a timeout with 124, anything else 8.
+fn without_answer(mut out: Outcome, failure: &Failure) -> Outcome {
+    out.stderr
+        .push_str(&format!("{NAME}: {failure}{}\n", hint(failure.reason)));
+    out.code = match failure.reason {
+        Reason::Timeout => EXIT_TIMEOUT,
+        Reason::ResolveFailed => EXIT_UNKNOWN_HOST,
+        _ => match failure.errno.and_then(|errno| u8::try_from(errno).ok()) {
+            Some(errno) if errno > 0 => errno,
+            _ => {
+                out.stderr = format!("php-fpm status page non reachable\n{}", out.stderr);
+                EXIT_NO_PAGE
+            }
+        },
+    };
+    out
+}
+
+/// What to look at after a failure without an answer, naming the setting.
+fn hint(reason: Reason) -> &'static str {
+    match reason {
+        Reason::ConnectFailed | Reason::ResolveFailed => {
+            "; is FCGI_CONNECT php-fpm's listen address?"
+        }
+        Reason::Timeout => {
+            "; are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)"
+        }
+        _ => "",
+    }
+}
+
+/// The text of `bytes` with control characters other than line feeds and tabs escaped, so that
+/// a peer cannot drive the terminal; trailing line feeds dropped (as the shell's `$(...)`).
+fn printable(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut shown = String::with_capacity(text.len());
+    for c in text.trim_end_matches('\n').chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+/// Whether the program was started as `php-fpm-healthcheck` (the base name of `argv[0]`).
+pub fn invoked_as(argv0: Option<&OsStr>) -> bool {
+    argv0
+        .and_then(|argv0| Path::new(argv0).file_name())
+        .is_some_and(|name| name == NAME)
+}
+
+/// Runs the mode: `args` without the program name (and without the `php-fpm-healthcheck`
+/// argument that selected it); returns the exit status.
+pub fn main<E>(args: &[OsString], env: E) -> u8
+where
+    E: Fn(&str) -> Option<OsString>,
+{
+    let ready = parse_args(args).and_then(|options| {
+        let settings = settings(env, options.timeout)?;
+        Ok((options, settings))
+    });
+    let (options, settings) = match ready {
+        Ok(ready) => ready,
+        Err(Invalid(lines)) => {
+            write(true, &lines);
+            return EXIT_INVALID;
+        }
+    };
+    if options.verbose {
+        write(false, &announce(&settings));
+    }
+    let probe = Probe::literal_status(&settings.destination, &settings.path, settings.timeout);
+    let (verdict, answer) = smol::block_on(probe.run_keeping_answer());
+    let done = outcome(&options, &settings, verdict, answer.as_ref());
+    write(false, &done.stdout);
+    write(true, &done.stderr);
+    done.code
+}
+
+/// Writes to stdout or stderr; a closed or full stream loses the text, not the exit status.
+fn write(to_stderr: bool, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    let _ = if to_stderr {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|()| out.flush())
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn args(list: &[&str]) -> Result<Options, Invalid> {
+        let list: Vec<OsString> = list.iter().map(OsString::from).collect();
+        parse_args(&list)
+    }
+
+    fn check(field: &str, limit: i64) -> Check {
+        Check {
+            field: field.to_owned(),
+            limit,
+        }
+    }
+
+    fn env_settings(vars: &[(&str, &str)], timeout: Option<Duration>) -> Result<Settings, Invalid> {
+        let vars: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+            .collect();
+        settings(|name| vars.get(name).cloned(), timeout)
+    }
+
+    fn answer(stdout: &str, stderr: &str) -> Answer {
+        Answer {
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: stderr.as_bytes().to_vec(),
+            stderr_len: stderr.len(),
+            app_status: 0,
+            protocol_status: 0,
+        }
+    }
+
+    const PAGE: &str = "Content-type: text/plain;charset=UTF-8\r\n\r\n\
+        pool:                 www\n\
+        process manager:      static\n\
+        accepted conn:        12\n\
+        listen queue:         0\n\
+        max listen queue:     3\n\
+        idle processes:       1\n";
+
+    fn run(options: &Options, answer: &Answer) -> Outcome {
+        let settings = env_settings(&[], None).unwrap();
+        outcome(options, &settings, Ok(()), Some(answer))
+    }
+
+    #[test]
+    fn every_field_with_equals_and_with_a_space() {
+        for field in FIELDS {
+            let spaced = field.replace('-', " ");
+            for list in [
+                vec![format!("--{field}=7")],
+                vec![format!("--{field}"), "7".to_owned()],
+            ] {
+                let list: Vec<&str> = list.iter().map(String::as_str).collect();
+                assert_eq!(
+                    args(&list).unwrap().checks,
+                    vec![check(&spaced, 7)],
+                    "{list:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn verbose_order_and_ignored_arguments() {
+        let options = args(&[
+            "stray",
+            "--listen-queue",
+            "-3",
+            "-v",
+            "--accepted-conn=+5",
+            "--",
+            "--nope",
+        ])
+        .unwrap();
+        assert!(options.verbose);
+        assert_eq!(
+            options.checks,
+            vec![check("listen queue", -3), check("accepted conn", 5)]
+        );
+        assert!(args(&["--verbose"]).unwrap().verbose);
+        assert!(args(&["-vv"]).unwrap().verbose);
+        assert_eq!(args(&[]).unwrap(), Options::default());
+        // The value of `--FIELD N` is the next argument, whatever it is.
+        assert_eq!(
+            args(&["--slow-requests", "--verbose"]).unwrap_err().0,
+            "'--slow-requests' option value must be an integer, '--verbose' given\n"
+        );
+    }
+
+    #[test]
+    fn invalid_options_print_each_problem_then_terminate() {
+        assert_eq!(
+            args(&[
+                "--foo=1",
+                "-x",
+                "--verbose=1",
+                "--accepted-conn=abc",
+                "--help",
+                "--idle-processes"
+            ])
+            .unwrap_err()
+            .0,
+            "php-fpm-healthcheck: unrecognized option '--foo=1'\n\
+             php-fpm-healthcheck: invalid option -- 'x'\n\
+             php-fpm-healthcheck: option '--verbose' doesn't allow an argument\n\
+             php-fpm-healthcheck: unrecognized option '--help'\n\
+             php-fpm-healthcheck: option '--idle-processes' requires an argument\n\
+             Invalid options, terminating.\n"
+        );
+        // Not options here: our `check --status` forms, and abbreviations of `--timeout`.
+        for bad in [
+            "--max-listen-queue-len=1",
+            "--listen_queue=1",
+            "--min-idle-processes=1",
+            "--time=1",
+        ] {
+            assert_eq!(
+                args(&[bad]).unwrap_err().0,
+                format!("php-fpm-healthcheck: unrecognized option '{bad}'\nInvalid options, terminating.\n")
+            );
+        }
+    }
+
+    /// As GNU getopt reads the original's options: an exact name, or a prefix of exactly one.
+    #[test]
+    fn abbreviations_as_getopt_reads_them() {
+        let options = args(&[
+            "--accepted",
+            "5",
+            "--listen-queue-l=3",
+            "--listen-queue=2",
+            "--t=9",
+            "--verb",
+        ])
+        .unwrap();
+        assert!(options.verbose);
+        assert_eq!(
+            options.checks,
+            vec![
+                check("accepted conn", 5),
+                check("listen queue len", 3),
+                check("listen queue", 2),
+                check("total processes", 9)
+            ]
+        );
+        assert_eq!(
+            args(&["--max=1", "--listen", "3", "--verb=1", "--accepted"]).unwrap_err().0,
+            "php-fpm-healthcheck: option '--max=1' is ambiguous; possibilities: '--max-listen-queue' '--max-active-processes' '--max-children-reached'\n\
+             php-fpm-healthcheck: option '--listen' is ambiguous; possibilities: '--listen-queue' '--listen-queue-len'\n\
+             php-fpm-healthcheck: option '--verbose' doesn't allow an argument\n\
+             php-fpm-healthcheck: option '--accepted-conn' requires an argument\n\
+             Invalid options, terminating.\n"
+        );
+        assert_eq!(
+            args(&["--accepted=x"]).unwrap_err().0,
+            "'--accepted-conn' option value must be an integer, 'x' given\n"
+        );
+    }
+
+    #[test]
+    fn values_must_be_integers_in_order() {
+        for (value, shown) in [
+            ("abc", "abc"),
+            ("", ""),
+            ("1.5", "1.5"),
+            ("- 1", "- 1"),
+            ("99999999999999999999", "99999999999999999999"),
+            ("+", "+"),
+        ] {
+            let arg = format!("--accepted-conn={value}");
+            assert_eq!(
+                args(&[&arg, "--listen-queue=x"]).unwrap_err().0,
+                format!("'--accepted-conn' option value must be an integer, '{shown}' given\n")
+            );
+        }
+        assert_eq!(
+            args(&["--max-children-reached=-0"]).unwrap().checks,
+            vec![check("max children reached", 0)]
+        );
+        // Blanks around the number are dropped, as the original's shell drops them.
+        assert_eq!(
+            args(&["--slow-requests= 7 "]).unwrap().checks,
+            vec![check("slow requests", 7)]
+        );
+        assert!(args(&["--slow-requests=0x5"]).is_err());
+    }
+
+    #[test]
+    fn timeout_flag_in_seconds_wins_over_the_variable() {
+        let options = args(&["--timeout=0.25"]).unwrap();
+        assert_eq!(options.timeout, Some(Duration::from_millis(250)));
+        assert_eq!(
+            args(&["--timeout", "2"]).unwrap().timeout,
+            Some(Duration::from_secs(2))
+        );
+        assert!(args(&["--timeout=0"])
+            .unwrap_err()
+            .0
+            .starts_with("'--timeout' option value must be a number of seconds"));
+        let settings = env_settings(&[("TIMEOUT", "5s")], options.timeout).unwrap();
+        assert_eq!(settings.timeout, Duration::from_millis(250));
+        assert_eq!(
+            env_settings(&[("TIMEOUT", "5s")], None).unwrap().timeout,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            env_settings(&[], None).unwrap().timeout,
+            Duration::from_millis(800)
+        );
+        assert!(env_settings(&[("TIMEOUT", "soon")], None)
+            .unwrap_err()
+            .0
+            .contains("TIMEOUT=\"soon\""));
+    }
+
+    #[test]
+    fn fcgi_connect_as_cgi_fcgi_reads_it() {
+        let tcp = |host: Host, port| Destination::Tcp { host, port };
+        let name = |n: &str| Host::Name(n.to_owned());
+        assert_eq!(
+            destination("localhost:9000").unwrap(),
+            tcp(name("localhost"), 9000)
+        );
+        assert_eq!(destination(":9001").unwrap(), tcp(name("localhost"), 9001));
+        assert_eq!(
+            destination("127.0.0.1:9").unwrap(),
+            tcp(Host::Ip("127.0.0.1".parse().unwrap()), 9)
+        );
+        assert_eq!(
+            destination("[::1]:9").unwrap(),
+            tcp(Host::Ip("::1".parse().unwrap()), 9)
+        );
+        assert_eq!(destination("abc").unwrap(), Destination::Unix("abc".into()));
+        assert_eq!(
+            destination("/run/php/fpm.sock").unwrap(),
+            Destination::Unix("/run/php/fpm.sock".into())
+        );
+        for bad in [
+            "localhost:",
+            "localhost:0",
+            "localhost:65536",
+            "local host:9000",
+            "/run/a:b",
+        ] {
+            assert!(
+                destination(bad).unwrap_err().0.contains("FCGI_CONNECT"),
+                "{bad}"
+            );
+        }
+        assert!(destination(&"/x".repeat(60)).is_err());
+        let settings =
+            env_settings(&[("FCGI_CONNECT", ""), ("FCGI_STATUS_PATH", "")], None).unwrap();
+        assert_eq!(
+            (settings.connect.as_str(), settings.path.as_str()),
+            ("localhost:9000", "/status")
+        );
+        assert!(env_settings(&[("FCGI_STATUS_PATH", &"/s".repeat(600))], None).is_err());
+    }
+
+    #[test]
+    fn checks_fail_only_above_the_limit_in_order_and_verbose_says_each() {
+        let options = Options {
+            verbose: true,
+            checks: vec![
+                check("accepted conn", 12),
+                check("max listen queue", 2),
+                check("listen queue", 0),
+            ],
+            timeout: None,
+        };
+        let done = run(&options, &answer(PAGE, ""));
+        assert_eq!(done.code, EXIT_CHECK_FAILED);
+        assert_eq!(
+            done.stdout,
+            format!(
+                "php-fpm status output:\n{}\n\
+                 'accepted conn' value '12' and expected is less than '12'\n\
+                 'max listen queue' value '3' and expected is less than '2'\n",
+                PAGE.split_once("\r\n\r\n").unwrap().1.trim_end()
+            )
+        );
+        assert_eq!(
+            done.stderr,
+            "'max listen queue' value '3' is greater than expected '2'\n"
+        );
+        let quiet = Options {
+            verbose: false,
+            ..options
+        };
+        let done = run(&quiet, &answer(PAGE, ""));
+        assert_eq!((done.stdout.as_str(), done.code), ("", EXIT_CHECK_FAILED));
+        let done = run(
+            &Options {
+                checks: vec![check("idle processes", 1)],
+                ..quiet
+            },
+            &answer(PAGE, ""),
+        );
+        assert_eq!(
+            (done.stdout.as_str(), done.stderr.as_str(), done.code),
+            ("", "", EXIT_OK)
+        );
+    }
+
+    #[test]
+    fn a_missing_field_fails_naming_it() {
+        let options = Options {
+            checks: vec![check("slow requests", 100)],
+            ..Options::default()
+        };
+        let done = run(&options, &answer(PAGE, ""));
+        assert_eq!(done.code, EXIT_CHECK_FAILED);
+        assert_eq!(
+            done.stderr,
+            "php-fpm-healthcheck: 'slow requests' is missing from the status page at \
+             localhost:9000/status; is FCGI_STATUS_PATH php-fpm's pm.status_path?\n"
+        );
+        // Not a status page at all (php-fpm's ping): every field is missing; without checks it passes.
+        let pong = answer("Content-type: text/plain\r\n\r\npong", "");
+        assert_eq!(run(&options, &pong).code, EXIT_CHECK_FAILED);
+        assert_eq!(run(&Options::default(), &pong).code, EXIT_OK);
+    }
+
+    #[test]
+    fn a_missing_page_exits_8_after_the_verbose_body() {
+        let verbose = Options {
+            verbose: true,
+            ..Options::default()
+        };
+        for missing in [
+            answer("Status: 404 Not Found\r\nContent-type: text/html; charset=UTF-8\r\n\r\nFile not found.\n", "Primary script unknown"),
+            answer("Content-type: text/html\r\n\r\nFile not found.\n", ""),
+            answer("Status: 404 Not Found\r\n\r\nnope", ""),
+            answer("Content-type: text/html\r\n\r\n", "Primary script unknown"),
+        ] {
+            let done = run(&verbose, &missing);
+            assert_eq!(done.code, EXIT_NO_PAGE);
+            assert_eq!(done.stderr, "php-fpm status page non reachable\n");
+            assert!(done.stdout.starts_with("php-fpm status output:\n"), "{done:?}");
+        }
+        let done = run(
+            &verbose,
+            &answer("Status: 404 Not Found\r\n\r\nFile not found.\n", ""),
+        );
+        assert_eq!(done.stdout, "php-fpm status output:\nFile not found.\n");
+    }
+
+    #[test]
+    fn other_unusable_answers_exit_8_saying_why() {
+        let settings = env_settings(&[], None).unwrap();
+        let forbidden = answer("Status: 403 Forbidden\r\n\r\nAccess denied.\n", "");
+        let verdict = Err(Failure::new(Reason::BadStatus, "403".to_owned()));
+        let done = outcome(&Options::default(), &settings, verdict, Some(&forbidden));
+        assert_eq!(done.code, EXIT_NO_PAGE);
+        assert_eq!(
+            done.stderr,
+            "php-fpm status page non reachable\nphp-fpm-healthcheck: bad_status: 403\n"
+        );
+        let verbose = Options {
+            verbose: true,
+            ..Options::default()
+        };
+        let hostile = answer("Content-type: text/plain\r\n\r\npool: \x1b[2J\n\n\n", "");
+        assert_eq!(
+            run(&verbose, &hostile).stdout,
+            "php-fpm status output:\npool: \\u{1b}[2J\n"
+        );
+    }
+
+    #[test]
+    fn without_an_answer_the_exit_status_is_the_errno_or_124() {
+        let settings = env_settings(&[], None).unwrap();
+        let failed = |reason, errno| {
+            let failure = Failure::with_errno(reason, "detail".to_owned(), errno);
+            outcome(
+                &Options {
+                    verbose: true,
+                    ..Options::default()
+                },
+                &settings,
+                Err(failure),
+                None,
+            )
+        };
+        let listen = "; is FCGI_CONNECT php-fpm's listen address?";
+        let hung = "; are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)";
+        for (reason, errno, code, hint) in [
+            (Reason::ConnectRefused, Some(111), 111, ""),
+            (Reason::ConnectFailed, Some(2), 2, listen),
+            (Reason::ConnectFailed, Some(13), 13, listen),
+            (Reason::FcgiOverloaded, Some(11), 11, ""),
+            (Reason::Timeout, None, EXIT_TIMEOUT, hung),
+            (Reason::ResolveFailed, None, EXIT_UNKNOWN_HOST, listen),
+        ] {
+            let done = failed(reason, errno);
+            assert_eq!(done.code, code, "{reason}");
+            assert_eq!(
+                done.stderr,
+                format!("php-fpm-healthcheck: {reason}: detail{hint}\n")
+            );
+            assert_eq!(done.stdout, "", "no status output without an answer");
+        }
+        for (reason, errno, hint) in [
+            (Reason::ClosedEarly, None, ""),
+            (Reason::ConnectFailed, Some(300), listen),
+            (Reason::ProtocolError, None, ""),
+        ] {
+            let done = failed(reason, errno);
+            assert_eq!(done.code, EXIT_NO_PAGE);
+            assert_eq!(
+                done.stderr,
+                format!(
+                    "php-fpm status page non reachable\nphp-fpm-healthcheck: {reason}: detail{hint}\n"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn the_mode_by_name() {
+        assert!(invoked_as(Some(OsStr::new("php-fpm-healthcheck"))));
+        assert!(invoked_as(Some(OsStr::new(
+            "/usr/local/bin/php-fpm-healthcheck"
+        ))));
+        assert!(!invoked_as(Some(OsStr::new(
+            "/usr/bin/fastcgi-healthcheck"
+        ))));
+        assert!(!invoked_as(Some(OsStr::new("php-fpm-healthcheck.sh"))));
+        assert!(!invoked_as(None));
+        let settings = env_settings(
+            &[
+                ("FCGI_CONNECT", "/run/php.sock"),
+                ("FCGI_STATUS_PATH", "/fpm-status"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            announce(&settings),
+            "Trying to connect to php-fpm via: /run/php.sock/fpm-status\n"
+        );
+    }
+}
