@@ -539,6 +539,7 @@ mod tests {
             stderr_len: stderr.len(),
             app_status: 0,
             protocol_status: 0,
+            stdout_truncated: false,
         }
     }
 

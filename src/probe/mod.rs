@@ -219,6 +219,7 @@ impl Probe {
             request: fcgi::render_request(path, ""),
             expect: Vec::new(),
             timeout,
+            full: false,
         }
     }
 
