@@ -65,6 +65,10 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// Exit after this long without a connection (socket activation); `None`: never.
     pub idle_exit: Option<Duration>,
+    /// How long a busy pool may go without progress before `/fcgi-live` calls it stuck, and how
+    /// long a probe's connection is kept open for its answer; `None` (`off`): liveness is the
+    /// ping's verdict and nothing is kept.
+    pub busy_grace: Option<Duration>,
     /// Log levels.
     pub log: LogSpec,
 }
@@ -153,7 +157,7 @@ pub const DEFAULT_TIMEOUT: &str = "800ms";
 /// Every setting, in the order of `--help` and the README. Each row sets its own field of
 /// [`Config`] (`DESTINATION_PORT` the port of a TCP `DESTINATION`, so it comes after it).
 #[rustfmt::skip]
-pub const SETTINGS: [Setting; 14] = [
+pub const SETTINGS: [Setting; 15] = [
     Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
         help: "address:port to listen on (IPv4, or [IPv6]:port)",
         apply: |raw, c| parse_server(raw).map(|v| c.server = v) },
@@ -199,6 +203,9 @@ pub const SETTINGS: [Setting; 14] = [
     Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
         help: "exit 0 after this long without a connection (systemd socket activation)",
         apply: |raw, c| parse_idle_exit(raw).map(|v| c.idle_exit = v) },
+    Setting { var: "BUSY_GRACE", flag: "--busy-grace", default: "60s",
+        help: "/fcgi-live: a busy pool is alive until it made no progress this long (off: busy fails it)",
+        apply: |raw, c| parse_busy_grace(raw).map(|v| c.busy_grace = v) },
     Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
         help: "log level: error, warn, info, debug, trace, off",
         apply: |raw, c| parse_log(raw).map(|v| c.log = v) },
@@ -221,6 +228,7 @@ impl Config {
             coalesce: true,
             cache_ttl: Duration::ZERO,
             idle_exit: None,
+            busy_grace: None,
             log: LogSpec {
                 default: LevelFilter::Off,
                 modules: Vec::new(),
@@ -504,6 +512,15 @@ fn parse_idle_exit(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
         Some(span) if span >= MIN_DURATION => Ok(Some(span)),
         _ => Err(raw.error("is not off, 0 or a duration between 1ms and 1h (examples: 30s, 5m)")),
     }
+}
+
+fn parse_busy_grace(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
+    if raw.value.trim() == "off" {
+        return Ok(None);
+    }
+    parse_duration(&raw.value).map(Some).ok_or_else(|| {
+        raw.error("is not off or a duration between 1ms and 1h (examples: 60s, 5m, off)")
+    })
 }
 
 fn parse_ttl(raw: &Raw) -> Result<Duration, ConfigError> {

@@ -162,7 +162,12 @@ fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_ne_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+    Some(u32::from_ne_bytes([
+        *b.first()?,
+        *b.get(1)?,
+        *b.get(2)?,
+        *b.get(3)?,
+    ]))
 }
 
 /// `len` rounded up to netlink's 4-byte alignment.
@@ -263,8 +268,12 @@ fn unix_dump(paths: &[Vec<u8>]) -> std::io::Result<Option<Queue>> {
     use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
     let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-    let socket =
-        rustix::net::socket_with(AddressFamily::NETLINK, SocketType::DGRAM, flags, Some(SOCK_DIAG))?;
+    let socket = rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::DGRAM,
+        flags,
+        Some(SOCK_DIAG),
+    )?;
     rustix::net::sendto(
         &socket,
         &unix_request(),
@@ -331,7 +340,13 @@ mod tests {
 
     #[test]
     fn tcp_parser_is_total() {
-        for text in [&b""[..], b"\n", b"x\n0: :: 0A :\n", b"h\n 0: a:zz b 0A 1:2\n", &[0xff; 64]] {
+        for text in [
+            &b""[..],
+            b"\n",
+            b"x\n0: :: 0A :\n",
+            b"h\n 0: a:zz b 0A 1:2\n",
+            &[0xff; 64],
+        ] {
             assert_eq!(tcp_listener(text, 0), None);
         }
         // Every prefix of a valid table parses without a panic.

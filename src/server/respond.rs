@@ -2,12 +2,15 @@
 //! routes, runs the probes (single-flight), reads the status page, renders the metrics, and
 //! returns a [`Reply`]; it owns no socket, so it neither reads nor writes one.
 
+use std::cell::RefCell;
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::os::listen_queue::View;
+use crate::probe::busy::{self, Progress};
 use crate::probe::coalesce::{Coalescer, Source};
 use crate::probe::report::Reporter;
-use crate::probe::{Failure, Probe, Verdict};
+use crate::probe::{Failure, Held, Probe, Reason, Verdict};
 use crate::proto::http::{self, Head, Method, Route};
 use crate::proto::metrics::{self, Metrics};
 use crate::proto::status::{self, Status};
@@ -31,6 +34,12 @@ pub(crate) struct Probing {
     fail_status: u16,
     /// Whether a status page is configured (`STATUS_PATH` is not `off`).
     status_on: bool,
+    /// When the pool last moved, the one kept connection, liveness (`/fcgi-live`).
+    pub(crate) progress: Progress,
+    /// The last status page read and when, repeated (marked stale) while php-fpm is busy.
+    last_page: RefCell<Option<(Status, Instant)>>,
+    /// `/fcgi-live` results: ok, then by [`Reason::ALL`].
+    pub(crate) live_results: metrics::Results,
 }
 
 impl Probing {
@@ -48,7 +57,39 @@ impl Probing {
             not_allowed: http::Canned::new(405, "method not allowed\n"),
             fail_status: config.fail_status,
             status_on: config.status_path.is_some(),
+            progress: Progress::new(config.busy_grace, Instant::now()),
+            last_page: RefCell::new(None),
+            live_results: metrics::Results::default(),
         }
+    }
+
+    /// The ping probe (the keeper reads kept connections with it).
+    pub(crate) fn probe(&self) -> &Probe {
+        &self.probe
+    }
+
+    /// After a probe of `probe`: a healthy answer is progress; a timeout becomes `busy` when the
+    /// kernel shows others queued, and its connection is offered to the keeper. Only a failed
+    /// probe reads the kernel's view.
+    fn settle(&self, probe: &Probe, verdict: Verdict, held: Option<Held>) -> Verdict {
+        let failure = match verdict {
+            Ok(()) => {
+                self.progress.moved(Instant::now());
+                return Ok(());
+            }
+            Err(failure) if failure.reason == Reason::Timeout => failure,
+            Err(failure) => {
+                self.progress.waited(busy::waiting(failure.reason));
+                return Err(failure);
+            }
+        };
+        let view = probe.listen_queue();
+        self.progress.unavailable(&view);
+        let own = u64::from(held.is_some()).saturating_add(self.progress.kept());
+        let failure = busy::classify(failure, &view, own, probe.timeout());
+        self.progress.waited(true);
+        self.progress.hold(held);
+        Err(failure)
     }
 
     /// php-fpm's status page, fetched once for all concurrent requests (`/fcgi-status` with any
@@ -59,7 +100,8 @@ impl Probing {
             .status_page
             .run(|| async {
                 let started = Instant::now();
-                let (verdict, answer) = self.status_probe.run_keeping_answer().await;
+                let (verdict, answer, held) = self.status_probe.run_holding().await;
+                let verdict = self.settle(&self.status_probe, verdict, held);
                 let took = started.elapsed();
                 self.status_log
                     .report(&self.status_probe, &verdict, answer.as_ref(), took);
@@ -70,8 +112,18 @@ impl Probing {
             .record(metrics::Kind::Status, &page, source, started.elapsed());
         if let (Ok(page), Source::Ran) = (&page, source) {
             self.metrics.saw_pool(page);
+            *self.last_page.borrow_mut() = Some((page.clone(), Instant::now()));
         }
         page
+    }
+
+    /// For `/metrics` while php-fpm is busy (the page timed out or is `busy`): the last page
+    /// read and its age, to be shown marked stale.
+    fn stale_page(&self, page: &Result<Status, Failure>) -> Option<(Status, Instant)> {
+        match page {
+            Err(failure) if busy::waiting(failure.reason) => self.last_page.borrow().clone(),
+            _ => None,
+        }
     }
 }
 
@@ -79,7 +131,8 @@ impl Probing {
     /// One ping, logged.
     async fn ping(&self) -> Verdict {
         let started = Instant::now();
-        let (verdict, answer) = self.probe.run_keeping_answer().await;
+        let (verdict, answer, held) = self.probe.run_holding().await;
+        let verdict = self.settle(&self.probe, verdict, held);
         self.ping_log
             .report(&self.probe, &verdict, answer.as_ref(), started.elapsed());
         verdict
@@ -97,7 +150,10 @@ pub(crate) enum Reply<'a> {
 /// first).
 pub(crate) fn waits(head: &Head) -> bool {
     head.method != Method::Other
-        && matches!(head.route, Route::Ping | Route::Status | Route::Metrics)
+        && matches!(
+            head.route,
+            Route::Ping | Route::Live | Route::Status | Route::Metrics
+        )
 }
 
 /// The reply to `head`.
@@ -137,7 +193,29 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
                 p.metrics.scrape_failed();
             }
             let open = shared.table.open();
-            Reply::Metrics(metrics::render(&p.metrics, open, page.as_ref()))
+            // While php-fpm is busy, its last page (marked stale) rather than none.
+            let stale = page.as_ref().and_then(|page| p.stale_page(page));
+            let page = match &stale {
+                Some((last, _)) => Some(Ok(last.clone())),
+                None => page,
+            };
+            let mut text = metrics::render(&p.metrics, open, page.as_ref());
+            busy_metrics(
+                p,
+                &mut text,
+                stale.as_ref().map(|(_, read)| *read),
+                p.status_on,
+            );
+            Reply::Metrics(text)
+        }
+        (Route::Live, _) => {
+            let (verdict, _) = p.ping.run(|| p.ping()).await;
+            let live = p.progress.live(&verdict, Instant::now());
+            p.live_results.record(&live);
+            match live {
+                Ok(()) => Reply::Canned(&p.ok),
+                Err(failure) => Reply::Text(p.fail_status, format!("{failure}\n")),
+            }
         }
         (Route::Ping, _) => {
             let started = Instant::now();
@@ -149,6 +227,31 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
             }
         }
     }
+}
+
+/// Appends the busy/stuck figures to a `/metrics` text: the kernel's view of the listen queue
+/// (read now), the kept connection and the queue waits, liveness, and whether the status page
+/// figures are stale (`stale`: when the page shown was read).
+fn busy_metrics(p: &Probing, out: &mut String, stale: Option<Instant>, status_on: bool) {
+    let view = p.probe.listen_queue();
+    p.progress.unavailable(&view);
+    let now = Instant::now();
+    let figures = metrics::BusyFigures {
+        queue: match &view {
+            View::Seen(queue) => Ok((queue.queued, queue.backlog)),
+            View::Unavailable(why) => Err(why),
+        },
+        waits: &p.progress.waits,
+        keeping: p.progress.kept() > 0,
+        stuck: p.progress.stuck(now),
+        live: &p.live_results,
+        stale_age: match (status_on, stale) {
+            (false, _) => None,
+            (true, None) => Some(None),
+            (true, Some(read)) => Some(Some(now.saturating_duration_since(read))),
+        },
+    };
+    metrics::render_busy(out, &figures);
 }
 
 /// Appends `reply` to `out` as an HTTP response.
