@@ -28,6 +28,8 @@ pub enum Command {
         config: Config,
         /// Print the FastCGI answer.
         verbose: bool,
+        /// `--live`: the liveness question (busy is alive; waits up to `BUSY_GRACE` for progress).
+        live: bool,
         /// `--status` and its thresholds: check the status page instead of the ping.
         status: Option<Vec<Threshold>>,
     },
@@ -271,6 +273,7 @@ where
     let mut flags: [Option<String>; SETTINGS.len()] = Default::default();
     let check = args.first().is_some_and(|first| first == "check");
     let mut verbose = false;
+    let mut live = false;
     let mut status: Option<Vec<Threshold>> = None;
     let mut args = args.iter().skip(usize::from(check));
     while let Some(arg) = args.next() {
@@ -282,6 +285,10 @@ where
             "-V" | "--version" => return Ok(Command::Version),
             "-v" | "--verbose" if check => {
                 verbose = true;
+                continue;
+            }
+            "--live" if check => {
+                live = true;
                 continue;
             }
             "--status" if check => {
@@ -356,6 +363,7 @@ where
         Command::Check {
             config,
             verbose,
+            live,
             status,
         }
     } else {
@@ -647,10 +655,13 @@ pub fn help() -> String {
          \x20                                and a one-line reason (connect_refused, timeout, bad_status, ...)\n\
          \x20   GET|HEAD /fcgi-status        php-fpm's status page (STATUS_PATH); thresholds in the query:\n\
          \x20                                ?max-listen-queue=10&min-idle-processes=1 (200, or FAIL_STATUS)\n\
+         \x20   GET|HEAD /fcgi-live          liveness: the same probe, but a busy pool is alive (200) until\n\
+         \x20                                it made no progress for BUSY_GRACE (stuck); dead fails at once\n\
          \x20   GET /metrics                 Prometheus text: probes, durations, php-fpm's pool (phpfpm_*)\n\
          \x20   GET|HEAD /health /healthz /  200 `ok`: this process is alive (no FastCGI)\n\n\
          CHECK:\n\
          \x20   check [-v]                   one ping; exit 0 healthy, 1 unhealthy (reason on stderr)\n\
+         \x20   check --live                 liveness: busy waits up to BUSY_GRACE for php-fpm's answer\n\
          \x20   check --status [--max-<field> N] [--min-<field> N] [--<field> N]\n\
          \x20                                the status page against thresholds (--<field>: maximum)\n\n\
          EXIT CODES:\n\
