@@ -359,13 +359,18 @@ fn the_kept_connection_is_one_and_never_holds_up_a_stop_or_an_idle_exit() {
     let fpm = PhpFpm::tcp();
     let docroot = Docroot::new();
     let mut tool = tool_for(&fpm, &[("TIMEOUT", "300ms")]);
-    let mut idle = tool_for(&fpm, &[("TIMEOUT", "300ms"), ("IDLE_EXIT", "1s")]);
-    let clients = sleepers(fpm.listen(), &docroot, 3, 5000);
+    let clients = sleepers(fpm.listen(), &docroot, 3, 20_000);
     wait_until(Duration::from_secs(5), "/fcgi-ping to fail busy", || {
         (get(tool.addr(), "/fcgi-ping").body.starts_with("busy: ")).then_some(())
     });
     for _ in 0..8 {
-        get(tool.addr(), "/fcgi-ping").assert_failure(503, "busy");
+        let busy = get(tool.addr(), "/fcgi-ping");
+        busy.assert_failure(503, "busy");
+        // Our own given-up connections, still queued, are not counted as others'.
+        assert!(
+            busy.body.contains("; 1 connections queued (backlog "),
+            "{busy:?}"
+        );
         let text = metrics(&tool);
         assert_eq!(
             metric(&text, "fastcgi_healthcheck_kept_connections"),
@@ -382,8 +387,14 @@ fn the_kept_connection_is_one_and_never_holds_up_a_stop_or_an_idle_exit() {
             "{text}"
         );
     }
-    // The idle tool keeps a connection too, and still exits after IDLE_EXIT.
-    get(idle.addr(), "/fcgi-ping").assert_failure(503, "busy");
+    // A tool with IDLE_EXIT keeps a connection too, and still exits after IDLE_EXIT.
+    let mut idle = tool_for(&fpm, &[("TIMEOUT", "300ms"), ("IDLE_EXIT", "1s")]);
+    let text = get(idle.addr(), "/fcgi-ping").body + &metrics(&idle);
+    assert!(text.starts_with("busy: "), "{text}");
+    assert_eq!(
+        metric(&text, "fastcgi_healthcheck_kept_connections"),
+        Some(1.0)
+    );
     let started = Instant::now();
     assert!(
         idle.wait_exit(Duration::from_secs(4))
@@ -395,6 +406,7 @@ fn the_kept_connection_is_one_and_never_holds_up_a_stop_or_an_idle_exit() {
     tool.signal("TERM");
     let status = tool.wait_exit(Duration::from_secs(2));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    drop(fpm);
     for client in clients {
         let _ = client.join();
     }

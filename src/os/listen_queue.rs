@@ -1,8 +1,11 @@
 //! The kernel's view of a listener's accept queue, read without asking php-fpm (whose status page
 //! is rendered by a worker, and so goes blind exactly when every worker is busy).
 //!
-//! - TCP: the LISTEN line (state `0A`) of the port in `/proc/net/tcp` and `/proc/net/tcp6`. For a
-//!   listener the kernel prints the accept queue as `rx_queue` and the backlog as `tx_queue`.
+//! - TCP: a NETLINK_SOCK_DIAG dump of listening TCP sockets (inet_diag, IPv4 and IPv6); for a
+//!   listener `idiag_rqueue` is the accept queue and `idiag_wqueue` the backlog. Where netlink is
+//!   refused, the LISTEN line (state `0A`) of the port in `/proc/net/tcp{,6}`, whose `rx_queue` is
+//!   the accept queue (its `tx_queue` is not the backlog: the kernel prints the send queue there,
+//!   0 for a listener; `ss` reads the backlog through inet_diag).
 //! - Unix: a NETLINK_SOCK_DIAG dump of listening Unix sockets (unix_diag) with
 //!   `UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN`; the listener is the one bound to the destination's
 //!   path, its `udiag_rqueue` the pending connections and `udiag_wqueue` the backlog.
@@ -24,8 +27,9 @@ use std::path::Path;
 pub struct Queue {
     /// Connections waiting to be accepted.
     pub queued: u64,
-    /// The most that may wait (the `listen()` backlog as the kernel capped it).
-    pub backlog: u64,
+    /// The most that may wait (the `listen()` backlog as the kernel capped it); `None` when only
+    /// `/proc/net/tcp` could be read (it shows no backlog).
+    pub backlog: Option<u64>,
 }
 
 /// The kernel's view of the destination's listener.
@@ -51,8 +55,33 @@ pub const MAX_NETLINK_READS: usize = 64;
 /// `TCP_LISTEN`, in `/proc/net/tcp` and as unix_diag's state.
 const TCP_LISTEN: u32 = 10;
 
-/// Reads the queue of the TCP listener on `port` (IPv4 and IPv6).
+/// Reads the queue of the TCP listener on `port` (IPv4 and IPv6): through inet_diag, or
+/// `/proc/net/tcp{,6}` when netlink is refused.
 pub fn tcp(port: u16) -> View {
+    let mut found = None;
+    let mut failed = None;
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        let request = inet_request(family);
+        match dump(&request, |part| inet_listener(part, port)) {
+            Ok(Some(queue)) => {
+                found = Some(queue);
+                break;
+            }
+            Ok(None) => {}
+            Err(error) => failed = Some(error),
+        }
+    }
+    match (found, failed) {
+        (Some(queue), _) => View::Seen(queue),
+        (None, None) => View::Unavailable(format!(
+            "no listener on TCP port {port} in this network namespace (sock_diag): php-fpm is in another one, or on another host"
+        )),
+        (None, Some(_)) => tcp_from_proc(port),
+    }
+}
+
+/// [`tcp`] from `/proc/net/tcp{,6}` (the queue, not the backlog).
+fn tcp_from_proc(port: u16) -> View {
     let mut errors = Vec::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         match read_bounded(Path::new(file)) {
@@ -82,7 +111,7 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// The queue of the listener on local `port` in the text of `/proc/net/tcp` or `tcp6`: the first
 /// line in state `0A` (LISTEN) whose local address ends with `:PORT` (hex); `rx_queue` is the
-/// accept queue, `tx_queue` the backlog. Malformed lines are skipped.
+/// accept queue. Malformed lines are skipped.
 pub fn tcp_listener(text: &[u8], port: u16) -> Option<Queue> {
     text.split(|&b| b == b'\n').skip(1).find_map(|line| {
         let line = std::str::from_utf8(line).ok()?;
@@ -96,9 +125,10 @@ pub fn tcp_listener(text: &[u8], port: u16) -> Option<Queue> {
         if state != TCP_LISTEN || u16::from_str_radix(local_port, 16).ok()? != port {
             return None;
         }
+        let _send_queue = u64::from_str_radix(tx, 16).ok()?;
         Some(Queue {
             queued: u64::from_str_radix(rx, 16).ok()?,
-            backlog: u64::from_str_radix(tx, 16).ok()?,
+            backlog: None,
         })
     })
 }
@@ -142,6 +172,25 @@ pub fn unix_request() -> [u8; 40] {
     req
 }
 
+/// The dump request for listening TCP sockets of `family` (`AF_INET`, `AF_INET6`): an
+/// `nlmsghdr` and an `inet_diag_req_v2`.
+pub fn inet_request(family: i32) -> Vec<u8> {
+    let mut req = Vec::with_capacity(72);
+    req.extend_from_slice(&72u32.to_ne_bytes()); // nlmsg_len
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
+    req.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid
+    let family = u8::try_from(family).unwrap_or_default();
+    req.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]); // family, protocol, ext, pad
+    req.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes()); // idiag_states
+    req.extend_from_slice(&[0; 40]); // inet_diag_sockid: any ports, addresses, interface
+    req.extend_from_slice(&[0xff; 8]); // idiag_cookie: INET_DIAG_NOCOOKIE
+    req
+}
+
+const IPPROTO_TCP: u8 = 6;
+
 /// What one read of a unix_diag dump held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
@@ -178,6 +227,31 @@ fn align4(len: usize) -> Option<usize> {
 /// Looks for the listener bound to `path` in one read of a unix_diag dump. Pure and total:
 /// malformed messages end the part (as [`Part::More`]: the caller's read bound ends the dump).
 pub fn unix_listener(part: &[u8], path: &[u8]) -> Part {
+    walk(part, |msg| listener_in(msg, path))
+}
+
+/// Looks for the listener on local `port` in one read of an inet_diag dump (pure and total, as
+/// [`unix_listener`]).
+pub fn inet_listener(part: &[u8], port: u16) -> Part {
+    walk(part, |msg| inet_in(msg, port))
+}
+
+/// The queue of one `inet_diag_msg`, if it is a listener on local `port`: `idiag_sport` (big
+/// endian) at 4, `idiag_rqueue` at 56, `idiag_wqueue` at 60.
+fn inet_in(msg: &[u8], port: u16) -> Option<Queue> {
+    let state = *msg.get(1)?;
+    let sport = u16::from_be_bytes([*msg.get(4)?, *msg.get(5)?]);
+    if u32::from(state) != TCP_LISTEN || sport != port {
+        return None;
+    }
+    Some(Queue {
+        queued: u64::from(u32_at(msg, 56)?),
+        backlog: Some(u64::from(u32_at(msg, 60)?)),
+    })
+}
+
+/// Walks the netlink messages of one read, applying `find` to each sock_diag message's payload.
+fn walk(part: &[u8], find: impl Fn(&[u8]) -> Option<Queue>) -> Part {
     let mut at = 0usize;
     while let (Some(len), Some(kind)) = (u32_at(part, at), u16_at(part, at.saturating_add(4))) {
         let len = usize::try_from(len).unwrap_or(0);
@@ -194,8 +268,7 @@ pub fn unix_listener(part: &[u8], path: &[u8]) -> Part {
                 return Part::Error(errno.checked_neg().unwrap_or(0));
             }
             SOCK_DIAG_BY_FAMILY => {
-                if let Some(queue) = listener_in(message.get(NLMSG_HDR..).unwrap_or_default(), path)
-                {
+                if let Some(queue) = find(message.get(NLMSG_HDR..).unwrap_or_default()) {
                     return Part::Found(queue);
                 }
             }
@@ -225,7 +298,7 @@ fn listener_in(msg: &[u8], path: &[u8]) -> Option<Queue> {
             UNIX_DIAG_RQLEN => {
                 queue = Some(Queue {
                     queued: u64::from(u32_at(value, 0)?),
-                    backlog: u64::from(u32_at(value, 4)?),
+                    backlog: Some(u64::from(u32_at(value, 4)?)),
                 });
             }
             _ => {}
@@ -250,7 +323,21 @@ pub fn unix(path: &Path) -> View {
             candidates.push(real);
         }
     }
-    match unix_dump(&candidates) {
+    let request = unix_request();
+    let found = dump(&request, |part| {
+        let mut outcome = Part::Done;
+        for path in &candidates {
+            match unix_listener(part, path) {
+                Part::Done => {}
+                other => outcome = other,
+            }
+            if matches!(outcome, Part::Found(_) | Part::Error(_)) {
+                break;
+            }
+        }
+        outcome
+    });
+    match found {
         Ok(Some(queue)) => View::Seen(queue),
         Ok(None) => View::Unavailable(format!(
             "no listening Unix socket bound to {} in this network namespace (sock_diag): php-fpm is in another one",
@@ -262,8 +349,9 @@ pub fn unix(path: &Path) -> View {
     }
 }
 
-/// One dump of the listening Unix sockets; the queue of the first bound to one of `paths`.
-fn unix_dump(paths: &[Vec<u8>]) -> std::io::Result<Option<Queue>> {
+/// Sends one sock_diag dump `request` and reads its parts (at most [`MAX_NETLINK_READS`]), asking
+/// `find` about each, until it finds the listener or the dump ends.
+fn dump(request: &[u8], find: impl Fn(&[u8]) -> Part) -> std::io::Result<Option<Queue>> {
     use rustix::net::netlink::{SocketAddrNetlink, SOCK_DIAG};
     use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
@@ -276,28 +364,21 @@ fn unix_dump(paths: &[Vec<u8>]) -> std::io::Result<Option<Queue>> {
     )?;
     rustix::net::sendto(
         &socket,
-        &unix_request(),
+        request,
         SendFlags::empty(),
         &SocketAddrNetlink::new(0, 0),
     )?;
     let mut buf = vec![0u8; NETLINK_BUFFER];
     for _ in 0..MAX_NETLINK_READS {
         let (_, len) = rustix::net::recv(&socket, buf.as_mut_slice(), RecvFlags::empty())?;
-        let part = buf.get(..len).unwrap_or_default();
         if len == 0 {
             return Ok(None);
         }
-        let mut more = false;
-        for path in paths {
-            match unix_listener(part, path) {
-                Part::Found(queue) => return Ok(Some(queue)),
-                Part::More => more = true,
-                Part::Done => {}
-                Part::Error(errno) => return Err(std::io::Error::from_raw_os_error(errno)),
-            }
-        }
-        if !more {
-            return Ok(None);
+        match find(buf.get(..len).unwrap_or_default()) {
+            Part::Found(queue) => return Ok(Some(queue)),
+            Part::More => {}
+            Part::Done => return Ok(None),
+            Part::Error(errno) => return Err(std::io::Error::from_raw_os_error(errno)),
         }
     }
     Err(std::io::Error::other(format!(
@@ -323,7 +404,7 @@ mod tests {
             tcp_listener(TCP.as_bytes(), 8080),
             Some(Queue {
                 queued: 14,
-                backlog: 511
+                backlog: None
             })
         );
         assert_eq!(tcp_listener(TCP.as_bytes(), 50000), None);
@@ -333,7 +414,7 @@ mod tests {
             tcp_listener(v6.as_bytes(), 9000),
             Some(Queue {
                 queued: 2,
-                backlog: 128
+                backlog: None
             })
         );
     }
@@ -387,7 +468,7 @@ mod tests {
             unix_listener(&part, b"/run/php/fpm.sock"),
             Part::Found(Queue {
                 queued: 3,
-                backlog: 511
+                backlog: Some(511)
             })
         );
         assert_eq!(unix_listener(&part, b"/run/other.sock"), Part::Done);
@@ -436,12 +517,48 @@ mod tests {
     }
 
     #[test]
+    fn inet_parser_finds_a_listener_and_is_total() {
+        let mut msg = vec![libc::AF_INET as u8, 10, 0, 0];
+        msg.extend_from_slice(&9000u16.to_be_bytes());
+        msg.resize(56, 0);
+        msg.extend_from_slice(&3u32.to_ne_bytes());
+        msg.extend_from_slice(&511u32.to_ne_bytes());
+        msg.resize(72, 0);
+        let mut part = ((NLMSG_HDR + msg.len()) as u32).to_ne_bytes().to_vec();
+        part.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        part.extend_from_slice(&[0; 10]);
+        part.extend_from_slice(&msg);
+        let queue = Queue {
+            queued: 3,
+            backlog: Some(511),
+        };
+        assert_eq!(inet_listener(&part, 9000), Part::Found(queue));
+        assert_eq!(inet_listener(&part, 9001), Part::More);
+        for end in 0..part.len() {
+            let _ = inet_listener(&part[..end], 9000);
+        }
+        assert_eq!(tcp_from_proc_is_a_fallback(), ());
+    }
+
+    fn tcp_from_proc_is_a_fallback() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let View::Seen(queue) = tcp_from_proc(port) else {
+            panic!("no listener on {port} in /proc/net/tcp");
+        };
+        assert_eq!(queue.backlog, None);
+    }
+
+    #[test]
     fn reads_a_real_tcp_listener() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let _a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         match tcp(port) {
-            View::Seen(queue) => assert_eq!(queue.queued, 1, "{queue:?}"),
+            View::Seen(queue) => {
+                assert_eq!(queue.queued, 1, "{queue:?}");
+                assert_eq!(queue.backlog, Some(128), "{queue:?}");
+            }
             other => panic!("{other:?}"),
         }
     }

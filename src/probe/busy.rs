@@ -27,7 +27,8 @@ use crate::os::listen_queue::{Queue, View};
 use super::{Failure, Held, Probe, Reason, Verdict};
 
 /// A `timeout` becomes `busy` when the kernel shows connections other than ours (`own`: this
-/// probe's, and the kept one's) queued on the listener. Other failures stay as they are.
+/// probe's, the kept one's, and those of earlier probes that gave up, which stay in the queue
+/// until a worker takes them) queued on the listener. Other failures stay as they are.
 pub(crate) fn classify(failure: Failure, view: &View, own: u64, timeout: Duration) -> Failure {
     if failure.reason != Reason::Timeout {
         return failure;
@@ -45,6 +46,10 @@ pub(crate) fn classify(failure: Failure, view: &View, own: u64, timeout: Duratio
         .and_then(|(head, _)| head.strip_prefix("no complete answer from "))
         .unwrap_or("php-fpm")
         .to_owned();
+    let backlog = match backlog {
+        Some(backlog) => backlog.to_string(),
+        None => "unknown".to_owned(),
+    };
     Failure::new(
         Reason::Busy,
         format!(
@@ -124,6 +129,9 @@ pub(crate) struct Progress {
     keeping: Cell<bool>,
     /// Wakes the keeper.
     wake: Event,
+    /// Connections of our probes given up since the pool last moved: closed, but still in
+    /// php-fpm's queue until a worker takes them (not others' connections).
+    abandoned: Cell<u64>,
     /// Whether the last probe that ran ended waiting (busy, timeout, a full queue).
     waiting: Cell<bool>,
     /// Whether "kernel view unavailable" was logged already.
@@ -140,6 +148,7 @@ impl Progress {
             handed: RefCell::new(None),
             keeping: Cell::new(false),
             wake: Event::new(),
+            abandoned: Cell::new(0),
             waiting: Cell::new(false),
             said_unavailable: Cell::new(false),
             waits: Waits::default(),
@@ -150,6 +159,11 @@ impl Progress {
     pub(crate) fn moved(&self, now: Instant) {
         self.moved.set(now);
         self.waiting.set(false);
+        self.abandoned.set(0);
+    }
+
+    fn abandon(&self) {
+        self.abandoned.set(self.abandoned.get().saturating_add(1));
     }
 
     /// A probe ended: waiting for a worker (busy, timeout, a full queue), or not.
@@ -165,9 +179,15 @@ impl Progress {
         })
     }
 
-    /// Connections of ours in php-fpm's queue besides a probe's own: the kept one.
+    /// Whether a connection is kept now.
     pub(crate) fn kept(&self) -> u64 {
         u64::from(self.keeping.get())
+    }
+
+    /// Connections of ours that may be in php-fpm's queue besides a probe's own: the kept one,
+    /// and those given up since the pool last moved.
+    pub(crate) fn ours(&self) -> u64 {
+        self.kept().saturating_add(self.abandoned.get())
     }
 
     /// Offers a probe's connection to keep; keeps it if none is kept and `BUSY_GRACE` is on,
@@ -175,6 +195,7 @@ impl Progress {
     pub(crate) fn hold(&self, held: Option<Held>) {
         let Some(held) = held else { return };
         if self.grace.is_none() || self.keeping.get() {
+            self.abandon();
             return;
         }
         self.keeping.set(true);
@@ -198,7 +219,11 @@ impl Progress {
             let since = held.since;
             self.waits.kept.set(self.waits.kept.get().saturating_add(1));
             let until = deadline::later(since, grace);
-            if let Some((_, answer)) = deadline::at(until, probe.finish(held)).await {
+            let finished = deadline::at(until, probe.finish(held)).await;
+            if finished.is_none() {
+                self.abandon();
+            }
+            if let Some((_, answer)) = finished {
                 if answer.is_some() {
                     let now = Instant::now();
                     self.moved(now);
@@ -265,7 +290,7 @@ mod tests {
     fn a_timeout_with_others_queued_is_busy() {
         let seen = View::Seen(Queue {
             queued: 15,
-            backlog: 511,
+            backlog: Some(511),
         });
         let busy = classify(timeout(), &seen, 1, Duration::from_millis(800));
         assert_eq!(
@@ -275,7 +300,7 @@ mod tests {
         // Only our own connections queued: a hang, not a crowd.
         let ours = View::Seen(Queue {
             queued: 2,
-            backlog: 511,
+            backlog: Some(511),
         });
         let ms = Duration::from_millis(800);
         assert_eq!(classify(timeout(), &ours, 2, ms).reason, Reason::Timeout);

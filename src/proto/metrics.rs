@@ -354,7 +354,7 @@ impl Results {
 #[derive(Debug)]
 pub struct BusyFigures<'a> {
     /// The kernel's view of the listener: `(queued, backlog)`, or why it is unavailable.
-    pub queue: Result<(u64, u64), &'a str>,
+    pub queue: Result<(u64, Option<u64>), &'a str>,
     /// The queue waits the kept connections measured.
     pub waits: &'a Waits,
     /// Whether a connection is kept open now.
@@ -379,12 +379,14 @@ pub fn render_busy(out: &mut String, f: &BusyFigures<'_>) {
     gauge(out, "fastcgi_healthcheck_listen_queue_available", "Whether the kernel's view of php-fpm's listen queue can be read (0: php-fpm is in another network namespace).", u64::from(f.queue.is_ok()));
     if let Ok((queued, backlog)) = f.queue {
         gauge(out, "fastcgi_healthcheck_listen_queue_connections", "Connections waiting in php-fpm's listen queue, read from the kernel now (no worker needed).", queued);
-        gauge(
-            out,
-            "fastcgi_healthcheck_listen_queue_backlog",
-            "The backlog of php-fpm's listener, read from the kernel.",
-            backlog,
-        );
+        if let Some(backlog) = backlog {
+            gauge(
+                out,
+                "fastcgi_healthcheck_listen_queue_backlog",
+                "The backlog of php-fpm's listener, read from the kernel.",
+                backlog,
+            );
+        }
     }
     gauge(out, "fastcgi_healthcheck_kept_connections", "Probe connections kept open after their deadline, waiting for php-fpm's answer (at most 1).", u64::from(f.keeping));
     let _ = writeln!(out, "# HELP fastcgi_healthcheck_kept_connections_total Probe connections kept open after their deadline, and how many php-fpm answered.");

@@ -85,7 +85,7 @@ impl Probing {
         };
         let view = probe.listen_queue();
         self.progress.unavailable(&view);
-        let own = u64::from(held.is_some()).saturating_add(self.progress.kept());
+        let own = u64::from(held.is_some()).saturating_add(self.progress.ours());
         let failure = busy::classify(failure, &view, own, probe.timeout());
         self.progress.waited(true);
         self.progress.hold(held);
