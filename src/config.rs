@@ -907,6 +907,24 @@ mod tests {
     }
 
     #[test]
+    fn busy_grace_and_check_live() {
+        assert_eq!(config(&[], &[]).busy_grace, Some(Duration::from_secs(60)));
+        assert_eq!(config(&["--busy-grace", "off"], &[]).busy_grace, None);
+        assert_eq!(
+            config(&[], &[("BUSY_GRACE", "3s")]).busy_grace,
+            Some(Duration::from_secs(3))
+        );
+        let message = error(&[], &[("BUSY_GRACE", "soon")]);
+        assert!(message.starts_with("BUSY_GRACE=\"soon\" "), "{message}");
+        assert!(message.contains("off"), "{message}");
+        match run(&["check", "--live"], &[]) {
+            Ok(Command::Check { live, status, .. }) => assert!(live && status.is_none()),
+            other => panic!("expected check --live, got {other:?}"),
+        }
+        assert!(error(&["--live"], &[]).contains("--live"));
+    }
+
+    #[test]
     fn check_takes_the_same_settings_and_verbose() {
         match run(
             &["check", "-v", "--timeout", "2s"],

@@ -21,7 +21,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::fcgi::fcgi_get_query;
-use common::{get, run_to_exit, timed_get, wait_until, Listen, PhpFpm, TempDir, Tool};
+use common::{
+    get, run_to_exit, timed_get, wait_until, Behavior, Client, FakePeer, Listen, PhpFpm, TempDir,
+    Tool,
+};
 
 /// The tool's default `TIMEOUT`.
 const TIMEOUT: Duration = Duration::from_millis(800);
@@ -410,4 +413,24 @@ fn the_kept_connection_is_one_and_never_holds_up_a_stop_or_an_idle_exit() {
     for client in clients {
         let _ = client.join();
     }
+}
+
+/// `/fcgi-live` and `/fcgi-ping` asked at once share one FastCGI request; HEAD works.
+#[test]
+fn live_and_ping_share_one_probe_in_flight() {
+    let peer = FakePeer::start(Behavior::Late(Duration::from_millis(400)));
+    let tool = Tool::probing("127.0.0.1", peer.port(), &[("TIMEOUT", "2s")]);
+    let mut ping = Client::connect(tool.addr());
+    let mut live = Client::connect(tool.addr());
+    ping.send(common::request_text("GET", "/fcgi-ping", &[]).as_bytes());
+    live.send(common::request_text("GET", "/fcgi-live", &[]).as_bytes());
+    ping.read_response("GET").assert_ok();
+    live.read_response("GET").assert_ok();
+    assert_eq!(peer.requests().len(), 1, "one FastCGI request for both");
+    let head = Client::connect(tool.addr()).request("HEAD", "/fcgi-live");
+    assert_eq!(
+        (head.status, head.content_length(), head.body.as_str()),
+        (200, Some(3), ""),
+        "{head:?}"
+    );
 }
