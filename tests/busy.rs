@@ -205,8 +205,9 @@ fn a_pool_without_progress_is_stuck_until_its_workers_are_killed() {
     let fpm = PhpFpm::tcp_with("request_terminate_timeout = 6s\n");
     let docroot = Docroot::new();
     let tool = tool_for(&fpm, &[("BUSY_GRACE", "3s"), ("TIMEOUT", "500ms")]);
-    get(tool.addr(), "/fcgi-live").assert_ok();
+    // The last progress is this answer's, after `saturated`: stuck cannot come before 3 s from it.
     let saturated = Instant::now();
+    get(tool.addr(), "/fcgi-live").assert_ok();
     let clients = sleepers(fpm.listen(), &docroot, 3, 60_000);
     let stuck = wait_until(Duration::from_secs(8), "/fcgi-live to fail stuck", || {
         let response = get(tool.addr(), "/fcgi-live");
