@@ -209,7 +209,10 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
             Reply::Metrics(text)
         }
         (Route::Live, _) => {
-            let (verdict, _) = p.ping.run(|| p.ping()).await;
+            // The ping, shared with `/fcgi-ping` (and counted as one), judged for liveness.
+            let started = Instant::now();
+            let (verdict, source) = p.ping.run(|| p.ping()).await;
+            p.metrics.record_ping(&verdict, source, started.elapsed());
             let live = p.progress.live(&verdict, Instant::now());
             p.live_results.record(&live);
             match live {
