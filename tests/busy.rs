@@ -134,12 +134,21 @@ fn saturated(fpm: &PhpFpm) {
         "{busy:?}"
     );
     assert!(took < TIMEOUT + SLACK, "busy took {took:?}");
+    eprintln!(
+        "{:?}: busy answered in {took:?}: {}",
+        fpm.listen(),
+        busy.body.trim_end()
+    );
     tool.wait_for_log(&["WARN", "busy: "]);
 
     let (scrape, took) = timed_get(tool.addr(), "/metrics");
     assert!(
-        took < TIMEOUT + SLACK,
+        took < TIMEOUT,
         "/metrics took {took:?} with php-fpm saturated"
+    );
+    eprintln!(
+        "{:?}: /metrics answered in {took:?} while saturated",
+        fpm.listen()
     );
     let queued = metric(&scrape.body, "fastcgi_healthcheck_listen_queue_connections");
     assert!(queued.is_some_and(|q| q > 0.0), "{}", scrape.body);
@@ -181,6 +190,7 @@ fn saturated(fpm: &PhpFpm) {
         },
     );
     let wait = metric(&text, "fastcgi_healthcheck_queue_wait_seconds_last").unwrap();
+    eprintln!("{:?}: the kept connection waited {wait} s", fpm.listen());
     assert!(wait > TIMEOUT.as_secs_f64(), "queue wait {wait} s:\n{text}");
     assert!(metric(&text, "fastcgi_healthcheck_queue_wait_seconds_count").unwrap() >= 1.0);
     tool.wait_for_log(&["INFO", "kept open after its deadline", "in the queue"]);
@@ -434,4 +444,45 @@ fn live_and_ping_share_one_probe_in_flight() {
         (200, Some(3), ""),
         "{head:?}"
     );
+}
+
+/// `BUSY_GRACE=off`: nothing is kept, `/fcgi-live` fails `busy` as `/fcgi-ping` does, and
+/// `/metrics` repeats the last status page (stale) once its read failed at `TIMEOUT`.
+#[test]
+fn busy_grace_off_keeps_nothing_and_liveness_follows_the_ping() {
+    let fpm = PhpFpm::tcp();
+    let docroot = Docroot::new();
+    let tool = tool_for(&fpm, &[("BUSY_GRACE", "off")]);
+    metrics(&tool);
+    let clients = sleepers(fpm.listen(), &docroot, 4, 3000);
+    let live = wait_until(Duration::from_secs(5), "/fcgi-live to fail busy", || {
+        let response = get(tool.addr(), "/fcgi-live");
+        (response.status != 200).then_some(response)
+    });
+    live.assert_failure(503, "busy");
+    let (scrape, took) = timed_get(tool.addr(), "/metrics");
+    assert!(
+        (TIMEOUT..TIMEOUT + SLACK).contains(&took),
+        "/metrics took {took:?}"
+    );
+    for (name, value) in [
+        ("fastcgi_healthcheck_status_page_stale", 1.0),
+        ("fastcgi_healthcheck_kept_connections", 0.0),
+        (
+            "fastcgi_healthcheck_kept_connections_total{result=\"kept\"}",
+            0.0,
+        ),
+    ] {
+        assert_eq!(
+            metric(&scrape.body, name),
+            Some(value),
+            "{name}: {}",
+            scrape.body
+        );
+    }
+    assert!(scrape.body.contains("phpfpm_up{pool=\"www\"} 1\n"));
+    drop(fpm);
+    for client in clients {
+        let _ = client.join();
+    }
 }

@@ -117,6 +117,29 @@ impl Probing {
         page
     }
 
+    /// The status page for `/metrics` (`None` when `STATUS_PATH=off`), and when it was read if it
+    /// is the last one repeated (stale) because php-fpm is busy: at once while a probe connection
+    /// of ours waits in php-fpm's queue (a page asked now would wait behind it), or after the
+    /// page failed `busy`, `timeout` or `fcgi_overloaded`.
+    async fn metrics_page(&self) -> (Option<Result<Status, Failure>>, Option<Instant>) {
+        if !self.status_on {
+            return (None, None);
+        }
+        if self.progress.kept() > 0 {
+            if let Some((last, read)) = self.last_page.borrow().clone() {
+                return (Some(Ok(last)), Some(read));
+            }
+        }
+        let page = self.status_page().await;
+        if page.is_err() {
+            self.metrics.scrape_failed();
+        }
+        match self.stale_page(&page) {
+            Some((last, read)) => (Some(Ok(last)), Some(read)),
+            None => (Some(page), None),
+        }
+    }
+
     /// For `/metrics` while php-fpm is busy (the page timed out or is `busy`): the last page
     /// read and its age, to be shown marked stale.
     fn stale_page(&self, page: &Result<Status, Failure>) -> Option<(Status, Instant)> {
@@ -185,27 +208,10 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
             }
         }
         (Route::Metrics, _) => {
-            let page = match p.status_on {
-                true => Some(p.status_page().await),
-                false => None,
-            };
-            if let Some(Err(_)) = page {
-                p.metrics.scrape_failed();
-            }
+            let (page, stale) = p.metrics_page().await;
             let open = shared.table.open();
-            // While php-fpm is busy, its last page (marked stale) rather than none.
-            let stale = page.as_ref().and_then(|page| p.stale_page(page));
-            let page = match &stale {
-                Some((last, _)) => Some(Ok(last.clone())),
-                None => page,
-            };
             let mut text = metrics::render(&p.metrics, open, page.as_ref());
-            busy_metrics(
-                p,
-                &mut text,
-                stale.as_ref().map(|(_, read)| *read),
-                p.status_on,
-            );
+            busy_metrics(p, &mut text, stale, p.status_on);
             Reply::Metrics(text)
         }
         (Route::Live, _) => {
