@@ -20,6 +20,7 @@
 //! probe failed or `/metrics` is asked, never on a healthy probe.
 
 use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 /// What the kernel shows of a listener's queue.
@@ -55,14 +56,15 @@ pub const MAX_NETLINK_READS: usize = 64;
 /// `TCP_LISTEN`, in `/proc/net/tcp` and as unix_diag's state.
 const TCP_LISTEN: u32 = 10;
 
-/// Reads the queue of the TCP listener on `port` (IPv4 and IPv6): through inet_diag, or
-/// `/proc/net/tcp{,6}` when netlink is refused.
-pub fn tcp(port: u16) -> View {
+/// Reads the queue of the TCP listener on `port` (IPv4 and IPv6) that takes connections to `ip`
+/// (bound to it or to the wildcard address; `None`, for a host name: any address): through
+/// inet_diag, or `/proc/net/tcp{,6}` (by port only) when netlink is refused.
+pub fn tcp(port: u16, ip: Option<IpAddr>) -> View {
     let mut found = None;
     let mut failed = None;
     for family in [libc::AF_INET, libc::AF_INET6] {
         let request = inet_request(family);
-        match dump(&request, |part| inet_listener(part, port)) {
+        match dump(&request, |part| inet_listener(part, port, ip)) {
             Ok(Some(queue)) => {
                 found = Some(queue);
                 break;
@@ -232,17 +234,33 @@ pub fn unix_listener(part: &[u8], path: &[u8]) -> Part {
 
 /// Looks for the listener on local `port` in one read of an inet_diag dump (pure and total, as
 /// [`unix_listener`]).
-pub fn inet_listener(part: &[u8], port: u16) -> Part {
-    walk(part, |msg| inet_in(msg, port))
+pub fn inet_listener(part: &[u8], port: u16, ip: Option<IpAddr>) -> Part {
+    walk(part, |msg| inet_in(msg, port, ip))
 }
 
-/// The queue of one `inet_diag_msg`, if it is a listener on local `port`: `idiag_sport` (big
-/// endian) at 4, `idiag_rqueue` at 56, `idiag_wqueue` at 60.
-fn inet_in(msg: &[u8], port: u16) -> Option<Queue> {
+/// The queue of one `inet_diag_msg`, if it is a listener on local `port` taking connections to
+/// `ip`: `idiag_family` at 0, `idiag_sport` (big endian) at 4, `idiag_src` at 8 (4 or 16 bytes),
+/// `idiag_rqueue` at 56, `idiag_wqueue` at 60.
+fn inet_in(msg: &[u8], port: u16, ip: Option<IpAddr>) -> Option<Queue> {
     let state = *msg.get(1)?;
     let sport = u16::from_be_bytes([*msg.get(4)?, *msg.get(5)?]);
     if u32::from(state) != TCP_LISTEN || sport != port {
         return None;
+    }
+    if let Some(ip) = ip {
+        let bound = match i32::from(*msg.first()?) {
+            libc::AF_INET => {
+                let b: [u8; 4] = msg.get(8..12)?.try_into().ok()?;
+                IpAddr::V4(Ipv4Addr::from(b))
+            }
+            _ => {
+                let b: [u8; 16] = msg.get(8..24)?.try_into().ok()?;
+                IpAddr::V6(Ipv6Addr::from(b))
+            }
+        };
+        if !bound.is_unspecified() && bound.to_canonical() != ip.to_canonical() {
+            return None;
+        }
     }
     Some(Queue {
         queued: u64::from(u32_at(msg, 56)?),
@@ -532,10 +550,19 @@ mod tests {
             queued: 3,
             backlog: Some(511),
         };
-        assert_eq!(inet_listener(&part, 9000), Part::Found(queue));
-        assert_eq!(inet_listener(&part, 9001), Part::More);
+        // Bound to the wildcard address: it takes connections to any address.
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(inet_listener(&part, 9000, None), Part::Found(queue));
+        assert_eq!(inet_listener(&part, 9000, Some(local)), Part::Found(queue));
+        assert_eq!(inet_listener(&part, 9001, None), Part::More);
+        // Bound to 127.0.0.1: not the listener of 10.0.0.5:9000.
+        let mut bound = part.clone();
+        bound[NLMSG_HDR + 8..NLMSG_HDR + 12].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(inet_listener(&bound, 9000, Some(local)), Part::Found(queue));
+        let remote: IpAddr = "10.0.0.5".parse().unwrap();
+        assert_eq!(inet_listener(&bound, 9000, Some(remote)), Part::More);
         for end in 0..part.len() {
-            let _ = inet_listener(&part[..end], 9000);
+            let _ = inet_listener(&part[..end], 9000, Some(local));
         }
         assert_eq!(tcp_from_proc_is_a_fallback(), ());
     }
@@ -554,7 +581,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let _a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        match tcp(port) {
+        match tcp(port, Some("127.0.0.1".parse().unwrap())) {
             View::Seen(queue) => {
                 assert_eq!(queue.queued, 1, "{queue:?}");
                 assert_eq!(queue.backlog, Some(128), "{queue:?}");

@@ -19,7 +19,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Destination};
+use crate::config::{Config, Destination, Host};
 use crate::deadline;
 use crate::os::listen_queue::{self, View};
 use crate::os::socket::Stream;
@@ -295,7 +295,11 @@ impl Probe {
     pub(crate) fn listen_queue(&self) -> View {
         match self.target.destination() {
             Destination::Unix(path) => listen_queue::unix(path),
-            Destination::Tcp { port, .. } => listen_queue::tcp(*port),
+            Destination::Tcp {
+                host: Host::Ip(ip),
+                port,
+            } => listen_queue::tcp(*port, Some(*ip)),
+            Destination::Tcp { port, .. } => listen_queue::tcp(*port, None),
         }
     }
 

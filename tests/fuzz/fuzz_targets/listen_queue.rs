@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         Part::Found(queue) => assert!(queue.backlog.is_some()),
         Part::More | Part::Done | Part::Error(_) => {}
     }
-    match listen_queue::inet_listener(rest, port) {
+    match listen_queue::inet_listener(rest, port, Some(std::net::IpAddr::from([127, 0, 0, 1]))) {
         Part::Found(queue) => assert!(queue.backlog.is_some()),
         Part::More | Part::Done | Part::Error(_) => {}
     }
