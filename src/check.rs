@@ -7,8 +7,10 @@
 use std::io::Write;
 
 use crate::config::Config;
+use crate::deadline;
+use crate::probe::busy;
 use crate::probe::report::Reporter;
-use crate::probe::{Probe, Verdict};
+use crate::probe::{Failure, Probe, Reason, Verdict};
 use crate::proto::cgi;
 use crate::proto::fcgi::Answer;
 use crate::proto::status::{self, Threshold};
@@ -44,6 +46,81 @@ pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
             err(&format!("{failure}\n"));
             UNHEALTHY
         }
+    }
+}
+
+/// `check --live`: is php-fpm alive? Healthy: yes. Dead (refused, missing, a broken answer):
+/// no, at once. Busy or timing out: alive if php-fpm answers anything (the probe's own
+/// connection, kept open, or a new probe every `TIMEOUT`) within `BUSY_GRACE` of the first
+/// probe; else `stuck`. So it can take up to `BUSY_GRACE` (plus `TIMEOUT`).
+pub fn run_live(config: &Config) -> u8 {
+    let probe = Probe::new(config);
+    let verdict = smol::block_on(live(&probe, config.busy_grace));
+    crate::os::log::flush();
+    match verdict {
+        Ok(note) => {
+            out(&format!("ok{note}\n"));
+            HEALTHY
+        }
+        Err(failure) => {
+            err(&format!("{failure}\n"));
+            UNHEALTHY
+        }
+    }
+}
+
+/// The liveness verdict of [`run_live`]; `Ok` carries a note for a busy pool.
+async fn live(probe: &Probe, grace: Option<std::time::Duration>) -> Result<String, Failure> {
+    let started = std::time::Instant::now();
+    let reporter = Reporter::new();
+    loop {
+        let begun = std::time::Instant::now();
+        let (verdict, answer, held) = probe.run_holding().await;
+        let verdict = match verdict {
+            Err(failure) if failure.reason == Reason::Timeout => {
+                let own = u64::from(held.is_some());
+                Err(busy::classify(
+                    failure,
+                    &probe.listen_queue(),
+                    own,
+                    probe.timeout(),
+                ))
+            }
+            other => other,
+        };
+        reporter.report(probe, &verdict, answer.as_ref(), begun.elapsed());
+        let failure = match verdict {
+            Ok(()) => return Ok(String::new()),
+            Err(failure) => failure,
+        };
+        let Some(grace) = grace.filter(|_| busy::waiting(failure.reason)) else {
+            return Err(failure);
+        };
+        let until = deadline::later(started, grace);
+        if let Some(held) = held {
+            if let Some((_, Some(_))) = deadline::at(until, probe.finish(held)).await {
+                return Ok(format!(
+                    " ({}: php-fpm answered after {}ms)",
+                    failure.reason,
+                    started.elapsed().as_millis()
+                ));
+            }
+        }
+        if std::time::Instant::now() >= until {
+            return Err(Failure::new(
+                Reason::Stuck,
+                format!(
+                    "no progress for {grace:?} (BUSY_GRACE) while connections wait; last probe: {failure}"
+                ),
+            ));
+        }
+        // No connection to wait on (a full queue refused it): ask again after a pause.
+        smol::Timer::after(
+            probe
+                .timeout()
+                .min(until.saturating_duration_since(std::time::Instant::now())),
+        )
+        .await;
     }
 }
 

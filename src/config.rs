@@ -28,6 +28,8 @@ pub enum Command {
         config: Config,
         /// Print the FastCGI answer.
         verbose: bool,
+        /// `--live`: the liveness question (busy is alive; waits up to `BUSY_GRACE` for progress).
+        live: bool,
         /// `--status` and its thresholds: check the status page instead of the ping.
         status: Option<Vec<Threshold>>,
     },
@@ -67,6 +69,10 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// Exit after this long without a connection (socket activation); `None`: never.
     pub idle_exit: Option<Duration>,
+    /// How long a busy pool may go without progress before `/fcgi-live` calls it stuck, and how
+    /// long a probe's connection is kept open for its answer; `None` (`off`): liveness is the
+    /// ping's verdict and nothing is kept.
+    pub busy_grace: Option<Duration>,
     /// Log levels.
     pub log: LogSpec,
 }
@@ -168,7 +174,7 @@ pub const DEFAULT_TIMEOUT: &str = "800ms";
 /// Every setting, in the order of `--help` and the README. Each row sets its own field of
 /// [`Config`] (`DESTINATION_PORT` the port of a TCP `DESTINATION`, so it comes after it).
 #[rustfmt::skip]
-pub const SETTINGS: [Setting; 15] = [
+pub const SETTINGS: [Setting; 16] = [
     Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
         help: "address:port to listen on (IPv4, or [IPv6]:port)",
         apply: |raw, c| parse_server(raw).map(|v| c.server = v) },
@@ -217,6 +223,9 @@ pub const SETTINGS: [Setting; 15] = [
     Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
         help: "exit 0 after this long without a connection (systemd socket activation)",
         apply: |raw, c| parse_idle_exit(raw).map(|v| c.idle_exit = v) },
+    Setting { var: "BUSY_GRACE", flag: "--busy-grace", default: "60s",
+        help: "/fcgi-live: a busy pool is alive until it made no progress this long (off: busy fails it)",
+        apply: |raw, c| parse_busy_grace(raw).map(|v| c.busy_grace = v) },
     Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
         help: "log level: error, warn, info, debug, trace, off",
         apply: |raw, c| parse_log(raw).map(|v| c.log = v) },
@@ -240,6 +249,7 @@ impl Config {
             coalesce: true,
             cache_ttl: Duration::ZERO,
             idle_exit: None,
+            busy_grace: None,
             log: LogSpec {
                 default: LevelFilter::Off,
                 modules: Vec::new(),
@@ -282,6 +292,7 @@ where
     let mut flags: [Option<String>; SETTINGS.len()] = Default::default();
     let check = args.first().is_some_and(|first| first == "check");
     let mut verbose = false;
+    let mut live = false;
     let mut status: Option<Vec<Threshold>> = None;
     let mut args = args.iter().skip(usize::from(check));
     while let Some(arg) = args.next() {
@@ -293,6 +304,10 @@ where
             "-V" | "--version" => return Ok(Command::Version),
             "-v" | "--verbose" if check => {
                 verbose = true;
+                continue;
+            }
+            "--live" if check => {
+                live = true;
                 continue;
             }
             "--status" if check => {
@@ -375,6 +390,7 @@ where
         Command::Check {
             config,
             verbose,
+            live,
             status,
         }
     } else {
@@ -542,6 +558,15 @@ fn parse_idle_exit(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
     }
 }
 
+fn parse_busy_grace(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
+    if raw.value.trim() == "off" {
+        return Ok(None);
+    }
+    parse_duration(&raw.value).map(Some).ok_or_else(|| {
+        raw.error("is not off or a duration between 1ms and 1h (examples: 60s, 5m, off)")
+    })
+}
+
 fn parse_ttl(raw: &Raw) -> Result<Duration, ConfigError> {
     match parse_span(&raw.value) {
         Some(span) if span == Duration::ZERO || span >= MIN_DURATION => Ok(span),
@@ -667,10 +692,13 @@ pub fn help() -> String {
          \x20                                and a one-line reason (connect_refused, timeout, bad_status, ...)\n\
          \x20   GET|HEAD /fcgi-status        php-fpm's status page (STATUS_PATH); thresholds in the query:\n\
          \x20                                ?max-listen-queue=10&min-idle-processes=1 (200, or FAIL_STATUS)\n\
+         \x20   GET|HEAD /fcgi-live          liveness: the same probe, but a busy pool is alive (200) until\n\
+         \x20                                it made no progress for BUSY_GRACE (stuck); dead fails at once\n\
          \x20   GET /metrics                 Prometheus text: probes, durations, php-fpm's pool (phpfpm_*)\n\
          \x20   GET|HEAD /health /healthz /  200 `ok`: this process is alive (no FastCGI)\n\n\
          CHECK:\n\
          \x20   check [-v]                   one ping; exit 0 healthy, 1 unhealthy (reason on stderr)\n\
+         \x20   check --live                 liveness: busy waits up to BUSY_GRACE for php-fpm's answer\n\
          \x20   check --status [--max-<field> N] [--min-<field> N] [--<field> N]\n\
          \x20                                the status page against thresholds (--<field>: maximum)\n\n\
          EXIT CODES:\n\
@@ -940,6 +968,24 @@ mod tests {
         );
         assert_eq!(parse_log_spec("DEBUG").unwrap().default, LevelFilter::Debug);
         assert!(parse_log_spec("x=loud").is_none());
+    }
+
+    #[test]
+    fn busy_grace_and_check_live() {
+        assert_eq!(config(&[], &[]).busy_grace, Some(Duration::from_secs(60)));
+        assert_eq!(config(&["--busy-grace", "off"], &[]).busy_grace, None);
+        assert_eq!(
+            config(&[], &[("BUSY_GRACE", "3s")]).busy_grace,
+            Some(Duration::from_secs(3))
+        );
+        let message = error(&[], &[("BUSY_GRACE", "soon")]);
+        assert!(message.starts_with("BUSY_GRACE=\"soon\" "), "{message}");
+        assert!(message.contains("off"), "{message}");
+        match run(&["check", "--live"], &[]) {
+            Ok(Command::Check { live, status, .. }) => assert!(live && status.is_none()),
+            other => panic!("expected check --live, got {other:?}"),
+        }
+        assert!(error(&["--live"], &[]).contains("--live"));
     }
 
     #[test]

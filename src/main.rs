@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Ok(Command::Check {
             config,
             verbose,
+            live,
             status,
         }) => {
             // The verdict line is the output; probe logs only when RUST_LOG asks for them.
@@ -45,7 +46,10 @@ fn main() -> ExitCode {
                 say(true, "fastcgi-healthcheck: check --status needs a status page, but STATUS_PATH=off\n");
                 return ExitCode::from(EXIT_USAGE);
             }
-            let code = check::run(&config, verbose, status.as_deref());
+            let code = match live {
+                true => check::run_live(&config),
+                false => check::run(&config, verbose, status.as_deref()),
+            };
             logger::flush();
             return ExitCode::from(code);
         }

@@ -1,7 +1,9 @@
 //! The edges to the operating system: systemd (socket activation, readiness), the sockets the
-//! server listens on and serves, the non-blocking log writer, and the one audited `unsafe`.
+//! server listens on and serves, the kernel's view of php-fpm's listen queue, the non-blocking
+//! log writer, and the one audited `unsafe`.
 
 pub(crate) mod alarm;
+pub mod listen_queue;
 pub mod log;
 pub(crate) mod socket;
 #[allow(unsafe_code)]

@@ -9,6 +9,7 @@
 //! under one deadline), `judge` (a pure verdict on a complete answer), `report` (the log
 //! lines and their throttles, kept by the caller). The probe itself never logs.
 
+pub mod busy;
 pub(crate) mod coalesce;
 mod judge;
 pub(crate) mod report;
@@ -16,11 +17,12 @@ mod target;
 
 use std::cell::Cell;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::config::{Config, Destination};
+use crate::config::{Config, Destination, Host};
 use crate::deadline;
 use crate::limits::MAX_FCGI_STATUS_STDOUT;
+use crate::os::listen_queue::{self, View};
 use crate::os::socket::Stream;
 use crate::proto::cgi;
 use crate::proto::fcgi::{self, Answer, DecodeError, Decoder};
@@ -54,11 +56,16 @@ pub enum Reason {
     BadStatus,
     /// The answer is not a CGI response with the expected body.
     UnexpectedResponse,
+    /// No answer within the timeout while other connections wait in the listener's queue
+    /// (the kernel's view): every worker is busy.
+    Busy,
+    /// Liveness only: the pool made no progress for `BUSY_GRACE` while connections waited.
+    Stuck,
 }
 
 impl Reason {
     /// Every reason, for documentation and metrics.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 13] = [
         Reason::ResolveFailed,
         Reason::ConnectRefused,
         Reason::ConnectFailed,
@@ -70,6 +77,8 @@ impl Reason {
         Reason::FcgiRejected,
         Reason::BadStatus,
         Reason::UnexpectedResponse,
+        Reason::Busy,
+        Reason::Stuck,
     ];
 
     /// The word used in the HTTP body, the log and metrics labels.
@@ -86,6 +95,8 @@ impl Reason {
             Reason::FcgiRejected => "fcgi_rejected",
             Reason::BadStatus => "bad_status",
             Reason::UnexpectedResponse => "unexpected_response",
+            Reason::Busy => "busy",
+            Reason::Stuck => "stuck",
         }
     }
 }
@@ -149,6 +160,16 @@ pub(crate) struct Probe {
     /// php-fpm's full status page (`?full`): stdout is kept up to
     /// [`MAX_FCGI_STATUS_STDOUT`] and truncated past it, and its per-process part is read.
     full: bool,
+}
+
+/// The connection of a probe whose deadline passed while it waited for its answer: the request
+/// is sent, the answer so far decoded. Dropping it closes the connection.
+#[derive(Debug)]
+pub(crate) struct Held {
+    stream: Stream,
+    decoder: Decoder,
+    /// When the probe started (connect included).
+    pub(crate) since: Instant,
 }
 
 /// What a probe is doing, for the detail of a timeout.
@@ -223,6 +244,17 @@ impl Probe {
         }
     }
 
+    /// A decoder for this probe's answer: the full status page keeps
+    /// [`MAX_FCGI_STATUS_STDOUT`] and marks the rest truncated; any other answer past
+    /// `MAX_FCGI_STDOUT` is an error.
+    fn decoder(&self) -> Decoder {
+        if self.full {
+            Decoder::truncating(MAX_FCGI_STATUS_STDOUT)
+        } else {
+            Decoder::new()
+        }
+    }
+
     /// The destination as shown in messages (`127.0.0.1:9000`, `unix:/run/php.sock`).
     pub(crate) fn label(&self) -> &str {
         self.target.label()
@@ -283,41 +315,99 @@ impl Probe {
     /// Runs one probe, within the timeout; also returns the FastCGI answer when one arrived
     /// complete.
     pub(crate) async fn run_keeping_answer(&self) -> (Verdict, Option<Answer>) {
+        let (verdict, answer, _held) = self.run_holding().await;
+        (verdict, answer)
+    }
+
+    /// Runs one probe, within the timeout, as [`Probe::run_keeping_answer`]; when the deadline
+    /// passes while the request waits for its answer, also hands over the connection (for the
+    /// caller to keep open, or to drop: that closes it).
+    pub(crate) async fn run_holding(&self) -> (Verdict, Option<Answer>, Option<Held>) {
+        let started = Instant::now();
         let stage = Cell::new(Stage::Resolving);
-        let received = Cell::new(0usize);
-        let exchange = self.exchange(&stage, &received);
+        let mut slot = None;
+        let mut decoder = self.decoder();
+        let exchange = self.exchange(&stage, &mut slot, &mut decoder);
         match deadline::at(deadline::after(self.timeout), exchange).await {
-            Some(Ok(answer)) => (judge::judge(&answer, self.asked()), Some(answer)),
-            Some(Err(failure)) => (Err(failure), None),
-            None => (Err(self.timed_out(stage.get(), received.get())), None),
+            Some(Ok(answer)) => (judge::judge(&answer, self.asked()), Some(answer), None),
+            Some(Err(failure)) => (Err(failure), None, None),
+            None => {
+                let failure = self.timed_out(stage.get(), decoder.received());
+                let held = match (stage.get(), slot) {
+                    (Stage::Reading, Some(stream)) => Some(Held {
+                        stream,
+                        decoder,
+                        since: started,
+                    }),
+                    _ => None,
+                };
+                (Err(failure), None, held)
+            }
         }
     }
 
+    /// Waits (without a deadline: the caller sets one) for the answer on a connection handed
+    /// over by [`Probe::run_holding`], and judges it.
+    pub(crate) async fn finish(&self, held: Held) -> (Verdict, Option<Answer>) {
+        let Held {
+            mut stream,
+            mut decoder,
+            ..
+        } = held;
+        match self.read_answer(&mut stream, &mut decoder).await {
+            Ok(answer) => (judge::judge(&answer, self.asked()), Some(answer)),
+            Err(failure) => (Err(failure), None),
+        }
+    }
+
+    /// The kernel's view of the destination's listen queue (without asking php-fpm).
+    pub(crate) fn listen_queue(&self) -> View {
+        match self.target.destination() {
+            Destination::Unix(path) => listen_queue::unix(path),
+            Destination::Tcp {
+                host: Host::Ip(ip),
+                port,
+            } => listen_queue::tcp(*port, Some(*ip)),
+            Destination::Tcp { port, .. } => listen_queue::tcp(*port, None),
+        }
+    }
+
+    /// The timeout.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Resolves, connects and exchanges; each address of a name in turn until one accepts the
-    /// connection.
+    /// connection. The connection stays in `slot` (and the answer so far in `decoder`) when the
+    /// caller's deadline drops this future.
     async fn exchange(
         &self,
         stage: &Cell<Stage>,
-        received: &Cell<usize>,
+        slot: &mut Option<Stream>,
+        decoder: &mut Decoder,
     ) -> Result<Answer, Failure> {
         let addresses = self.target.addresses().await?;
         stage.set(Stage::Connecting);
         let addrs = match addresses {
             Addresses::Unix => {
                 let stream = Stream::Unix(self.target.connect_unix()?);
-                return self.talk(stream, stage, received).await;
+                return self.talk(slot.insert(stream), stage, decoder).await;
             }
             Addresses::One(addr) => {
                 let stream = Stream::Tcp(self.target.connect_tcp(addr)?);
-                return self.talk(stream, stage, received).await;
+                return self.talk(slot.insert(stream), stage, decoder).await;
             }
             Addresses::Many(addrs) => addrs,
         };
         let mut last = None;
         for addr in addrs {
             stage.set(Stage::Connecting);
+            *decoder = self.decoder();
             let outcome = match self.target.connect_tcp(addr) {
-                Ok(stream) => self.talk(Stream::Tcp(stream), stage, received).await,
+                Ok(stream) => {
+                    self.talk(slot.insert(Stream::Tcp(stream)), stage, decoder)
+                        .await
+                }
                 Err(failure) => Err(failure),
             };
             match outcome {
@@ -341,14 +431,13 @@ impl Probe {
     }
 
     /// Sends the request in one write (on a TCP socket whose connect may still be in progress:
-    /// on loopback it has completed by then, elsewhere the write waits for it) and reads the answer
-    /// into a bounded decoder, waiting for readability first instead of trying a read that
-    /// cannot succeed yet.
+    /// on loopback it has completed by then, elsewhere the write waits for it) and reads the
+    /// answer.
     async fn talk(
         &self,
-        mut stream: Stream,
+        stream: &mut Stream,
         stage: &Cell<Stage>,
-        received: &Cell<usize>,
+        decoder: &mut Decoder,
     ) -> Result<Answer, Failure> {
         stream.write_all(&self.request).await.map_err(|e| {
             if target::is_connect_error(&e) {
@@ -361,10 +450,16 @@ impl Probe {
             }
         })?;
         stage.set(Stage::Reading);
-        let mut decoder = match self.full {
-            true => Decoder::truncating(MAX_FCGI_STATUS_STDOUT),
-            false => Decoder::new(),
-        };
+        self.read_answer(stream, decoder).await
+    }
+
+    /// Reads the answer into a bounded decoder, waiting for readability first instead of
+    /// trying a read that cannot succeed yet. Cancel-safe: bytes read are in `decoder`.
+    async fn read_answer(
+        &self,
+        stream: &mut Stream,
+        decoder: &mut Decoder,
+    ) -> Result<Answer, Failure> {
         let mut ready = stream.readable().await;
         loop {
             let read = match ready {
@@ -393,7 +488,7 @@ impl Probe {
             }
             match decoder.commit(read) {
                 Ok(Some(answer)) => return Ok(answer),
-                Ok(None) => received.set(decoder.received()),
+                Ok(None) => {}
                 Err(e) => return Err(self.decode_failure(e)),
             }
             ready = Ok(());

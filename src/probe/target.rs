@@ -68,6 +68,11 @@ impl Target {
         }
     }
 
+    /// Where it connects.
+    pub(crate) fn destination(&self) -> &Destination {
+        &self.destination
+    }
+
     /// The destination as shown in messages (`127.0.0.1:9000`, `unix:/run/php.sock`).
     pub(crate) fn label(&self) -> &str {
         &self.label

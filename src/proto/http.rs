@@ -25,6 +25,8 @@ pub enum Method {
 pub enum Route {
     /// `/fcgi-ping`: a FastCGI probe.
     Ping,
+    /// `/fcgi-live`: the same probe, judged for liveness (busy is alive, stuck and dead are not).
+    Live,
     /// `/health`, `/healthz`, `/`: this process is alive.
     Health,
     /// `/fcgi-status`: php-fpm's status page and thresholds on it.
@@ -169,6 +171,7 @@ pub fn route(target: &str) -> Route {
     let path = target.split(['?', '#']).next().unwrap_or_default();
     match path {
         "/fcgi-ping" => Route::Ping,
+        "/fcgi-live" => Route::Live,
         "/fcgi-status" => Route::Status,
         "/metrics" => Route::Metrics,
         "/health" | "/healthz" | "/" => Route::Health,
@@ -333,6 +336,7 @@ mod tests {
         assert_eq!(route("/health"), Route::Health);
         assert_eq!(route("/"), Route::Health);
         assert_eq!(route("/fcgi-ping/x"), Route::NotFound);
+        assert_eq!(route("/fcgi-live"), Route::Live);
         assert_eq!(route("*"), Route::NotFound);
     }
 

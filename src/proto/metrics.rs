@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::probe::busy::{Waits, WAIT_BUCKETS};
 use crate::probe::coalesce::Source;
 use crate::probe::{Failure, Reason, Verdict};
 use crate::proto::status::{decimal, Process, Processes, Status};
@@ -503,6 +504,150 @@ fn pid_hash(p: &Process) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{hash:016x}")
+}
+
+/// Results of one kind of verdict: healthy, and failures by [`Reason::ALL`] order.
+#[derive(Debug, Default)]
+pub struct Results {
+    ok: Cell<u64>,
+    failed: [Cell<u64>; Reason::ALL.len()],
+}
+
+impl Results {
+    /// Counts one verdict.
+    pub fn record(&self, verdict: &Verdict) {
+        let cell = match verdict {
+            Ok(()) => Some(&self.ok),
+            Err(failure) => Reason::ALL
+                .iter()
+                .position(|r| *r == failure.reason)
+                .and_then(|i| self.failed.get(i)),
+        };
+        if let Some(cell) = cell {
+            bump(cell, 1);
+        }
+    }
+}
+
+/// The busy/stuck figures of `/metrics` (issue 16), rendered by [`render_busy`].
+#[derive(Debug)]
+pub struct BusyFigures<'a> {
+    /// The kernel's view of the listener: `(queued, backlog)`, or why it is unavailable.
+    pub queue: Result<(u64, Option<u64>), &'a str>,
+    /// The queue waits the kept connections measured.
+    pub waits: &'a Waits,
+    /// Whether a connection is kept open now.
+    pub keeping: bool,
+    /// Whether the pool is stuck now (as `/fcgi-live` would say).
+    pub stuck: bool,
+    /// `/fcgi-live` results.
+    pub live: &'a Results,
+    /// `None`: no status page; `Some(None)`: the page shown is fresh; `Some(Some(age))`: it is
+    /// the last one read, this old, repeated while php-fpm is busy.
+    pub stale_age: Option<Option<Duration>>,
+}
+
+/// Appends the busy/stuck figures: the kernel's listen queue, the kept connection and queue
+/// waits, liveness, and the staleness of the status page figures.
+pub fn render_busy(out: &mut String, f: &BusyFigures<'_>) {
+    let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    gauge(out, "fastcgi_healthcheck_listen_queue_available", "Whether the kernel's view of php-fpm's listen queue can be read (0: php-fpm is in another network namespace).", u64::from(f.queue.is_ok()));
+    if let Ok((queued, backlog)) = f.queue {
+        gauge(out, "fastcgi_healthcheck_listen_queue_connections", "Connections waiting in php-fpm's listen queue, read from the kernel now (no worker needed).", queued);
+        if let Some(backlog) = backlog {
+            gauge(
+                out,
+                "fastcgi_healthcheck_listen_queue_backlog",
+                "The backlog of php-fpm's listener, read from the kernel.",
+                backlog,
+            );
+        }
+    }
+    gauge(out, "fastcgi_healthcheck_kept_connections", "Probe connections kept open after their deadline, waiting for php-fpm's answer (at most 1).", u64::from(f.keeping));
+    let _ = writeln!(out, "# HELP fastcgi_healthcheck_kept_connections_total Probe connections kept open after their deadline, and how many php-fpm answered.");
+    let _ = writeln!(
+        out,
+        "# TYPE fastcgi_healthcheck_kept_connections_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "fastcgi_healthcheck_kept_connections_total{{result=\"kept\"}} {}",
+        f.waits.kept.get()
+    );
+    let _ = writeln!(
+        out,
+        "fastcgi_healthcheck_kept_connections_total{{result=\"answered\"}} {}",
+        f.waits.answered.get()
+    );
+    if let Some(last) = f.waits.last_millis.get() {
+        let _ = writeln!(out, "# HELP fastcgi_healthcheck_queue_wait_seconds_last What the last kept connection waited for its answer: a real request's wait in the queue under this load.");
+        let _ = writeln!(
+            out,
+            "# TYPE fastcgi_healthcheck_queue_wait_seconds_last gauge"
+        );
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_queue_wait_seconds_last {}.{:03}",
+            last / 1000,
+            last % 1000
+        );
+    }
+    let _ = writeln!(out, "# HELP fastcgi_healthcheck_queue_wait_seconds What kept connections waited for their answer.");
+    let _ = writeln!(
+        out,
+        "# TYPE fastcgi_healthcheck_queue_wait_seconds histogram"
+    );
+    let mut cumulative = 0u64;
+    for ((_, bound), count) in WAIT_BUCKETS.iter().zip(&f.waits.buckets) {
+        cumulative = cumulative.saturating_add(count.get());
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_queue_wait_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+        );
+    }
+    let total = cumulative.saturating_add(f.waits.over.get());
+    let _ = writeln!(
+        out,
+        "fastcgi_healthcheck_queue_wait_seconds_bucket{{le=\"+Inf\"}} {total}"
+    );
+    let sum = f.waits.sum_millis.get();
+    let _ = writeln!(
+        out,
+        "fastcgi_healthcheck_queue_wait_seconds_sum {}.{:03}",
+        sum / 1000,
+        sum % 1000
+    );
+    let _ = writeln!(out, "fastcgi_healthcheck_queue_wait_seconds_count {total}");
+    gauge(out, "fastcgi_healthcheck_stuck", "1 while php-fpm made no progress for BUSY_GRACE while probes waited (what /fcgi-live fails as stuck).", u64::from(f.stuck));
+    let _ = writeln!(out, "# HELP fastcgi_healthcheck_live_total /fcgi-live answers by result (ok, or the failure reason).");
+    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_live_total counter");
+    let _ = writeln!(
+        out,
+        "fastcgi_healthcheck_live_total{{result=\"ok\"}} {}",
+        f.live.ok.get()
+    );
+    for (reason, count) in Reason::ALL.iter().zip(&f.live.failed) {
+        let _ = writeln!(
+            out,
+            "fastcgi_healthcheck_live_total{{result=\"{reason}\"}} {}",
+            count.get()
+        );
+    }
+    if let Some(stale) = f.stale_age {
+        gauge(out, "fastcgi_healthcheck_status_page_stale", "1 when the phpfpm_* figures are the last status page read, repeated because php-fpm is busy; 0 when read for this scrape.", u64::from(stale.is_some()));
+        if let Some(age) = stale {
+            gauge(
+                out,
+                "fastcgi_healthcheck_status_page_age_seconds",
+                "How old the repeated (stale) status page figures are.",
+                age.as_secs(),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -146,6 +146,15 @@ pub async fn serve(
     // One shared clock for every wait of this thread (see `deadline`): no reactor wake-up per wait.
     let _ticker = ex.spawn(deadline::run_ticker());
     let shared = Rc::new(Shared::new(config, probe, max_connections));
+    // The keeper of a busy probe's connection: one task, never on a probe's path; dropped (which
+    // closes the kept connection) as soon as the stop begins.
+    let keeper = ex.spawn({
+        let shared = Rc::clone(&shared);
+        async move {
+            let probing = &shared.probing;
+            probing.progress.keep(probing.probe()).await;
+        }
+    });
     if let Err(error) = systemd::notify("READY=1") {
         warn!("cannot tell systemd we are ready (NOTIFY_SOCKET): {error}");
     }
@@ -164,6 +173,7 @@ pub async fn serve(
         Rc::clone(&shared),
     ));
     accepting.await;
+    drop(keeper);
     if let Err(error) = systemd::notify("STOPPING=1") {
         warn!("cannot tell systemd we are stopping (NOTIFY_SOCKET): {error}");
     }

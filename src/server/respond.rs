@@ -2,13 +2,16 @@
 //! routes, runs the probes (single-flight), reads the status page, renders the metrics, and
 //! returns a [`Reply`]; it owns no socket, so it neither reads nor writes one.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::{Config, ProcessMetrics};
+use crate::os::listen_queue::View;
+use crate::probe::busy::{self, Progress};
 use crate::probe::coalesce::{Coalescer, Source};
 use crate::probe::report::Reporter;
-use crate::probe::{Failure, Probe, Verdict};
+use crate::probe::{Failure, Held, Probe, Reason, Verdict};
 use crate::proto::http::{self, Head, Method, Route};
 use crate::proto::metrics::{self, Metrics};
 use crate::proto::status::{self, Status};
@@ -40,6 +43,13 @@ pub(crate) struct Probing {
     fail_status: u16,
     /// Whether a status page is configured (`STATUS_PATH` is not `off`).
     status_on: bool,
+    /// When the pool last moved, the one kept connection, liveness (`/fcgi-live`).
+    pub(crate) progress: Progress,
+    /// The last status page of the kind `/metrics` reads (full or not) and when it was read,
+    /// repeated (marked stale) while php-fpm is busy.
+    last_page: RefCell<Option<(Rc<Status>, Instant)>>,
+    /// `/fcgi-live` results: ok, then by [`Reason::ALL`].
+    pub(crate) live_results: metrics::Results,
 }
 
 impl Probing {
@@ -60,7 +70,39 @@ impl Probing {
             not_allowed: http::Canned::new(405, "method not allowed\n"),
             fail_status: config.fail_status,
             status_on: config.status_path.is_some(),
+            progress: Progress::new(config.busy_grace, Instant::now()),
+            last_page: RefCell::new(None),
+            live_results: metrics::Results::default(),
         }
+    }
+
+    /// The ping probe (the keeper reads kept connections with it).
+    pub(crate) fn probe(&self) -> &Probe {
+        &self.probe
+    }
+
+    /// After a probe of `probe`: a healthy answer is progress; a timeout becomes `busy` when the
+    /// kernel shows others queued, and its connection is offered to the keeper. Only a failed
+    /// probe reads the kernel's view.
+    fn settle(&self, probe: &Probe, verdict: Verdict, held: Option<Held>) -> Verdict {
+        let failure = match verdict {
+            Ok(()) => {
+                self.progress.moved(Instant::now());
+                return Ok(());
+            }
+            Err(failure) if failure.reason == Reason::Timeout => failure,
+            Err(failure) => {
+                self.progress.waited(busy::waiting(failure.reason));
+                return Err(failure);
+            }
+        };
+        let view = probe.listen_queue();
+        self.progress.unavailable(&view);
+        let own = u64::from(held.is_some()).saturating_add(self.progress.ours());
+        let failure = busy::classify(failure, &view, own, probe.timeout());
+        self.progress.waited(true);
+        self.progress.hold(held);
+        Err(failure)
     }
 
     /// php-fpm's status page, fetched once for all concurrent requests (`/fcgi-status` with any
@@ -75,7 +117,8 @@ impl Probing {
         let (page, source) = flight
             .run(|| async {
                 let started = Instant::now();
-                let (verdict, answer) = probe.run_keeping_answer().await;
+                let (verdict, answer, held) = probe.run_holding().await;
+                let verdict = self.settle(probe, verdict, held);
                 let took = started.elapsed();
                 self.status_log
                     .report(probe, &verdict, answer.as_ref(), took);
@@ -86,8 +129,43 @@ impl Probing {
             .record(metrics::Kind::Status, &page, source, started.elapsed());
         if let (Ok(page), Source::Ran) = (&page, source) {
             self.metrics.saw_pool(page);
+            if full == self.metrics_full {
+                *self.last_page.borrow_mut() = Some((Rc::clone(page), Instant::now()));
+            }
         }
         page
+    }
+
+    /// The status page for `/metrics` (`None` when `STATUS_PATH=off`), and when it was read if it
+    /// is the last one repeated (stale) because php-fpm is busy: at once while a probe connection
+    /// of ours waits in php-fpm's queue (a page asked now would wait behind it), or after the
+    /// page failed `busy`, `timeout` or `fcgi_overloaded`.
+    async fn metrics_page(&self) -> (Option<Result<Rc<Status>, Failure>>, Option<Instant>) {
+        if !self.status_on {
+            return (None, None);
+        }
+        if self.progress.kept() > 0 {
+            if let Some((last, read)) = self.last_page.borrow().clone() {
+                return (Some(Ok(last)), Some(read));
+            }
+        }
+        let page = self.status_page(self.metrics_full).await;
+        if page.is_err() {
+            self.metrics.scrape_failed();
+        }
+        match self.stale_page(&page) {
+            Some((last, read)) => (Some(Ok(last)), Some(read)),
+            None => (Some(page), None),
+        }
+    }
+
+    /// For `/metrics` while php-fpm is busy (the page timed out or is `busy`): the last page
+    /// read and its age, to be shown marked stale.
+    fn stale_page(&self, page: &Result<Rc<Status>, Failure>) -> Option<(Rc<Status>, Instant)> {
+        match page {
+            Err(failure) if busy::waiting(failure.reason) => self.last_page.borrow().clone(),
+            _ => None,
+        }
     }
 }
 
@@ -95,7 +173,8 @@ impl Probing {
     /// One ping, logged.
     async fn ping(&self) -> Verdict {
         let started = Instant::now();
-        let (verdict, answer) = self.probe.run_keeping_answer().await;
+        let (verdict, answer, held) = self.probe.run_holding().await;
+        let verdict = self.settle(&self.probe, verdict, held);
         self.ping_log
             .report(&self.probe, &verdict, answer.as_ref(), started.elapsed());
         verdict
@@ -113,7 +192,10 @@ pub(crate) enum Reply<'a> {
 /// first).
 pub(crate) fn waits(head: &Head) -> bool {
     head.method != Method::Other
-        && matches!(head.route, Route::Ping | Route::Status | Route::Metrics)
+        && matches!(
+            head.route,
+            Route::Ping | Route::Live | Route::Status | Route::Metrics
+        )
 }
 
 /// The reply to `head`.
@@ -145,18 +227,26 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
             }
         }
         (Route::Metrics, _) => {
-            let page = match p.status_on {
-                true => Some(p.status_page(p.metrics_full).await),
-                false => None,
-            };
-            if let Some(Err(_)) = page {
-                p.metrics.scrape_failed();
-            }
+            let (page, stale) = p.metrics_page().await;
             let open = shared.table.open();
             let page = page
                 .as_ref()
                 .map(|page| page.as_ref().map(|status| &**status));
-            Reply::Metrics(metrics::render(&p.metrics, open, page))
+            let mut text = metrics::render(&p.metrics, open, page);
+            busy_metrics(p, &mut text, stale, p.status_on);
+            Reply::Metrics(text)
+        }
+        (Route::Live, _) => {
+            // The ping, shared with `/fcgi-ping` (and counted as one), judged for liveness.
+            let started = Instant::now();
+            let (verdict, source) = p.ping.run(|| p.ping()).await;
+            p.metrics.record_ping(&verdict, source, started.elapsed());
+            let live = p.progress.live(&verdict, Instant::now());
+            p.live_results.record(&live);
+            match live {
+                Ok(()) => Reply::Canned(&p.ok),
+                Err(failure) => Reply::Text(p.fail_status, format!("{failure}\n")),
+            }
         }
         (Route::Ping, _) => {
             let started = Instant::now();
@@ -168,6 +258,31 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
             }
         }
     }
+}
+
+/// Appends the busy/stuck figures to a `/metrics` text: the kernel's view of the listen queue
+/// (read now), the kept connection and the queue waits, liveness, and whether the status page
+/// figures are stale (`stale`: when the page shown was read).
+fn busy_metrics(p: &Probing, out: &mut String, stale: Option<Instant>, status_on: bool) {
+    let view = p.probe.listen_queue();
+    p.progress.unavailable(&view);
+    let now = Instant::now();
+    let figures = metrics::BusyFigures {
+        queue: match &view {
+            View::Seen(queue) => Ok((queue.queued, queue.backlog)),
+            View::Unavailable(why) => Err(why),
+        },
+        waits: &p.progress.waits,
+        keeping: p.progress.kept() > 0,
+        stuck: p.progress.stuck(now),
+        live: &p.live_results,
+        stale_age: match (status_on, stale) {
+            (false, _) => None,
+            (true, None) => Some(None),
+            (true, Some(read)) => Some(Some(now.saturating_duration_since(read))),
+        },
+    };
+    metrics::render_busy(out, &figures);
 }
 
 /// Appends `reply` to `out` as an HTTP response.

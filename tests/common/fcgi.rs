@@ -138,6 +138,11 @@ pub fn read_record(reader: &mut impl Read) -> io::Result<Record> {
 
 /// A GET request for `path` the way a web server would send it: BEGIN_REQUEST, PARAMS, STDIN.
 pub fn request_bytes(path: &str) -> Vec<u8> {
+    request_with_query(path, "")
+}
+
+/// A GET request for the script `path` with `query` as its QUERY_STRING (`ms=2000`).
+pub fn request_with_query(path: &str, query: &str) -> Vec<u8> {
     let mut begin = ROLE_RESPONDER.to_be_bytes().to_vec();
     begin.extend_from_slice(&[0; 6]);
     let params = encode_params(&[
@@ -146,7 +151,7 @@ pub fn request_bytes(path: &str) -> Vec<u8> {
         ("REQUEST_URI", path),
         ("DOCUMENT_URI", path),
         ("REQUEST_METHOD", "GET"),
-        ("QUERY_STRING", ""),
+        ("QUERY_STRING", query),
         ("SERVER_PROTOCOL", "HTTP/1.1"),
         ("GATEWAY_INTERFACE", "CGI/1.1"),
     ]);
@@ -166,8 +171,17 @@ pub struct Answer {
 }
 
 /// Speaks FastCGI directly (no tool involved): sends a GET for `path` and reads up to END_REQUEST.
-pub fn fcgi_get(mut stream: impl Read + Write, path: &str) -> io::Result<Answer> {
-    stream.write_all(&request_bytes(path))?;
+pub fn fcgi_get(stream: impl Read + Write, path: &str) -> io::Result<Answer> {
+    fcgi_get_query(stream, path, "")
+}
+
+/// Like [`fcgi_get`], with `query` as the QUERY_STRING.
+pub fn fcgi_get_query(
+    mut stream: impl Read + Write,
+    path: &str,
+    query: &str,
+) -> io::Result<Answer> {
+    stream.write_all(&request_with_query(path, query))?;
     let mut stdout = Vec::new();
     loop {
         let record = read_record(&mut stream)?;

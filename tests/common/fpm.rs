@@ -90,6 +90,29 @@ impl PhpFpm {
             .unwrap_or_else(|error| panic!("{error}"))
     }
 
+    /// php-fpm on a Unix socket, started through `wrapper` (a command that runs its arguments,
+    /// such as `unshare -n`: the socket is reached by path from any network namespace).
+    pub fn unix_under(wrapper: &[&str], pool_lines: &str) -> Self {
+        let dir = TempDir::new();
+        let socket = dir.join("fpm.sock");
+        Self::start_under(wrapper, dir, Listen::Unix(socket), pool_lines)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// php-fpm on 127.0.0.1 at a free port, with `pool_lines` added to the pool's configuration.
+    pub fn tcp_with(pool_lines: &str) -> Self {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let addr = SocketAddr::new(ip, sys::free_port(ip));
+            match Self::start_in(TempDir::new(), Listen::Tcp(addr), pool_lines) {
+                Ok(fpm) => return fpm,
+                Err(error) => last_error = error,
+            }
+        }
+        panic!("php-fpm did not start on {ip}: {last_error}");
+    }
+
     /// php-fpm on 127.0.0.1 at a free port.
     pub fn tcp() -> Self {
         Self::tcp_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
@@ -124,10 +147,31 @@ impl PhpFpm {
     }
 
     fn start_in(dir: TempDir, listen: Listen, pool_lines: &str) -> Result<Self, String> {
-        Self::start_sized(dir, listen, WORKERS, pool_lines)
+        Self::start_with(&[], dir, listen, WORKERS, pool_lines)
     }
 
     fn start_sized(
+        dir: TempDir,
+        listen: Listen,
+        size: usize,
+        pool_lines: &str,
+    ) -> Result<Self, String> {
+        Self::start_with(&[], dir, listen, size, pool_lines)
+    }
+
+    fn start_under(
+        wrapper: &[&str],
+        dir: TempDir,
+        listen: Listen,
+        pool_lines: &str,
+    ) -> Result<Self, String> {
+        Self::start_with(wrapper, dir, listen, WORKERS, pool_lines)
+    }
+
+    /// Starts php-fpm (under `wrapper`, a command and its arguments, if any) with `size` static
+    /// workers.
+    fn start_with(
+        wrapper: &[&str],
         dir: TempDir,
         listen: Listen,
         size: usize,
@@ -137,7 +181,16 @@ impl PhpFpm {
         let error_log = dir.join("php-fpm.log");
         let text = config_text(&dir, &error_log, &listen, size) + pool_lines;
         fs::write(&config, text).expect("write php-fpm config");
-        let child = Command::new(php_fpm_binary())
+        let binary = php_fpm_binary();
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let child = command
             .args(["-R", "-F", "-y"])
             .arg(&config)
             .arg("-p")
