@@ -15,13 +15,13 @@ mod judge;
 pub(crate) mod report;
 mod target;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Destination, Host};
 use crate::deadline;
-use crate::limits::MAX_FCGI_STATUS_STDOUT;
+use crate::limits::{FCGI_READ_CHUNK, MAX_FCGI_STATUS_STDOUT};
 use crate::os::listen_queue::{self, View};
 use crate::os::socket::Stream;
 use crate::proto::cgi;
@@ -160,7 +160,14 @@ pub(crate) struct Probe {
     /// php-fpm's full status page (`?full`): stdout is kept up to
     /// [`MAX_FCGI_STATUS_STDOUT`] and truncated past it, and its per-process part is read.
     full: bool,
+    /// The read buffer of the last answer, for the next one (no allocation or zeroing of 4 KiB
+    /// per probe); empty while a probe runs.
+    buffer: RefCell<Vec<u8>>,
 }
+
+/// The largest read buffer kept between probes: the usual one read ([`FCGI_READ_CHUNK`]) with a
+/// partial record before it.
+const RECYCLED_BUFFER: usize = 2 * FCGI_READ_CHUNK;
 
 /// The connection of a probe whose deadline passed while it waited for its answer: the request
 /// is sent, the answer so far decoded. Dropping it closes the connection.
@@ -227,6 +234,7 @@ impl Probe {
             expect: expect.as_bytes().to_vec(),
             timeout: config.timeout,
             full: false,
+            buffer: RefCell::default(),
         }
     }
 
@@ -241,6 +249,7 @@ impl Probe {
             expect: Vec::new(),
             timeout,
             full: false,
+            buffer: RefCell::default(),
         }
     }
 
@@ -248,10 +257,25 @@ impl Probe {
     /// [`MAX_FCGI_STATUS_STDOUT`] and marks the rest truncated; any other answer past
     /// `MAX_FCGI_STDOUT` is an error.
     fn decoder(&self) -> Decoder {
-        if self.full {
+        let buffer = self.buffer.take();
+        self.decoder_with(buffer)
+    }
+
+    fn decoder_with(&self, buffer: Vec<u8>) -> Decoder {
+        let decoder = if self.full {
             Decoder::truncating(MAX_FCGI_STATUS_STDOUT)
         } else {
             Decoder::new()
+        };
+        decoder.with_buffer(buffer)
+    }
+
+    /// Keeps the read buffer of a finished probe for the next one, unless an unusual answer
+    /// (a record larger than one read) grew it.
+    fn recycle(&self, decoder: Decoder) {
+        let buffer = decoder.into_buffer();
+        if buffer.len() <= RECYCLED_BUFFER {
+            self.buffer.replace(buffer);
         }
     }
 
@@ -329,8 +353,14 @@ impl Probe {
         let mut decoder = self.decoder();
         let exchange = self.exchange(&stage, &mut slot, &mut decoder);
         match deadline::at(deadline::after(self.timeout), exchange).await {
-            Some(Ok(answer)) => (judge::judge(&answer, self.asked()), Some(answer), None),
-            Some(Err(failure)) => (Err(failure), None, None),
+            Some(Ok(answer)) => {
+                self.recycle(decoder);
+                (judge::judge(&answer, self.asked()), Some(answer), None)
+            }
+            Some(Err(failure)) => {
+                self.recycle(decoder);
+                (Err(failure), None, None)
+            }
             None => {
                 let failure = self.timed_out(stage.get(), decoder.received());
                 let held = match (stage.get(), slot) {
@@ -402,7 +432,7 @@ impl Probe {
         let mut last = None;
         for addr in addrs {
             stage.set(Stage::Connecting);
-            *decoder = self.decoder();
+            *decoder = self.decoder_with(std::mem::take(decoder).into_buffer());
             let outcome = match self.target.connect_tcp(addr) {
                 Ok(stream) => {
                     self.talk(slot.insert(Stream::Tcp(stream)), stage, decoder)

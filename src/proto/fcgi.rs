@@ -199,7 +199,9 @@ pub const MAX_ANSWER_BYTES: usize = MAX_FCGI_STDOUT + MAX_FCGI_STDERR + MAX_FCGI
 /// truncating decoder scales the last two with what it may read and drop.
 #[derive(Debug)]
 pub struct Decoder {
-    /// Received bytes not yet decoded (`..filled`), then room for the next read.
+    /// Received bytes not yet decoded (`..filled`), then room for the next read: zeroed once
+    /// when it grows, not at every read, and handed back by [`Decoder::into_buffer`] for the
+    /// next answer.
     pending: Vec<u8>,
     filled: usize,
     answer: Answer,
@@ -266,25 +268,38 @@ impl Decoder {
         }
     }
 
+    /// This decoder, reading into `buffer` (the storage of an earlier decoder, from
+    /// [`Decoder::into_buffer`]): no allocation and no zeroing when it is large enough.
+    pub fn with_buffer(mut self, buffer: Vec<u8>) -> Self {
+        self.pending = buffer;
+        self.filled = 0;
+        self
+    }
+
+    /// The storage, for the next decoder.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.pending
+    }
+
     /// How many bytes the peer has sent so far.
     pub fn received(&self) -> usize {
         self.received
     }
 
-    /// Room for the next read: a slice at the end of the internal buffer, to be followed by
+    /// Room for the next read: a slice after the bytes not yet decoded, to be followed by
     /// [`Decoder::commit`] with the number of bytes read into it.
     pub fn spare(&mut self) -> &mut [u8] {
-        self.pending.truncate(self.filled);
-        self.pending
-            .resize(self.filled.saturating_add(FCGI_READ_CHUNK), 0);
-        self.pending.get_mut(self.filled..).unwrap_or_default()
+        let end = self.filled.saturating_add(FCGI_READ_CHUNK);
+        if self.pending.len() < end {
+            self.pending.resize(end, 0);
+        }
+        self.pending.get_mut(self.filled..end).unwrap_or_default()
     }
 
     /// Takes `read` bytes written into [`Decoder::spare`] and decodes what is complete.
     /// `Ok(Some(answer))` once `END_REQUEST` has arrived.
     pub fn commit(&mut self, read: usize) -> Result<Option<Answer>, DecodeError> {
-        let end = self.filled.saturating_add(read).min(self.pending.len());
-        self.pending.truncate(end);
+        self.filled = self.filled.saturating_add(read).min(self.pending.len());
         self.received = self.received.saturating_add(read);
         if self.received > self.max_received {
             return Err(DecodeError::AnswerTooLarge);
@@ -296,6 +311,7 @@ impl Decoder {
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<Answer>, DecodeError> {
         self.pending.truncate(self.filled);
         self.pending.extend_from_slice(bytes);
+        self.filled = self.pending.len();
         self.received = self.received.saturating_add(bytes.len());
         if self.received > self.max_received {
             return Err(DecodeError::AnswerTooLarge);
@@ -305,8 +321,9 @@ impl Decoder {
 
     fn decode(&mut self) -> Result<Option<Answer>, DecodeError> {
         let mut offset = 0usize;
+        let filled = self.filled.min(self.pending.len());
         let result = loop {
-            let rest = self.pending.get(offset..).unwrap_or_default();
+            let rest = self.pending.get(offset..filled).unwrap_or_default();
             let Some(header) = rest.get(..HEADER_LEN) else {
                 break Ok(None);
             };
@@ -376,8 +393,10 @@ impl Decoder {
                 }
             }
         };
-        self.pending.drain(..offset.min(self.pending.len()));
-        self.filled = self.pending.len();
+        // What is left of the bytes read moves to the front; the room after it stays.
+        let offset = offset.min(filled);
+        self.pending.copy_within(offset..filled, 0);
+        self.filled = filled.saturating_sub(offset);
         result
     }
 }
