@@ -296,19 +296,13 @@ impl PhpFpm {
 
     /// SIGSTOP every worker: the listen socket still accepts, nobody answers.
     pub fn stop_workers(&self) {
-        assert!(
-            signal(&self.workers, "STOP"),
-            "kill -STOP {:?} failed",
-            self.workers
-        );
+        let workers = live_php_fpm(&self.workers);
+        assert!(signal(&workers, "STOP"), "kill -STOP {workers:?} failed");
     }
 
     pub fn resume_workers(&self) {
-        assert!(
-            signal(&self.workers, "CONT"),
-            "kill -CONT {:?} failed",
-            self.workers
-        );
+        let workers = live_php_fpm(&self.workers);
+        assert!(signal(&workers, "CONT"), "kill -CONT {workers:?} failed");
     }
 
     /// Crashes php-fpm (SIGKILL to master and workers) and waits until its socket refuses connections.
@@ -332,7 +326,7 @@ impl PhpFpm {
         let master = self.master_pid();
         if graceful {
             let mut workers = children_of(master);
-            workers.extend(&self.workers);
+            workers.extend(live_php_fpm(&self.workers));
             signal(&workers, "CONT");
             signal(&[master], "TERM");
             if poll(Duration::from_secs(2), || {
@@ -348,7 +342,7 @@ impl PhpFpm {
             sys::is_stopped(master).then_some(())
         });
         let mut pids = children_of(master);
-        pids.extend(&self.workers);
+        pids.extend(live_php_fpm(&self.workers));
         pids.push(master);
         signal(&pids, "KILL");
         let _ = self.child.wait();
@@ -359,6 +353,20 @@ impl Drop for PhpFpm {
     fn drop(&mut self) {
         self.shut_down(true);
     }
+}
+
+/// The pids of `pids` that are still php-fpm processes. A worker seen at start may have ended
+/// since (a reload, `request_terminate_timeout`, a kill), and its pid gone to another process, a
+/// thread of this very test binary among them: a STOP or KILL sent to it would stop or kill the
+/// tests (seen: a test's read interrupted, EINTR, by a stop and continue of its own process).
+fn live_php_fpm(pids: &[u32]) -> Vec<u32> {
+    pids.iter()
+        .copied()
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.starts_with("php-fpm"))
+        })
+        .collect()
 }
 
 fn config_text(dir: &TempDir, error_log: &Path, listen: &Listen, size: usize) -> String {

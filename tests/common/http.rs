@@ -193,7 +193,13 @@ impl Client {
     /// Reads more bytes into the buffer; EOF is an `UnexpectedEof` error.
     fn fill(&mut self) -> io::Result<()> {
         let mut chunk = [0u8; 16 * 1024];
-        match self.stream.read(&mut chunk)? {
+        let read = loop {
+            match self.stream.read(&mut chunk) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        match read {
             0 => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "server closed the connection",
