@@ -1,6 +1,6 @@
 //! The log never stalls serving: a reader that stops reading stderr loses log lines (counted and
 //! reported once it reads again), never probes; php-fpm's stderr is throttled like the other
-//! warnings a client can cause.
+//! warnings a client can cause. When stderr is systemd's journal, lines carry its priorities.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,16 +11,20 @@
 
 mod common;
 
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::fcgi::{answer, record, PHP_FPM_PING_STDOUT, STDERR};
+use common::sys::{poll, signal};
 use common::tool::command;
-use common::{free_port, get, Behavior, Client, FakePeer, Tool};
+use common::{free_port, get, Behavior, Client, FakePeer, TempDir, Tool};
 
 /// A healthy answer preceded by a PHP notice on FastCGI stderr, as a custom `PING_PATH` script
 /// that triggers a notice gives it.
@@ -149,4 +153,119 @@ fn php_fpm_stderr_is_throttled() {
         "{noted} lines about php-fpm's stderr for 200 probes: {:#?}",
         &logs[..10]
     );
+}
+
+/// `JOURNAL_STREAM` for `path`, as systemd formats it for the journal's stream: `DEVICE:INODE`,
+/// both decimal.
+fn journal_stream_of(path: &Path) -> String {
+    let meta = std::fs::metadata(path).unwrap();
+    format!("{}:{}", meta.dev(), meta.ino())
+}
+
+/// Runs the tool with stderr appended to `log` and `JOURNAL_STREAM` set to `journal_stream` (if
+/// any), at debug level: it logs where it listens (info), one refused probe (warn) and the
+/// probe's steps (debug), then stops on SIGTERM. Returns what it wrote to `log`.
+fn log_lines(log: &Path, journal_stream: Option<&str>) -> Vec<String> {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let addr = SocketAddr::new(ip, free_port(ip));
+    // Nothing listens there: the probe fails with connect_refused, which is logged as a warning.
+    let (server, refused) = (addr.to_string(), free_port(ip).to_string());
+    let mut env = vec![
+        ("SERVER", server.as_str()),
+        ("DESTINATION", "127.0.0.1"),
+        ("DESTINATION_PORT", refused.as_str()),
+        ("RUST_LOG", "debug"),
+    ];
+    if let Some(stream) = journal_stream {
+        env.push(("JOURNAL_STREAM", stream));
+    }
+    let stderr = File::options().append(true).open(log).unwrap();
+    let mut child = command(&env, &[])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    common::wait_until(Duration::from_secs(10), "the tool to listen", || {
+        std::net::TcpStream::connect(addr).ok()
+    });
+    let response = get(addr, "/fcgi-ping");
+    assert_ne!(
+        response.status, 200,
+        "a probe of a closed port: {response:?}"
+    );
+    assert!(signal(&[child.id()], "TERM"), "kill -TERM {}", child.id());
+    let exited = poll(Duration::from_secs(5), || child.try_wait().ok().flatten());
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the tool did not exit within 5 s of SIGTERM");
+    }
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether some line of `lines` starts with `marker` and contains `text`.
+fn has(lines: &[String], marker: &str, text: &str) -> bool {
+    lines
+        .iter()
+        .any(|line| line.starts_with(marker) && line.contains(text))
+}
+
+/// Under systemd, stderr is a stream to the journal and `JOURNAL_STREAM` names it: each line then
+/// starts with its sd-daemon priority (`<4>` for a warning), which journald stores as the entry's
+/// priority, and has no level word. A stderr that is not that very stream (redirected to a file
+/// or a pipe, or the variable unset) gets the plain lines.
+#[test]
+fn lines_carry_journal_priorities_only_when_stderr_is_the_journal() {
+    let dir = TempDir::new();
+    let (journal, other) = (dir.join("journal"), dir.join("other"));
+    File::create(&journal).unwrap();
+    File::create(&other).unwrap();
+
+    let lines = log_lines(&journal, Some(&journal_stream_of(&journal)));
+    let shown = lines.join("\n");
+    assert!(
+        has(&lines, "<6>[fastcgi_healthcheck", "listening on"),
+        "{shown}"
+    );
+    assert!(
+        has(&lines, "<4>[fastcgi_healthcheck", "connect_refused"),
+        "{shown}"
+    );
+    assert!(has(&lines, "<7>[", ""), "no debug line at <7>:\n{shown}");
+    for line in &lines {
+        let priority = line.get(..4).unwrap_or_default();
+        assert!(
+            ["<3>[", "<4>[", "<6>[", "<7>["].contains(&priority),
+            "a line without a journal priority: {line:?}\n{shown}"
+        );
+    }
+
+    // The same run with JOURNAL_STREAM naming another file (stderr was redirected since), and
+    // without it: the plain lines.
+    let stream_of_other = journal_stream_of(&other);
+    for (case, stream) in [
+        ("another file", Some(stream_of_other.as_str())),
+        ("unset", None),
+    ] {
+        let log = dir.join(&format!("plain-{}", case.replace(' ', "-")));
+        File::create(&log).unwrap();
+        let lines = log_lines(&log, stream);
+        let shown = lines.join("\n");
+        assert!(
+            has(&lines, "INFO  [fastcgi_healthcheck", "listening on"),
+            "JOURNAL_STREAM {case}:\n{shown}"
+        );
+        assert!(
+            has(&lines, "WARN  [fastcgi_healthcheck", "connect_refused"),
+            "JOURNAL_STREAM {case}:\n{shown}"
+        );
+        assert!(
+            lines.iter().all(|line| !line.starts_with('<')),
+            "JOURNAL_STREAM {case}: a journal priority on a plain stderr:\n{shown}"
+        );
+    }
 }

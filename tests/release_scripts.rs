@@ -1,6 +1,6 @@
 //! Bad input to the build scripts of the release (`scripts/cross`, `scripts/debian/build-deb`,
-//! `scripts/docker/build-image`): a usage line naming what is accepted and exit 2, or one line
-//! naming what is missing and exit 1. None of these builds anything.
+//! `scripts/docker/build-image`, `scripts/test-systemd`): a usage line naming what is accepted
+//! and exit 2, or one line naming what is missing and exit 1. None of these builds anything.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -105,4 +105,18 @@ fn build_image_says_in_one_line_that_no_daemon_answers() {
         err.contains("no Docker daemon answers") && err.contains(&host),
         "{err}"
     );
+}
+
+#[test]
+fn test_systemd_names_the_architectures_for_an_unknown_one() {
+    for args in [&["armhf"][..], &[]] {
+        let out = script("test-systemd").args(args).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.lines().last(),
+            Some("usage: scripts/test-systemd amd64|arm64"),
+            "{args:?}: {err}"
+        );
+    }
 }

@@ -1,5 +1,8 @@
 //! The log: one line per record on stderr, `LEVEL [target] message`, levels per module from
-//! `RUST_LOG`.
+//! `RUST_LOG`. When stderr is systemd's journal (`JOURNAL_STREAM` names the very stream on
+//! descriptor 2), a line is `<N>[target] message` instead: `N` is its sd-daemon priority (3 error,
+//! 4 warn, 6 info, 7 debug and trace), which journald stores as the entry's `PRIORITY`, and the
+//! `LEVEL` word is left out because the journal shows the priority already.
 //!
 //! Written here rather than taken from a logging crate because a log must never take the
 //! process down or stall it. The serving thread only formats a line and queues it (a bounded
@@ -73,8 +76,9 @@ impl Queue {
         self.queued.notify_one();
     }
 
-    /// The writer: writes what is queued, and reports lost lines once it has caught up.
-    fn write_forever(&self) {
+    /// The writer: writes what is queued, and reports lost lines (in `style`) once it has caught
+    /// up.
+    fn write_forever(&self, style: Style) {
         let mut batch = String::new();
         loop {
             let mut state = self.lock();
@@ -94,7 +98,8 @@ impl Queue {
                 let lost = std::mem::take(&mut state.lost);
                 let _ = writeln!(
                     batch,
-                    "WARN  [{}] {lost} log lines were lost: stderr was not read fast enough (serving went on)",
+                    "{}[{}] {lost} log lines were lost: stderr was not read fast enough (serving went on)",
+                    style.marker(log::Level::Warn),
                     module_path!()
                 );
             }
@@ -114,9 +119,62 @@ impl Queue {
     }
 }
 
+/// How a line shows its level: depends on where stderr goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Style {
+    /// A terminal, a pipe (Docker, a log shipper), a file: `LEVEL [target] message`.
+    Plain,
+    /// systemd's journal: `<N>[target] message`, `N` the sd-daemon priority.
+    Journal,
+}
+
+impl Style {
+    /// Where stderr goes: the journal when `JOURNAL_STREAM` (systemd's `DEVICE:INODE`, both
+    /// decimal) is the device and inode of descriptor 2; a stderr redirected since then (a
+    /// pipe, a file) is not the journal any more, whatever the variable says.
+    fn of_stderr() -> Self {
+        let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+            return Self::Plain;
+        };
+        match rustix::fs::fstat(std::io::stderr()) {
+            Ok(stat) if names(&stream.to_string_lossy(), stat.st_dev, stat.st_ino) => Self::Journal,
+            _ => Self::Plain,
+        }
+    }
+
+    /// What a line of `level` starts with (before `[target]`).
+    fn marker(self, level: log::Level) -> &'static str {
+        match (self, level) {
+            (Self::Plain, log::Level::Error) => "ERROR ",
+            (Self::Plain, log::Level::Warn) => "WARN  ",
+            (Self::Plain, log::Level::Info) => "INFO  ",
+            (Self::Plain, log::Level::Debug) => "DEBUG ",
+            (Self::Plain, log::Level::Trace) => "TRACE ",
+            (Self::Journal, log::Level::Error) => "<3>",
+            (Self::Journal, log::Level::Warn) => "<4>",
+            (Self::Journal, log::Level::Info) => "<6>",
+            (Self::Journal, log::Level::Debug | log::Level::Trace) => "<7>",
+        }
+    }
+}
+
+/// Whether `journal_stream` (`JOURNAL_STREAM`'s value, `DEVICE:INODE` in decimal) names the file
+/// with device `dev` and inode `ino`. Anything malformed names nothing.
+fn names<D: std::str::FromStr + PartialEq, I: std::str::FromStr + PartialEq>(
+    journal_stream: &str,
+    dev: D,
+    ino: I,
+) -> bool {
+    journal_stream
+        .split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<D>().ok()?, i.parse::<I>().ok()?)))
+        .is_some_and(|(d, i)| d == dev && i == ino)
+}
+
 /// The process's logger.
 struct Logger {
     spec: LogSpec,
+    style: Style,
     /// `None` when the writer thread could not start: lines are then written directly.
     queue: Option<&'static Queue>,
 }
@@ -148,7 +206,12 @@ impl Log for Logger {
             return;
         }
         let mut line = String::new();
-        let _ = write!(line, "{:<5} [{}] ", record.level(), record.target());
+        let _ = write!(
+            line,
+            "{}[{}] ",
+            self.style.marker(record.level()),
+            record.target()
+        );
         let message = record.args().to_string();
         for c in message.chars() {
             if c.is_control() {
@@ -188,13 +251,15 @@ pub fn init(spec: &LogSpec) {
     if max == LevelFilter::Off || QUEUE.get().is_some() {
         return;
     }
+    let style = Style::of_stderr();
     let queue: &'static Queue = QUEUE.get_or_init(Queue::default);
     let writer = std::thread::Builder::new()
         .name("log".into())
         .stack_size(WRITER_STACK)
-        .spawn(move || queue.write_forever());
+        .spawn(move || queue.write_forever(style));
     let logger: &'static Logger = Box::leak(Box::new(Logger {
         spec: spec.clone(),
+        style,
         queue: writer.is_ok().then_some(queue),
     }));
     if log::set_logger(logger).is_ok() {
@@ -225,9 +290,54 @@ mod tests {
     }
 
     #[test]
+    fn journal_stream_names_one_device_and_inode() {
+        assert!(names("64769:1234", 64769_u64, 1234_u64));
+        assert!(!names("64769:1235", 64769_u64, 1234_u64));
+        assert!(!names("64768:1234", 64769_u64, 1234_u64));
+        for malformed in [
+            "",
+            ":",
+            "64769",
+            "64769:",
+            ":1234",
+            "64769:1234:5",
+            "x:1234",
+            "-1:1234",
+        ] {
+            assert!(!names(malformed, 64769_u64, 1234_u64), "{malformed:?}");
+        }
+    }
+
+    #[test]
+    fn the_journal_gets_priorities_instead_of_level_words() {
+        use log::Level;
+        let journal: Vec<_> = [
+            Level::Error,
+            Level::Warn,
+            Level::Info,
+            Level::Debug,
+            Level::Trace,
+        ]
+        .map(|level| Style::Journal.marker(level))
+        .into();
+        assert_eq!(journal, ["<3>", "<4>", "<6>", "<7>", "<7>"]);
+        for level in [
+            Level::Error,
+            Level::Warn,
+            Level::Info,
+            Level::Debug,
+            Level::Trace,
+        ] {
+            // The plain marker is what `{:<5} ` of the level gave before the journal style.
+            assert_eq!(Style::Plain.marker(level), format!("{level:<5} "));
+        }
+    }
+
+    #[test]
     fn the_longest_module_prefix_wins() {
         let logger = Logger {
             queue: None,
+            style: Style::Plain,
             spec: LogSpec {
                 default: LevelFilter::Warn,
                 modules: vec![

@@ -85,12 +85,13 @@ pub fn native_only(why: &str) {
     );
 }
 
-/// systemd's socket activation and readiness variables, which the tool reads too.
-const SYSTEMD_VARS: [&str; 4] = [
+/// systemd's socket activation, readiness and journal variables, which the tool reads too.
+const SYSTEMD_VARS: [&str; 5] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
+    "JOURNAL_STREAM",
 ];
 
 /// Every variable the tool reads: its settings (the one table, `config::SETTINGS`) and systemd's.
