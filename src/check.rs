@@ -16,9 +16,9 @@ use crate::proto::fcgi::Answer;
 use crate::proto::status::{self, Threshold};
 
 /// Exit status of a healthy check.
-pub(crate) const HEALTHY: u8 = 0;
+const HEALTHY: u8 = 0;
 /// Exit status of an unhealthy check.
-pub(crate) const UNHEALTHY: u8 = 1;
+const UNHEALTHY: u8 = 1;
 
 /// Probes once; prints the verdict (and with `verbose` the FastCGI answer); returns the exit
 /// status. With `status`, checks php-fpm's status page against those thresholds instead.

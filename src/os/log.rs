@@ -24,7 +24,7 @@ use crate::config::LogSpec;
 
 /// Most bytes of lines waiting for the writer (as much as a pipe holds); more are dropped and
 /// counted, so a stalled reader costs at most this much memory.
-pub(crate) const QUEUED_BYTES: usize = 64 * 1024;
+const QUEUED_BYTES: usize = 64 * 1024;
 
 /// How long [`flush`] waits for the writer at exit (a stalled stderr must not hold the exit).
 const FLUSH_WAIT: Duration = Duration::from_secs(1);

@@ -13,7 +13,7 @@ use crate::os::systemd::Inherited;
 /// The listen queue asked for (the kernel caps it at `net.core.somaxconn`, 4096 by default).
 /// The standard library's 128 overflows under a burst of connections, and a client whose SYN is
 /// dropped retries only after a second: longer than a Kubernetes probe waits.
-pub(crate) const BACKLOG: i32 = 4096;
+const BACKLOG: i32 = 4096;
 
 /// A listening socket.
 #[derive(Debug)]

@@ -362,21 +362,20 @@ impl Client {
 
     /// Answers `status` with a close, then lingers so the client reads it.
     async fn answer_error(&mut self, status: u16, body: &str) {
-        let response = http::Response {
-            status,
-            body,
-            head_only: false,
-            close: true,
-        };
-        http::render(&mut self.out, response);
-        let _ = deadline::at(deadline::after(LINGER), self.close_after_error()).await;
+        self.answer_and_close(status, body, LINGER).await;
     }
 
     /// Answers a newcomer refused at the cap: `503` and a close, within `within`.
     pub(crate) async fn refuse(mut self, within: Duration) {
         let body = "busy: every connection is in use (MAX_CONNECTIONS); retry\n";
+        self.answer_and_close(503, body, within).await;
+    }
+
+    /// Queues `status` and `body` with `Connection: close`, then writes it, closes and lingers,
+    /// all within `within`.
+    async fn answer_and_close(&mut self, status: u16, body: &str, within: Duration) {
         let response = http::Response {
-            status: 503,
+            status,
             body,
             head_only: false,
             close: true,

@@ -36,7 +36,7 @@ pub(crate) struct Probing {
     full_page: Coalescer<Result<Rc<Status>, Failure>>,
     /// Whether `/metrics` reads the full page (`PROCESS_METRICS` is not `off`).
     metrics_full: bool,
-    pub(crate) metrics: Metrics,
+    metrics: Metrics,
     ok: http::Canned,
     not_found: http::Canned,
     not_allowed: http::Canned,
@@ -49,7 +49,7 @@ pub(crate) struct Probing {
     /// repeated (marked stale) while php-fpm is busy.
     last_page: RefCell<Option<(Rc<Status>, Instant)>>,
     /// `/fcgi-live` results: ok, then by [`Reason::ALL`].
-    pub(crate) live_results: metrics::Results,
+    live_results: metrics::Results,
 }
 
 impl Probing {
