@@ -96,44 +96,6 @@ fn metric(text: &str, name: &str) -> Option<f64> {
     })
 }
 
-/// `promtool check metrics` passes `text` (but for the one known lint note on php-fpm_exporter's
-/// `phpfpm_scrape_failures`, as in tests/metrics.rs).
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let promtool = "/usr/bin/promtool";
-    assert!(
-        std::path::Path::new(promtool).exists(),
-        "{promtool} not found: install it with \"apt-get install prometheus\""
-    );
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let problems =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let known = "phpfpm_scrape_failures counter metrics should have \"_total\" suffix";
-    let only_known = out.status.code() == Some(3)
-        && problems
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .all(|l| l.contains(known));
-    assert!(
-        out.status.success() || only_known,
-        "promtool: {problems}\n{text}"
-    );
-}
-
 fn metrics(tool: &Tool) -> String {
     let response = get(tool.addr(), "/metrics");
     assert_eq!(response.status, 200, "{response:?}");
@@ -188,7 +150,7 @@ fn saturated(fpm: &PhpFpm) {
         "{:?}: /metrics answered in {took:?} while saturated",
         fpm.listen()
     );
-    promtool_check(&scrape.body);
+    common::promtool::check_metrics(&scrape.body);
     let queued = metric(&scrape.body, "fastcgi_healthcheck_listen_queue_connections");
     assert!(queued.is_some_and(|q| q > 0.0), "{}", scrape.body);
     assert_eq!(
@@ -228,7 +190,7 @@ fn saturated(fpm: &PhpFpm) {
                 .then_some(text)
         },
     );
-    promtool_check(&text);
+    common::promtool::check_metrics(&text);
     let wait = metric(&text, "fastcgi_healthcheck_queue_wait_seconds_last").unwrap();
     eprintln!("{:?}: the kept connection waited {wait} s", fpm.listen());
     assert!(wait > TIMEOUT.as_secs_f64(), "queue wait {wait} s:\n{text}");

@@ -11,56 +11,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
-use std::process::{Command, Stdio};
 
 use common::fcgi::answer;
 use common::{free_port, get, Behavior, FakePeer, PhpFpm, Tool};
-
-const PROMTOOL: &str = "/usr/bin/promtool";
-
-fn promtool_check(text: &str) {
-    assert!(
-        Path::new(PROMTOOL).exists(),
-        "{PROMTOOL} not found: install it with \"apt-get install prometheus\""
-    );
-    let mut child = Command::new(PROMTOOL)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    // php-fpm_exporter's counters `phpfpm_scrape_failures` and (PROCESS_METRICS=per-process)
-    // `phpfpm_process_requests` have no `_total` suffix; dashboards and alerts query those names,
-    // so those lint problems (exit 3, lint only) are expected.
-    let problems =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let known = [
-        "phpfpm_scrape_failures counter metrics should have \"_total\" suffix",
-        "phpfpm_process_requests counter metrics should have \"_total\" suffix",
-    ];
-    let only_known = out.status.code() == Some(3)
-        && problems
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .all(|l| known.iter().any(|k| l.contains(k)));
-    assert!(
-        out.status.success() || only_known,
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The value of the sample `name{labels}` (the whole series text as it appears).
 fn sample(text: &str, series: &str) -> u64 {
@@ -95,7 +49,7 @@ fn metrics_are_valid_and_match_the_status_page() {
         metrics.header("content-type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
-    promtool_check(&metrics.body);
+    common::promtool::check_metrics(&metrics.body);
     let text = &metrics.body;
     assert_eq!(sample(text, "phpfpm_up{pool=\"www\"}"), 1);
     for (metric, name) in [
@@ -158,7 +112,7 @@ fn php_fpm_down_is_phpfpm_up_0_and_counted_by_reason() {
         metrics.status, 200,
         "a scrape succeeds while php-fpm is down"
     );
-    promtool_check(&metrics.body);
+    common::promtool::check_metrics(&metrics.body);
     assert!(
         metrics.body.lines().any(|l| l == "phpfpm_up 0"),
         "before any page was read there is no pool to name: {}",
@@ -187,7 +141,7 @@ fn status_page_peer() -> (FakePeer, Tool) {
 fn a_scrape_fetches_the_status_page_once_and_nothing_else() {
     let (peer, tool) = status_page_peer();
     let metrics = get(tool.addr(), "/metrics");
-    promtool_check(&metrics.body);
+    common::promtool::check_metrics(&metrics.body);
     assert_eq!(
         sample(&metrics.body, "phpfpm_accepted_connections{pool=\"www\"}"),
         7
@@ -204,7 +158,7 @@ fn a_scrape_fetches_the_status_page_once_and_nothing_else() {
 fn status_path_off_leaves_php_fpm_out() {
     let tool = Tool::start(&[("STATUS_PATH", "off")]);
     let metrics = get(tool.addr(), "/metrics");
-    promtool_check(&metrics.body);
+    common::promtool::check_metrics(&metrics.body);
     assert!(!metrics.body.contains("phpfpm_"), "{}", metrics.body);
     assert_eq!(get(tool.addr(), "/fcgi-status").status, 404);
 }
@@ -215,13 +169,13 @@ fn status_path_off_leaves_php_fpm_out() {
 fn php_fpm_down_keeps_the_last_pool_label_and_counts_scrape_failures() {
     let (peer, tool) = status_page_peer();
     let up = get(tool.addr(), "/metrics");
-    promtool_check(&up.body);
+    common::promtool::check_metrics(&up.body);
     assert_eq!(sample(&up.body, "phpfpm_up{pool=\"www\"}"), 1);
     assert_eq!(sample(&up.body, "phpfpm_scrape_failures{pool=\"www\"}"), 0);
     peer.set(Behavior::close_after_request());
     for expected in [1, 2] {
         let down = get(tool.addr(), "/metrics");
-        promtool_check(&down.body);
+        common::promtool::check_metrics(&down.body);
         assert_eq!(sample(&down.body, "phpfpm_up{pool=\"www\"}"), 0);
         assert!(
             !down.body.lines().any(|l| l.starts_with("phpfpm_up ")),
@@ -252,7 +206,7 @@ fn per_process_metrics_are_valid() {
         ("PROCESS_METRICS", "per-process"),
     ]);
     let metrics = get(tool.addr(), "/metrics");
-    promtool_check(&metrics.body);
+    common::promtool::check_metrics(&metrics.body);
     let text = &metrics.body;
     for name in [
         "phpfpm_process_state{",

@@ -6,6 +6,7 @@
 pub mod fcgi;
 pub mod fpm;
 pub mod http;
+pub mod promtool;
 pub mod sys;
 pub mod tool;
 
