@@ -223,30 +223,41 @@ impl Probe {
     }
 
     /// A probe of `path` (php-fpm's `setting`) at `config.destination` whose body must contain
-    /// `expect`.
+    /// `expect`; a `?query` in `path` is sent as the query string.
     fn for_path(config: &Config, path: &str, expect: &str, setting: &'static str) -> Self {
         let (script, query) = path.split_once('?').unwrap_or((path, ""));
-        Self {
-            target: Target::new(&config.destination),
-            path: path.to_owned(),
+        let request = fcgi::render_request(script, query);
+        Self::with_request(
+            &config.destination,
+            path,
+            request,
+            expect,
             setting,
-            request: fcgi::render_request(script, query),
-            expect: expect.as_bytes().to_vec(),
-            timeout: config.timeout,
-            full: false,
-            buffer: RefCell::default(),
-        }
+            config.timeout,
+        )
     }
 
     /// A probe of the status page at `path`, taken literally as the script name (no query split,
     /// as php-fpm-healthcheck sends `FCGI_STATUS_PATH`), accepting any body.
     pub(crate) fn literal_status(destination: &Destination, path: &str, timeout: Duration) -> Self {
+        let request = fcgi::render_request(path, "");
+        Self::with_request(destination, path, request, "", "pm.status_path", timeout)
+    }
+
+    fn with_request(
+        destination: &Destination,
+        path: &str,
+        request: Vec<u8>,
+        expect: &str,
+        setting: &'static str,
+        timeout: Duration,
+    ) -> Self {
         Self {
             target: Target::new(destination),
             path: path.to_owned(),
-            setting: "pm.status_path",
-            request: fcgi::render_request(path, ""),
-            expect: Vec::new(),
+            setting,
+            request,
+            expect: expect.as_bytes().to_vec(),
             timeout,
             full: false,
             buffer: RefCell::default(),
