@@ -170,6 +170,23 @@ impl Probing {
 }
 
 impl Probing {
+    /// The ping through the single-flight (one FastCGI request for concurrent callers), counted.
+    async fn shared_ping(&self) -> Verdict {
+        let started = Instant::now();
+        let (verdict, source) = self.ping.run(|| self.ping()).await;
+        self.metrics
+            .record_ping(&verdict, source, started.elapsed());
+        verdict
+    }
+
+    /// `200 ok`, or `FAIL_STATUS` with the failure's line.
+    fn verdict_reply(&self, verdict: Verdict) -> Reply<'_> {
+        match verdict {
+            Ok(()) => Reply::Canned(&self.ok),
+            Err(failure) => Reply::Text(self.fail_status, format!("{failure}\n")),
+        }
+    }
+
     /// One ping, logged.
     async fn ping(&self) -> Verdict {
         let started = Instant::now();
@@ -238,25 +255,12 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
         }
         (Route::Live, _) => {
             // The ping, shared with `/fcgi-ping` (and counted as one), judged for liveness.
-            let started = Instant::now();
-            let (verdict, source) = p.ping.run(|| p.ping()).await;
-            p.metrics.record_ping(&verdict, source, started.elapsed());
+            let verdict = p.shared_ping().await;
             let live = p.progress.live(&verdict, Instant::now());
             p.live_results.record(&live);
-            match live {
-                Ok(()) => Reply::Canned(&p.ok),
-                Err(failure) => Reply::Text(p.fail_status, format!("{failure}\n")),
-            }
+            p.verdict_reply(live)
         }
-        (Route::Ping, _) => {
-            let started = Instant::now();
-            let (verdict, source) = p.ping.run(|| p.ping()).await;
-            p.metrics.record_ping(&verdict, source, started.elapsed());
-            match verdict {
-                Ok(()) => Reply::Canned(&p.ok),
-                Err(failure) => Reply::Text(p.fail_status, format!("{failure}\n")),
-            }
-        }
+        (Route::Ping, _) => p.verdict_reply(p.shared_ping().await),
     }
 }
 
