@@ -295,9 +295,17 @@ impl PhpFpm {
     }
 
     /// SIGSTOP every worker: the listen socket still accepts, nobody answers.
+    /// Freezes every worker with SIGSTOP and returns once each one is stopped. Waiting matters: a
+    /// worker that was signalled in accept() but has not run yet takes a connection that arrives
+    /// meanwhile before it stops, and holds it out of the listen queue.
     pub fn stop_workers(&self) {
         let workers = live_php_fpm(&self.workers);
         assert!(signal(&workers, "STOP"), "kill -STOP {workers:?} failed");
+        sys::wait_until(
+            Duration::from_secs(5),
+            "the php-fpm workers to stop after SIGSTOP",
+            || workers.iter().all(|&pid| sys::is_stopped(pid)).then_some(()),
+        );
     }
 
     pub fn resume_workers(&self) {
