@@ -6,8 +6,10 @@
 
 use std::io::Write;
 
-use crate::config::Config;
+use crate::config::{Config, Destination, Pools};
 use crate::deadline;
+use crate::join::join_all;
+use crate::os::discover;
 use crate::probe::busy;
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Probe, Reason, Verdict};
@@ -19,6 +21,128 @@ use crate::proto::status::{self, Threshold};
 const HEALTHY: u8 = 0;
 /// Exit status of an unhealthy check.
 const UNHEALTHY: u8 = 1;
+/// Exit status of a `--pool` that names no pool (as a configuration error).
+const UNKNOWN_POOL: u8 = 2;
+
+/// What `check` asks each pool.
+#[derive(Debug, Clone, Copy)]
+pub enum Question<'a> {
+    /// Is it healthy (the ping)?
+    Ping,
+    /// Is it alive (`--live`)?
+    Live,
+    /// Does its status page hold these thresholds (`--status`)?
+    Status(&'a [Threshold]),
+}
+
+/// `check` with `POOLS`: `--pool NAME` asks that pool as `check` asks the one pool of
+/// `DESTINATION` (the same output); without it every pool is asked at once, and the unhealthy
+/// ones are printed one per line, `NAME reason: detail`.
+pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, verbose: bool) -> u8 {
+    let pools = match pool_list(&config.pools) {
+        Ok(pools) => pools,
+        Err(error) => {
+            err(&format!("{error}\n"));
+            return UNHEALTHY;
+        }
+    };
+    if let Some(name) = pool {
+        let Some((_, destination)) = pools.iter().find(|(known, _)| known == name) else {
+            let known: Vec<&str> = pools.iter().map(|(n, _)| n.as_str()).collect();
+            err(&format!(
+                "--pool {name:?}: unknown pool; known pools are {}\n",
+                match known.is_empty() {
+                    true => "none".to_owned(),
+                    false => known.join(", "),
+                }
+            ));
+            return UNKNOWN_POOL;
+        };
+        let config = Config {
+            destination: destination.clone(),
+            pools: Pools::One,
+            ..config.clone()
+        };
+        return match question {
+            Question::Ping => run(&config, verbose, None),
+            Question::Live => run_live(&config),
+            Question::Status(thresholds) => run(&config, verbose, Some(thresholds)),
+        };
+    }
+    let asks = pools
+        .iter()
+        .map(|(_, destination)| ask(config, destination, question))
+        .collect();
+    let answers = smol::block_on(join_all(asks));
+    crate::os::log::flush();
+    let mut failed = String::new();
+    for ((name, _), answer) in pools.iter().zip(answers) {
+        if let Err(line) = answer {
+            failed.push_str(&format!("{name} {line}\n"));
+        }
+    }
+    match failed.is_empty() {
+        true => {
+            out("ok\n");
+            HEALTHY
+        }
+        false => {
+            err(&failed);
+            UNHEALTHY
+        }
+    }
+}
+
+/// The pools of `POOLS`, by name (a `dir:` directory read now).
+fn pool_list(pools: &Pools) -> Result<Vec<(String, Destination)>, String> {
+    match pools {
+        Pools::One => Ok(Vec::new()),
+        Pools::Named(named) => Ok(named.clone()),
+        Pools::Dir(dir) => Ok(discover::sockets(dir)?
+            .pools
+            .into_iter()
+            .map(|(name, path)| (name, Destination::Unix(path)))
+            .collect()),
+    }
+}
+
+/// One pool's answer to `question`: `Err` with its line when unhealthy.
+async fn ask(
+    config: &Config,
+    destination: &Destination,
+    question: Question<'_>,
+) -> Result<(), String> {
+    let status_full = matches!(question, Question::Status(t) if status::needs_processes(t));
+    let probe = match question {
+        Question::Ping | Question::Live => Probe::ping_at(config, destination),
+        Question::Status(_) => Probe::status_at(config, destination, status_full),
+    };
+    match question {
+        Question::Live => live(&probe, config.busy_grace)
+            .await
+            .map(drop)
+            .map_err(|failure| failure.to_string()),
+        Question::Ping => {
+            let started = std::time::Instant::now();
+            let (verdict, answer) = probe.run_keeping_answer().await;
+            Reporter::new().report(&probe, &verdict, answer.as_ref(), started.elapsed());
+            verdict.map_err(|failure| failure.to_string())
+        }
+        Question::Status(thresholds) => {
+            let started = std::time::Instant::now();
+            let (verdict, answer) = probe.run_keeping_answer().await;
+            Reporter::new().report(&probe, &verdict, answer.as_ref(), started.elapsed());
+            let page = probe
+                .read_status(verdict, answer)
+                .map_err(|failure| failure.to_string())?;
+            let failed = status::evaluate(&page, thresholds);
+            match failed.is_empty() {
+                true => Ok(()),
+                false => Err(format!("threshold: {}", failed.join("; "))),
+            }
+        }
+    }
+}
 
 /// Probes once; prints the verdict (and with `verbose` the FastCGI answer); returns the exit
 /// status. With `status`, checks php-fpm's status page against those thresholds instead.

@@ -32,6 +32,8 @@ pub enum Command {
         live: bool,
         /// `--status` and its thresholds: check the status page instead of the ping.
         status: Option<Vec<Threshold>>,
+        /// `--pool NAME`: only that pool of `POOLS` (`None`: every pool).
+        pool: Option<String>,
     },
     /// Print the manual.
     Help,
@@ -44,8 +46,10 @@ pub enum Command {
 pub struct Config {
     /// Address the HTTP server listens on.
     pub server: SocketAddr,
-    /// The FastCGI server to probe.
+    /// The FastCGI server to probe (without `POOLS`).
     pub destination: Destination,
+    /// The pools to probe: one from `destination`, or `POOLS`.
+    pub pools: Pools,
     /// Path sent as `SCRIPT_NAME`, `SCRIPT_FILENAME`, `REQUEST_URI`, `DOCUMENT_URI`.
     pub ping_path: String,
     /// Text the response body must contain (empty: any body).
@@ -88,6 +92,40 @@ pub enum ProcessMetrics {
     /// The aggregates and php-fpm_exporter's per-child series (at most
     /// [`crate::limits::MAX_PROCESSES`] children).
     PerProcess,
+}
+
+/// Which pools the process probes (`POOLS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pools {
+    /// `POOLS=off` (the default): one pool, `DESTINATION`; endpoints and metrics as without
+    /// pools (no names, no `pool` label on our own series).
+    One,
+    /// `POOLS=name=destination,...`: these, in name order.
+    Named(Vec<(String, Destination)>),
+    /// `POOLS=dir:/path`: every Unix socket in that directory, named after its file less
+    /// `.sock`, re-read while serving.
+    Dir(PathBuf),
+}
+
+/// Most pools one process probes: every pool costs its own state (measured in
+/// docs/performance.md) and, while probed, up to four descriptors (ping, status page, full
+/// status page, a kept connection); 128 pools stay within the default open-file limit of 1,024
+/// beside the connections, and a `/metrics` scrape of all of them within a few MB.
+pub const MAX_POOLS: usize = 128;
+
+/// Longest pool name.
+pub const MAX_POOL_NAME: usize = 64;
+
+/// Whether `name` is a pool name: a plain word of letters, digits, `_`, `-` and `.`, at most
+/// [`MAX_POOL_NAME`] bytes (it becomes a URL path segment and a label value as is).
+pub fn pool_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_POOL_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && name != "."
+        && name != ".."
 }
 
 /// Where the FastCGI server listens.
@@ -174,7 +212,7 @@ pub const DEFAULT_TIMEOUT: &str = "800ms";
 /// Every setting, in the order of `--help` and the README. Each row sets its own field of
 /// [`Config`] (`DESTINATION_PORT` the port of a TCP `DESTINATION`, so it comes after it).
 #[rustfmt::skip]
-pub const SETTINGS: [Setting; 16] = [
+pub const SETTINGS: [Setting; 17] = [
     Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
         help: "address:port to listen on (IPv4, or [IPv6]:port)",
         apply: |raw, c| parse_server(raw).map(|v| c.server = v) },
@@ -190,6 +228,9 @@ pub const SETTINGS: [Setting; 16] = [
             }
             Ok(())
         } },
+    Setting { var: "POOLS", flag: "--pools", default: "off",
+        help: "several pools: name=/path.sock,name=host:port,... or dir:/run/php (every socket there)",
+        apply: |raw, c| parse_pools(raw, &c.destination).map(|v| c.pools = v) },
     Setting { var: "PING_PATH", flag: "--ping-path", default: "/fpm-ping",
         help: "php-fpm's ping.path",
         apply: |raw, c| parse_ping_path(raw).map(|v| c.ping_path = v) },
@@ -238,6 +279,7 @@ impl Config {
         Self {
             server: SocketAddr::from(([127, 0, 0, 1], 0)),
             destination: Destination::Unix(PathBuf::new()),
+            pools: Pools::One,
             ping_path: String::new(),
             ping_response: String::new(),
             status_path: None,
@@ -260,7 +302,7 @@ impl Config {
 
 /// Where a raw value came from, so an error can name it.
 #[derive(Clone, Copy)]
-enum Source {
+enum Given {
     Flag,
     Env,
     Default,
@@ -269,16 +311,16 @@ enum Source {
 /// A setting's value as given, and where from.
 struct Raw {
     value: String,
-    source: Source,
+    given: Given,
     setting: &'static Setting,
 }
 
 impl Raw {
     /// The error for this value: `NAME="value" <what is wrong>`.
     fn error(&self, what: &str) -> ConfigError {
-        let name = match self.source {
-            Source::Flag => self.setting.flag,
-            Source::Env | Source::Default => self.setting.var,
+        let name = match self.given {
+            Given::Flag => self.setting.flag,
+            Given::Env | Given::Default => self.setting.var,
         };
         ConfigError(format!("{name}={:?} {what}", self.value))
     }
@@ -294,6 +336,7 @@ where
     let mut verbose = false;
     let mut live = false;
     let mut status: Option<Vec<Threshold>> = None;
+    let mut pool: Option<String> = None;
     let mut args = args.iter().skip(usize::from(check));
     while let Some(arg) = args.next() {
         let arg = arg
@@ -315,6 +358,16 @@ where
                 continue;
             }
             _ => {}
+        }
+        if check && (arg == "--pool" || arg.starts_with("--pool=")) {
+            let value = match arg.strip_prefix("--pool=") {
+                Some(value) => Some(value.to_owned()),
+                None => args.next().and_then(|v| v.to_str()).map(str::to_owned),
+            };
+            pool = Some(value.filter(|v| !v.is_empty()).ok_or_else(|| {
+                ConfigError("--pool needs the name of a pool of POOLS".to_owned())
+            })?);
+            continue;
         }
         let (name, inline) = match arg.split_once('=') {
             Some((name, value)) => (name, Some(value.to_owned())),
@@ -357,11 +410,12 @@ where
     }
 
     let mut config = Config::unset();
+    let mut destination_given = None;
     for (setting, flag) in SETTINGS.iter().zip(flags) {
-        let (value, source) = match (flag, env(setting.var)) {
-            (Some(value), _) => (value, Source::Flag),
+        let (value, given) = match (flag, env(setting.var)) {
+            (Some(value), _) => (value, Given::Flag),
             (None, Some(value)) => match value.into_string() {
-                Ok(value) => (value, Source::Env),
+                Ok(value) => (value, Given::Env),
                 Err(value) => {
                     return Err(ConfigError(format!(
                         "{}={value:?} is not valid UTF-8",
@@ -369,14 +423,28 @@ where
                     )))
                 }
             },
-            (None, None) => (setting.default.to_owned(), Source::Default),
+            (None, None) => (setting.default.to_owned(), Given::Default),
         };
         let raw = Raw {
             value,
-            source,
+            given,
             setting,
         };
+        if setting.var == "DESTINATION" && !matches!(given, Given::Default) {
+            destination_given = Some(raw.value.clone());
+        }
         (setting.apply)(&raw, &mut config)?;
+    }
+    if let (Some(destination), false) = (&destination_given, config.pools == Pools::One) {
+        return Err(ConfigError(format!(
+            "POOLS and DESTINATION={destination:?} both name the FastCGI server: POOLS lists every \
+             pool (name=/path.sock or name=host:port), so unset DESTINATION (or unset POOLS)"
+        )));
+    }
+    if pool.is_some() && config.pools == Pools::One {
+        return Err(ConfigError(
+            "--pool names a pool of POOLS, but POOLS is not set (one pool: DESTINATION)".to_owned(),
+        ));
     }
     if !config.coalesce && !config.cache_ttl.is_zero() {
         // The cache keeps the verdict of a shared probe; COALESCE=off shares nothing.
@@ -392,6 +460,7 @@ where
             verbose,
             live,
             status,
+            pool,
         }
     } else {
         Command::Serve(config)
@@ -473,6 +542,79 @@ fn unix_path(raw: &Raw, path: &str) -> Result<Destination, ConfigError> {
         )));
     }
     Ok(Destination::Unix(PathBuf::from(path)))
+}
+
+/// `POOLS`: `off`, `dir:/path`, or `name=destination,...` where a destination is a socket path
+/// (`/path`, `unix:/path`), `host:port`, `[v6]:port`, or a host alone on `DESTINATION_PORT`
+/// (`default`'s port).
+fn parse_pools(raw: &Raw, default: &Destination) -> Result<Pools, ConfigError> {
+    let value = raw.value.trim();
+    if value == "off" {
+        return Ok(Pools::One);
+    }
+    if let Some(dir) = value.strip_prefix("dir:") {
+        if !dir.starts_with('/') {
+            return Err(raw.error("names a directory that is not absolute (dir:/run/php)"));
+        }
+        return Ok(Pools::Dir(PathBuf::from(dir)));
+    }
+    let default_port = match default {
+        Destination::Tcp { port, .. } => *port,
+        Destination::Unix(_) => 9000,
+    };
+    let mut pools: Vec<(String, Destination)> = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        let Some((name, destination)) = entry.split_once('=') else {
+            return Err(raw.error(&format!(
+                "has {entry:?} without a name: write name=/run/php/name.sock or name=host:port, \
+                 separated by commas (or dir:/run/php, or off)"
+            )));
+        };
+        let name = name.trim();
+        if !pool_name_ok(name) {
+            return Err(raw.error(&format!(
+                "has the pool name {name:?}: a name is 1 to {MAX_POOL_NAME} letters, digits, _, - or ."
+            )));
+        }
+        if pools.iter().any(|(known, _)| known == name) {
+            return Err(raw.error(&format!("names the pool {name:?} twice")));
+        }
+        let destination = pool_destination(destination.trim(), default_port).ok_or_else(|| {
+            raw.error(&format!(
+                "has {entry:?}, whose destination is not /path.sock, unix:/path, host:port, \
+                 [IPv6]:port or a host"
+            ))
+        })?;
+        pools.push((name.to_owned(), destination));
+    }
+    if pools.len() > MAX_POOLS {
+        return Err(raw.error(&format!(
+            "lists {} pools; at most {MAX_POOLS} are probed by one process: run another",
+            pools.len()
+        )));
+    }
+    pools.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Pools::Named(pools))
+}
+
+/// One destination of `POOLS`, or `None` if it is none of the forms.
+fn pool_destination(value: &str, default_port: u16) -> Option<Destination> {
+    let path = value.strip_prefix("unix:").unwrap_or(value);
+    if path.starts_with('/') {
+        return (path.len() <= MAX_UNIX_PATH).then(|| Destination::Unix(PathBuf::from(path)));
+    }
+    if let Some(host) = parse_host(value) {
+        return Some(Destination::Tcp {
+            host,
+            port: default_port,
+        });
+    }
+    let (host, port) = value.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    Some(Destination::Tcp {
+        host: parse_host(host)?,
+        port,
+    })
 }
 
 fn parse_port(raw: &Raw) -> Result<u16, ConfigError> {
@@ -695,16 +837,19 @@ pub fn help() -> String {
          \x20   GET|HEAD /fcgi-live          liveness: the same probe, but a busy pool is alive (200) until\n\
          \x20                                it made no progress for BUSY_GRACE (stuck); dead fails at once\n\
          \x20   GET /metrics                 Prometheus text: probes, durations, php-fpm's pool (phpfpm_*)\n\
+         \x20   GET|HEAD /fcgi-ping/NAME     with POOLS: one pool (also /fcgi-live/NAME, /fcgi-status/NAME);\n\
+         \x20                                without a name every pool: one line per failing pool\n\
          \x20   GET|HEAD /health /healthz /  200 `ok`: this process is alive (no FastCGI)\n\n\
          CHECK:\n\
          \x20   check [-v]                   one ping; exit 0 healthy, 1 unhealthy (reason on stderr)\n\
          \x20   check --live                 liveness: busy waits up to BUSY_GRACE for php-fpm's answer\n\
          \x20   check --status [--max-<field> N] [--min-<field> N] [--<field> N]\n\
-         \x20                                the status page against thresholds (--<field>: maximum)\n\n\
+         \x20                                the status page against thresholds (--<field>: maximum)\n\
+         \x20   check --pool NAME            with POOLS: that pool only (else every pool)\n\n\
          EXIT CODES:\n\
          \x20   0  stopped by SIGTERM or SIGINT, or --help/--version; check: healthy\n\
          \x20   1  could not listen on SERVER; check: unhealthy (the reason on stderr)\n\
-         \x20   2  invalid flag or setting (the message names it)\n\n\
+         \x20   2  invalid flag or setting (the message names it); check --pool: unknown pool\n\n\
          php-fpm needs `ping.path = /fpm-ping` (and optionally `ping.response = pong`) in the pool.\n",
     );
     text

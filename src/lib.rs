@@ -32,6 +32,7 @@ pub mod check;
 pub mod config;
 pub(crate) mod deadline;
 pub mod fpm_healthcheck;
+pub(crate) mod join;
 pub mod limits;
 pub mod os;
 pub mod probe;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use fastcgi_healthcheck::check;
-use fastcgi_healthcheck::config::{self, Command, Config};
+use fastcgi_healthcheck::config::{self, Command, Config, Pools};
 use fastcgi_healthcheck::fpm_healthcheck;
 use fastcgi_healthcheck::os::log as logger;
 use fastcgi_healthcheck::os::systemd::{self, Activation};
@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             verbose,
             live,
             status,
+            pool,
         }) => {
             // The verdict line is the output; probe logs only when RUST_LOG asks for them.
             if std::env::var_os("RUST_LOG").is_some() {
@@ -46,9 +47,15 @@ fn main() -> ExitCode {
                 say(true, "fastcgi-healthcheck: check --status needs a status page, but STATUS_PATH=off\n");
                 return ExitCode::from(EXIT_USAGE);
             }
-            let code = match live {
-                true => check::run_live(&config),
-                false => check::run(&config, verbose, status.as_deref()),
+            let question = match (live, status.as_deref()) {
+                (true, _) => check::Question::Live,
+                (false, Some(thresholds)) => check::Question::Status(thresholds),
+                (false, None) => check::Question::Ping,
+            };
+            let code = match (&config.pools, question) {
+                (Pools::One, check::Question::Live) => check::run_live(&config),
+                (Pools::One, _) => check::run(&config, verbose, status.as_deref()),
+                _ => check::run_pools(&config, pool.as_deref(), question, verbose),
             };
             logger::flush();
             return ExitCode::from(code);

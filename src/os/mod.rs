@@ -3,6 +3,7 @@
 //! log writer, and the one audited `unsafe`.
 
 pub(crate) mod alarm;
+pub mod discover;
 pub mod listen_queue;
 pub mod log;
 pub(crate) mod socket;

@@ -23,6 +23,8 @@ use log::{info, warn};
 
 use crate::deadline;
 use crate::os::listen_queue::{Queue, View};
+use crate::proto::metrics::Writer;
+use crate::proto::status::decimal;
 
 use super::{Failure, Held, Probe, Reason, Verdict};
 
@@ -237,6 +239,59 @@ impl Progress {
             }
             self.keeping.set(false);
         }
+    }
+
+    /// The busy figures of `/metrics`: the kernel's view of the listen queue (`view`, read now),
+    /// the kept connection and the queue waits it measured, and whether the pool is stuck.
+    pub(crate) fn write_metrics(&self, w: &mut Writer<'_>, view: &View, now: Instant) {
+        w.gauge("fastcgi_healthcheck_listen_queue_available", "Whether the kernel's view of php-fpm's listen queue can be read (0: php-fpm is in another network namespace).", u8::from(matches!(view, View::Seen(_))));
+        if let View::Seen(queue) = view {
+            w.gauge("fastcgi_healthcheck_listen_queue_connections", "Connections waiting in php-fpm's listen queue, read from the kernel now (no worker needed).", queue.queued);
+            if let Some(backlog) = queue.backlog {
+                w.gauge(
+                    "fastcgi_healthcheck_listen_queue_backlog",
+                    "The backlog of php-fpm's listener, read from the kernel.",
+                    backlog,
+                );
+            }
+        }
+        w.gauge("fastcgi_healthcheck_kept_connections", "Probe connections kept open after their deadline, waiting for php-fpm's answer (at most 1).", self.kept());
+        let waits = &self.waits;
+        w.family(
+            "fastcgi_healthcheck_kept_connections_total",
+            "counter",
+            "Probe connections kept open after their deadline, and how many php-fpm answered.",
+        );
+        w.sample(
+            "fastcgi_healthcheck_kept_connections_total",
+            &[("result", "kept")],
+            waits.kept.get(),
+        );
+        w.sample(
+            "fastcgi_healthcheck_kept_connections_total",
+            &[("result", "answered")],
+            waits.answered.get(),
+        );
+        if let Some(last) = waits.last_millis.get() {
+            w.gauge("fastcgi_healthcheck_queue_wait_seconds_last", "What the last kept connection waited for its answer: a real request's wait in the queue under this load.", decimal(last, 1000));
+        }
+        w.family(
+            "fastcgi_healthcheck_queue_wait_seconds",
+            "histogram",
+            "What kept connections waited for their answer.",
+        );
+        let buckets = WAIT_BUCKETS
+            .iter()
+            .zip(&waits.buckets)
+            .map(|((_, bound), count)| (*bound, count.get()));
+        w.histogram(
+            "fastcgi_healthcheck_queue_wait_seconds",
+            &[],
+            buckets,
+            waits.over.get(),
+            decimal(waits.sum_millis.get(), 1000),
+        );
+        w.gauge("fastcgi_healthcheck_stuck", "1 while php-fpm made no progress for BUSY_GRACE while probes waited (what /fcgi-live fails as stuck).", u8::from(self.stuck(now)));
     }
 
     /// Says once that the kernel view is unavailable (and why).

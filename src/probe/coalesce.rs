@@ -83,9 +83,9 @@ impl<T> Flight<T> {
     }
 }
 
-/// How a caller got its value.
+/// How a caller got its value: by running the computation, or via another caller's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Via {
     /// It ran the computation itself.
     Ran,
     /// It waited for another caller's computation.
@@ -106,7 +106,7 @@ impl<T: Clone> Coalescer<T> {
     }
 
     /// Returns the value of the in-flight computation, a cached one, or runs `compute`.
-    pub(crate) async fn run<F, Fut>(&self, compute: F) -> (T, Source)
+    pub(crate) async fn run<F, Fut>(&self, compute: F) -> (T, Via)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = T>,
@@ -114,12 +114,12 @@ impl<T: Clone> Coalescer<T> {
         // The computation (a probe: sockets, timer, decoder) lives on the heap while it runs, so
         // that a caller at rest (an idle HTTP connection's task) stays small.
         if !self.enabled {
-            return (Box::pin(compute()).await, Source::Ran);
+            return (Box::pin(compute()).await, Via::Ran);
         }
         loop {
             let flight = match &*self.state.borrow() {
                 State::Cached { value, until } if Instant::now() < *until => {
-                    return (value.clone(), Source::Cached);
+                    return (value.clone(), Via::Cached);
                 }
                 State::Running(flight) => Some(Rc::clone(flight)),
                 State::Idle | State::Cached { .. } => None,
@@ -128,11 +128,11 @@ impl<T: Clone> Coalescer<T> {
                 Some(flight) => {
                     flight.ended().await;
                     if let Some(value) = flight.result.borrow().clone() {
-                        return (value, Source::Waited);
+                        return (value, Via::Waited);
                     }
                     // The leader went away without a result: try again, perhaps as the leader.
                 }
-                None => return (Box::pin(self.lead(&compute)).await, Source::Ran),
+                None => return (Box::pin(self.lead(&compute)).await, Via::Ran),
             }
         }
     }
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(
             results
                 .iter()
-                .filter(|(_, source)| *source == Source::Ran)
+                .filter(|(_, source)| *source == Via::Ran)
                 .count(),
             1
         );
@@ -249,11 +249,11 @@ mod tests {
         let runs = Rc::new(Cell::new(0u32));
         assert_eq!(
             future::block_on(coalescer.run(counted(&runs))),
-            (1, Source::Ran)
+            (1, Via::Ran)
         );
         assert_eq!(
             future::block_on(coalescer.run(counted(&runs))),
-            (2, Source::Ran)
+            (2, Via::Ran)
         );
     }
 
@@ -263,11 +263,11 @@ mod tests {
         let runs = Rc::new(Cell::new(0u32));
         assert_eq!(
             future::block_on(coalescer.run(counted(&runs))),
-            (1, Source::Ran)
+            (1, Via::Ran)
         );
         assert_eq!(
             future::block_on(coalescer.run(counted(&runs))),
-            (1, Source::Cached)
+            (1, Via::Cached)
         );
     }
 
@@ -317,6 +317,6 @@ mod tests {
         while ex.try_tick() {}
         assert_eq!(runs.get(), 1);
         drop(leader);
-        assert_eq!(future::block_on(ex.run(waiter)), (2, Source::Ran));
+        assert_eq!(future::block_on(ex.run(waiter)), (2, Via::Ran));
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod busy;
 pub(crate) mod coalesce;
+pub(crate) mod counters;
 mod judge;
 pub(crate) mod report;
 mod target;
@@ -190,31 +191,46 @@ enum Stage {
 impl Probe {
     /// A probe of `config.ping_path` at `config.destination`.
     pub(crate) fn new(config: &Config) -> Self {
+        Self::ping_at(config, &config.destination)
+    }
+
+    /// A probe of `config.ping_path` at `destination` (one pool of `POOLS`).
+    pub(crate) fn ping_at(config: &Config, destination: &Destination) -> Self {
         Self::for_path(
             config,
+            destination,
             &config.ping_path,
             &config.ping_response,
             "ping.path",
         )
     }
 
-    /// A probe of php-fpm's status page (`config.status_path`, or php-fpm's usual `/fpm-status`
-    /// when it is off), accepting any body.
+    /// A probe of php-fpm's status page at `config.destination`: see [`Probe::status_at`].
     pub(crate) fn status(config: &Config) -> Self {
-        let path = config.status_path.as_deref().unwrap_or("/fpm-status");
-        Self::for_path(config, path, "", "pm.status_path")
+        Self::status_at(config, &config.destination, false)
     }
 
-    /// A probe of php-fpm's full status page (`STATUS_PATH?full`), with its own larger cap on
-    /// the answer ([`MAX_FCGI_STATUS_STDOUT`]); read only when a threshold or a metric needs the
-    /// per-process part.
+    /// A probe of php-fpm's full status page at `config.destination`: see
+    /// [`Probe::status_at`].
     pub(crate) fn status_full(config: &Config) -> Self {
+        Self::status_at(config, &config.destination, true)
+    }
+
+    /// A probe of php-fpm's status page (`config.status_path`, or php-fpm's usual `/fpm-status`
+    /// when it is off) at `destination`, accepting any body. `full`: the full page
+    /// (`STATUS_PATH?full`), with its own larger cap on the answer ([`MAX_FCGI_STATUS_STDOUT`]),
+    /// read only when a threshold or a metric needs the per-process part.
+    pub(crate) fn status_at(config: &Config, destination: &Destination, full: bool) -> Self {
         let path = config.status_path.as_deref().unwrap_or("/fpm-status");
+        if !full {
+            return Self::for_path(config, destination, path, "", "pm.status_path");
+        }
         let separator = if path.contains('?') { '&' } else { '?' };
         Self {
             full: true,
             ..Self::for_path(
                 config,
+                destination,
                 &format!("{path}{separator}full"),
                 "",
                 "pm.status_path",
@@ -222,19 +238,18 @@ impl Probe {
         }
     }
 
-    /// A probe of `path` (php-fpm's `setting`) at `config.destination` whose body must contain
+    /// A probe of `path` (php-fpm's `setting`) at `destination` whose body must contain
     /// `expect`; a `?query` in `path` is sent as the query string.
-    fn for_path(config: &Config, path: &str, expect: &str, setting: &'static str) -> Self {
+    fn for_path(
+        config: &Config,
+        destination: &Destination,
+        path: &str,
+        expect: &str,
+        setting: &'static str,
+    ) -> Self {
         let (script, query) = path.split_once('?').unwrap_or((path, ""));
         let request = fcgi::render_request(script, query);
-        Self::with_request(
-            &config.destination,
-            path,
-            request,
-            expect,
-            setting,
-            config.timeout,
-        )
+        Self::with_request(destination, path, request, expect, setting, config.timeout)
     }
 
     /// A probe of the status page at `path`, taken literally as the script name (no query split,

@@ -62,7 +62,9 @@ pub struct Head {
     /// The body that follows.
     pub body: Body,
     /// The query string, kept only for [`Route::Status`] (its thresholds).
-    pub query: Option<String>,
+    pub query: Option<Box<str>>,
+    /// The pool a route names (`/fcgi-ping/NAME`, `/fcgi-live/NAME`, `/fcgi-status/NAME`).
+    pub pool: Option<Box<str>>,
     /// `Expect: 100-continue`: the client waits for a `100 Continue` before it sends its body.
     /// We never need a body, so it is answered at once, without that interim answer.
     pub expect_continue: bool,
@@ -109,8 +111,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         _ => Method::Other,
     };
     let target = request.path.unwrap_or_default();
-    let route = route(target);
-    let query = (route == Route::Status).then(|| query(target).to_owned());
+    let (route, pool) = split_route(target);
+    let pool = pool.map(Box::from);
+    let query = (route == Route::Status).then(|| Box::from(query(target)));
     let http10 = request.version == Some(0);
     // `close` wins wherever it appears; HTTP/1.0 keeps the connection only when asked to.
     let (mut close, mut asked_keep_alive) = (false, false);
@@ -156,6 +159,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         keep_alive,
         body,
         query,
+        pool,
         expect_continue,
     }))
 }
@@ -163,20 +167,40 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
 /// The route of a request target: origin form (`/fcgi-ping?x`) or absolute form
 /// (`http://host/fcgi-ping`).
 pub fn route(target: &str) -> Route {
+    split_route(target).0
+}
+
+/// The route of a request target and the pool it names: `/fcgi-ping/NAME` is
+/// `(Route::Ping, Some("NAME"))` (one path segment; the server decides whether it is a pool).
+pub fn split_route(target: &str) -> (Route, Option<&str>) {
     let target = ["http://", "https://"]
         .iter()
         .find_map(|scheme| target.strip_prefix(scheme))
         .map(|rest| rest.find('/').and_then(|at| rest.get(at..)).unwrap_or("/"))
         .unwrap_or(target);
     let path = target.split(['?', '#']).next().unwrap_or_default();
-    match path {
+    let pooled = [
+        ("/fcgi-ping/", Route::Ping),
+        ("/fcgi-live/", Route::Live),
+        ("/fcgi-status/", Route::Status),
+    ];
+    for (prefix, route) in pooled {
+        if let Some(name) = path.strip_prefix(prefix) {
+            return match name.contains('/') {
+                true => (Route::NotFound, None),
+                false => (route, Some(name)),
+            };
+        }
+    }
+    let route = match path {
         "/fcgi-ping" => Route::Ping,
         "/fcgi-live" => Route::Live,
         "/fcgi-status" => Route::Status,
         "/metrics" => Route::Metrics,
         "/health" | "/healthz" | "/" => Route::Health,
         _ => Route::NotFound,
-    }
+    };
+    (route, None)
 }
 
 /// The query string of a request target (without `?` and `#fragment`), or `""`.
@@ -229,8 +253,11 @@ pub struct Response<'a> {
 
 /// Appends `response` to `out`: status line, fixed headers, body.
 pub fn render(out: &mut Vec<u8>, response: Response<'_>) {
-    render_typed(out, response, "text/plain; charset=utf-8");
+    render_typed(out, response, PLAIN_TEXT);
 }
+
+/// The content type of our one-line (and status page) answers.
+pub const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
 
 /// The content type of the Prometheus text exposition format.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -335,7 +362,15 @@ mod tests {
         assert_eq!(route("/healthz"), Route::Health);
         assert_eq!(route("/health"), Route::Health);
         assert_eq!(route("/"), Route::Health);
-        assert_eq!(route("/fcgi-ping/x"), Route::NotFound);
+        assert_eq!(split_route("/fcgi-ping/x?a=b"), (Route::Ping, Some("x")));
+        assert_eq!(
+            split_route("/fcgi-status/www"),
+            (Route::Status, Some("www"))
+        );
+        assert_eq!(split_route("/fcgi-live/"), (Route::Live, Some("")));
+        assert_eq!(split_route("/fcgi-ping"), (Route::Ping, None));
+        assert_eq!(route("/fcgi-ping/x/y"), Route::NotFound);
+        assert_eq!(route("/fcgi-pingx"), Route::NotFound);
         assert_eq!(route("/fcgi-live"), Route::Live);
         assert_eq!(route("*"), Route::NotFound);
     }

@@ -1,41 +1,11 @@
-//! Counters of what the server did, and their Prometheus text exposition (format 0.0.4), with
-//! php-fpm's pool figures named as php-fpm_exporter names them so that existing dashboards work.
-//!
-//! Recording is a few integer additions on the request path; [`render`] is pure.
+//! The Prometheus text exposition (format 0.0.4), pure: a [`Writer`] of families and samples over
+//! plain numbers, php-fpm's status page as php-fpm_exporter names its figures (so that existing
+//! dashboards work), and [`merge`], which joins the expositions of several pools family by
+//! family. What the numbers count is kept by their owners (`probe::counters`, `probe::busy`).
 
-use std::cell::{Cell, RefCell};
-use std::fmt::Write;
-use std::time::Duration;
+use std::fmt::{Display, Write};
 
-use crate::probe::busy::{Waits, WAIT_BUCKETS};
-use crate::probe::coalesce::Source;
-use crate::probe::{Failure, Reason, Verdict};
 use crate::proto::status::{decimal, Process, Processes, Status};
-
-/// Which probe a figure is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `/fcgi-ping`.
-    Ping,
-    /// `/fcgi-status` and `/metrics` (the status page).
-    Status,
-}
-
-impl Kind {
-    fn label(self) -> &'static str {
-        match self {
-            Kind::Ping => "ping",
-            Kind::Status => "status",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Kind::Ping => 0,
-            Kind::Status => 1,
-        }
-    }
-}
 
 /// Upper bounds of the probe duration histogram: microseconds, and the `le` label in seconds
 /// (integers only: no floating-point code in the binary). 0.5 and 0.75 tell a probe near the
@@ -55,221 +25,150 @@ pub const BUCKETS: [(u64, &str); 11] = [
     (1_000_000, "1"),
 ];
 
-/// One probe kind's figures.
-#[derive(Debug, Default)]
-struct Probes {
-    /// Healthy results.
-    ok: Cell<u64>,
-    /// Failures, by [`Reason::ALL`] order.
-    failed: [Cell<u64>; Reason::ALL.len()],
-    /// Durations: counts per bucket (not cumulative), then the sum in microseconds.
-    buckets: [Cell<u64>; BUCKETS.len()],
-    over: Cell<u64>,
-    sum_micros: Cell<u64>,
-    waited: Cell<u64>,
-    cached: Cell<u64>,
+/// Writes families and samples into a `String`; with a pool, every sample carries
+/// `pool="NAME"` first (the pool must be label-safe: see [`label_value`]).
+pub struct Writer<'a> {
+    out: &'a mut String,
+    pool: Option<&'a str>,
 }
 
-/// What the server counts.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    probes: [Probes; 2],
-    /// The pool named by the last status page read (label-safe), so that `phpfpm_up` and
-    /// `phpfpm_scrape_failures` keep their `pool` label while php-fpm is down.
-    pool: RefCell<Option<String>>,
-    /// `/metrics` scrapes whose status page could not be read.
-    scrape_failures: Cell<u64>,
-    /// Whether php-fpm_exporter's per-child series are rendered (`PROCESS_METRICS=per-process`).
-    per_process: bool,
-    /// Full status pages read whose per-process part was truncated.
-    truncated_pages: Cell<u64>,
-}
+impl<'a> Writer<'a> {
+    /// A writer appending to `out`, labelling every sample with `pool` when given.
+    pub fn new(out: &'a mut String, pool: Option<&'a str>) -> Self {
+        Self { out, pool }
+    }
 
-fn bump(cell: &Cell<u64>, by: u64) {
-    cell.set(cell.get().saturating_add(by));
-}
-
-impl Metrics {
-    /// Counters at zero; `per_process`: render php-fpm_exporter's per-child series when a full
-    /// status page is given.
-    pub fn new(per_process: bool) -> Self {
-        Self {
-            per_process,
-            ..Self::default()
+    /// The same text, labelled with `pool` instead (php-fpm's figures name the pool its page
+    /// names).
+    pub fn with_pool<'b>(&'b mut self, pool: Option<&'b str>) -> Writer<'b> {
+        Writer {
+            out: self.out,
+            pool,
         }
     }
 
-    /// Counts one answer given from a probe of `kind`: its result and duration when this caller
-    /// ran it, a coalesced wait or cache hit otherwise.
-    pub(crate) fn record<T>(
-        &self,
-        kind: Kind,
-        result: &Result<T, Failure>,
-        source: Source,
-        took: Duration,
-    ) {
-        let Some(probes) = self.probes.get(kind.index()) else {
-            return;
-        };
-        match source {
-            Source::Waited => return bump(&probes.waited, 1),
-            Source::Cached => return bump(&probes.cached, 1),
-            Source::Ran => {}
-        }
-        match result {
-            Ok(_) => bump(&probes.ok, 1),
-            Err(failure) => {
-                let index = Reason::ALL.iter().position(|r| *r == failure.reason);
-                if let Some(cell) = index.and_then(|i| probes.failed.get(i)) {
-                    bump(cell, 1);
+    /// A family's `# HELP` and `# TYPE` lines.
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    /// One sample: `name{pool="..",k="v",..} value`. Label values must be label-safe.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.out.push_str(name);
+        let pool = self.pool.map(|pool| ("pool", pool));
+        let mut labels = pool.iter().chain(labels).peekable();
+        if labels.peek().is_some() {
+            self.out.push('{');
+            for (i, (key, value)) in labels.enumerate() {
+                if i > 0 {
+                    self.out.push(',');
                 }
+                let _ = write!(self.out, "{key}=\"{value}\"");
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    /// A family of one unlabelled (but for the pool) gauge.
+    pub fn gauge(&mut self, name: &str, help: &str, value: impl Display) {
+        self.family(name, "gauge", help);
+        self.sample(name, &[], value);
+    }
+
+    /// A histogram's samples: `counts` per bucket of `bounds` (not cumulative), `over` above the
+    /// last, and the sum as text.
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        buckets: impl Iterator<Item = (&'static str, u64)>,
+        over: u64,
+        sum: impl Display,
+    ) {
+        let mut cumulative = 0u64;
+        let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+        with_le.push(("le", ""));
+        let bucket = format!("{name}_bucket");
+        for (bound, count) in buckets {
+            cumulative = cumulative.saturating_add(count);
+            if let Some(le) = with_le.last_mut() {
+                le.1 = bound;
+            }
+            self.sample(&bucket, &with_le, cumulative);
+        }
+        let total = cumulative.saturating_add(over);
+        if let Some(le) = with_le.last_mut() {
+            le.1 = "+Inf";
+        }
+        self.sample(&bucket, &with_le, total);
+        self.sample(&format!("{name}_sum"), labels, sum);
+        self.sample(&format!("{name}_count"), labels, total);
+    }
+}
+
+/// Whether `c` may stand in a label value as is.
+fn label_safe(c: char) -> bool {
+    c != '\\' && c != '"' && !c.is_control()
+}
+
+/// `text` as a label value: backslash, quote and control characters become `_` (then it needs
+/// no escaping).
+pub fn label_value(text: &str) -> String {
+    text.chars()
+        .map(|c| if label_safe(c) { c } else { '_' })
+        .collect()
+}
+
+/// Whether `text` is a label value as is (see [`label_value`]).
+pub fn is_label_value(text: &str) -> bool {
+    text.chars().all(label_safe)
+}
+
+/// The expositions of several pools as one: each family's `# HELP`/`# TYPE` once, then its
+/// samples from every part in order (the text format wants a family's samples together).
+/// Families come in the order they first appear.
+pub fn merge<S: AsRef<str>>(parts: &[S]) -> String {
+    let total = parts.iter().map(|p| p.as_ref().len()).sum::<usize>();
+    // (name, header lines, samples)
+    let mut families: Vec<(&str, String, String)> = Vec::new();
+    for part in parts {
+        let mut current: Option<usize> = None;
+        for line in part.as_ref().lines() {
+            let header = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "));
+            if let Some(rest) = header {
+                let name = rest.split(' ').next().unwrap_or_default();
+                let index = match families.iter().position(|(n, _, _)| *n == name) {
+                    Some(index) => index,
+                    None => {
+                        families.push((name, String::new(), String::new()));
+                        families.len().saturating_sub(1)
+                    }
+                };
+                // One `# HELP` and one `# TYPE` per family: later parts repeat the first's.
+                let kind = line.get(..6).unwrap_or_default();
+                if let Some((_, headers, _)) = families.get_mut(index) {
+                    if !headers.lines().any(|l| l.starts_with(kind)) {
+                        headers.push_str(line);
+                        headers.push('\n');
+                    }
+                }
+                current = Some(index);
+                continue;
+            }
+            if let Some((_, _, samples)) = current.and_then(|i| families.get_mut(i)) {
+                samples.push_str(line);
+                samples.push('\n');
             }
         }
-        match BUCKETS
-            .iter()
-            .position(|(bound, _)| took <= Duration::from_micros(*bound))
-            .and_then(|i| probes.buckets.get(i))
-        {
-            Some(cell) => bump(cell, 1),
-            None => bump(&probes.over, 1),
-        }
-        bump(
-            &probes.sum_micros,
-            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-        );
     }
-
-    /// Remembers the pool a status page names (no allocation while it stays the same).
-    pub fn saw_pool(&self, page: &Status) {
-        let name = page.text("pool").unwrap_or_default();
-        let mut pool = self.pool.borrow_mut();
-        if pool.as_deref() != Some(name) || !name.chars().all(label_safe) {
-            *pool = Some(label_value(name));
-        }
-        if page.processes.as_ref().is_some_and(|p| p.truncated) {
-            bump(&self.truncated_pages, 1);
-        }
-    }
-
-    /// Counts a `/metrics` scrape whose status page could not be read.
-    pub fn scrape_failed(&self) {
-        bump(&self.scrape_failures, 1);
-    }
-
-    /// Counts a ping verdict (see [`Metrics::record`]).
-    pub fn record_ping(&self, verdict: &Verdict, source: Source, took: Duration) {
-        self.record(Kind::Ping, verdict, source, took);
-    }
-}
-
-/// The exposition: this process's figures, and php-fpm's when `status` is given (`Some(Err)`:
-/// the page could not be read, so `phpfpm_up 0`).
-pub fn render(
-    metrics: &Metrics,
-    open_connections: usize,
-    status: Option<Result<&Status, &Failure>>,
-) -> String {
-    let mut out = String::with_capacity(4096);
-    let _ = writeln!(
-        out,
-        "# HELP fastcgi_healthcheck_build_info The running version."
-    );
-    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_build_info gauge");
-    let _ = writeln!(
-        out,
-        "fastcgi_healthcheck_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
-
-    let _ = writeln!(out, "# HELP fastcgi_healthcheck_probes_total FastCGI probes by kind and result (ok, or the failure reason).");
-    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_probes_total counter");
-    for kind in [Kind::Ping, Kind::Status] {
-        let Some(p) = metrics.probes.get(kind.index()) else {
-            continue;
-        };
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_probes_total{{probe=\"{}\",result=\"ok\"}} {}",
-            kind.label(),
-            p.ok.get()
-        );
-        for (reason, count) in Reason::ALL.iter().zip(&p.failed) {
-            let _ = writeln!(
-                out,
-                "fastcgi_healthcheck_probes_total{{probe=\"{}\",result=\"{reason}\"}} {}",
-                kind.label(),
-                count.get()
-            );
-        }
-    }
-
-    let _ = writeln!(out, "# HELP fastcgi_healthcheck_probe_duration_seconds Duration of the FastCGI probes this process ran.");
-    let _ = writeln!(
-        out,
-        "# TYPE fastcgi_healthcheck_probe_duration_seconds histogram"
-    );
-    for kind in [Kind::Ping, Kind::Status] {
-        let Some(p) = metrics.probes.get(kind.index()) else {
-            continue;
-        };
-        let mut cumulative = 0u64;
-        for ((_, bound), count) in BUCKETS.iter().zip(&p.buckets) {
-            cumulative = cumulative.saturating_add(count.get());
-            let _ = writeln!(out, "fastcgi_healthcheck_probe_duration_seconds_bucket{{probe=\"{}\",le=\"{bound}\"}} {cumulative}", kind.label());
-        }
-        let total = cumulative.saturating_add(p.over.get());
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{{probe=\"{}\",le=\"+Inf\"}} {total}",
-            kind.label()
-        );
-        let micros = p.sum_micros.get();
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_probe_duration_seconds_sum{{probe=\"{}\"}} {}.{:06}",
-            kind.label(),
-            micros / 1_000_000,
-            micros % 1_000_000
-        );
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_probe_duration_seconds_count{{probe=\"{}\"}} {total}",
-            kind.label()
-        );
-    }
-
-    let _ = writeln!(out, "# HELP fastcgi_healthcheck_coalesced_total Requests answered by another request's probe (waited) or a cached verdict (cached).");
-    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_coalesced_total counter");
-    for kind in [Kind::Ping, Kind::Status] {
-        let Some(p) = metrics.probes.get(kind.index()) else {
-            continue;
-        };
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_coalesced_total{{probe=\"{}\",source=\"waited\"}} {}",
-            kind.label(),
-            p.waited.get()
-        );
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_coalesced_total{{probe=\"{}\",source=\"cached\"}} {}",
-            kind.label(),
-            p.cached.get()
-        );
-    }
-
-    let _ = writeln!(
-        out,
-        "# HELP fastcgi_healthcheck_open_connections HTTP connections open now."
-    );
-    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_open_connections gauge");
-    let _ = writeln!(
-        out,
-        "fastcgi_healthcheck_open_connections {open_connections}"
-    );
-
-    if let Some(status) = status {
-        render_php_fpm(&mut out, metrics, status);
+    let mut out = String::with_capacity(total);
+    for (_, headers, samples) in families {
+        out.push_str(&headers);
+        out.push_str(&samples);
     }
     out
 }
@@ -291,204 +190,180 @@ const PHP_FPM_METRICS: [(&str, &str, &str, &str); 11] = [
     ("phpfpm_slow_requests", "gauge", "slow requests", "The number of requests that exceeded your 'request_slowlog_timeout' value."),
 ];
 
-/// Whether `c` may stand in a label value as is.
-fn label_safe(c: char) -> bool {
-    c != '\\' && c != '"' && !c.is_control()
+/// php-fpm's figures for one scrape of one pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PhpFpm<'a> {
+    /// The `pool` label of php-fpm's figures (label-safe): the page's pool, or while php-fpm is
+    /// down the last one seen (so that `phpfpm_up{pool="www"} == 0` fires); `None` before any
+    /// page named one.
+    pub pool: Option<&'a str>,
+    /// The page read for this scrape; `None`: it could not be read (`phpfpm_up 0`).
+    pub page: Option<&'a Status>,
+    /// `/metrics` scrapes whose page could not be read.
+    pub scrape_failures: u64,
+    /// Full pages read whose per-process part was truncated.
+    pub truncated_pages: u64,
+    /// Whether php-fpm_exporter's per-child series are written (`PROCESS_METRICS=per-process`).
+    pub per_process: bool,
 }
 
-/// `text` as a label value: backslash, quote and control characters become `_` (then it needs
-/// no escaping).
-fn label_value(text: &str) -> String {
-    text.chars()
-        .map(|c| if label_safe(c) { c } else { '_' })
-        .collect()
-}
-
-fn render_php_fpm(out: &mut String, metrics: &Metrics, status: Result<&Status, &Failure>) {
-    // php-fpm_exporter labels every figure with its pool: this page's, or while php-fpm is down
-    // the last one seen (so that `phpfpm_up{pool="www"} == 0` fires); before any page was read
-    // there is no pool to name.
-    let pool = match status {
-        Ok(page) => Some(label_value(page.text("pool").unwrap_or_default())),
-        Err(_) => metrics.pool.borrow().clone(),
-    };
-    let label = |out: &mut String, name: &str| {
-        let _ = match pool.as_deref() {
-            Some(pool) => write!(out, "{name}{{pool=\"{pool}\"}}"),
-            None => write!(out, "{name}"),
-        };
-    };
-    let _ = writeln!(out, "# HELP phpfpm_up Could PHP-FPM's status page be read?");
-    let _ = writeln!(out, "# TYPE phpfpm_up gauge");
-    label(out, "phpfpm_up");
-    let _ = writeln!(out, " {}", u8::from(status.is_ok()));
-    // php-fpm_exporter's name and type (a counter without `_total`: dashboards query this name).
-    let _ = writeln!(
-        out,
-        "# HELP phpfpm_scrape_failures The number of failures scraping from PHP-FPM."
-    );
-    let _ = writeln!(out, "# TYPE phpfpm_scrape_failures counter");
-    label(out, "phpfpm_scrape_failures");
-    let _ = writeln!(out, " {}", metrics.scrape_failures.get());
-    let Ok(page) = status else {
+/// php-fpm's figures: `phpfpm_up`, the scrape failures, the page's summary, and with a full page
+/// the process aggregates (and the per-child series when asked).
+pub fn php_fpm(w: &mut Writer<'_>, f: &PhpFpm<'_>) {
+    {
+        let mut fpm = w.with_pool(f.pool);
+        fpm.gauge(
+            "phpfpm_up",
+            "Could PHP-FPM's status page be read?",
+            u8::from(f.page.is_some()),
+        );
+        // php-fpm_exporter's name and type (a counter without `_total`: dashboards query it).
+        fpm.family(
+            "phpfpm_scrape_failures",
+            "counter",
+            "The number of failures scraping from PHP-FPM.",
+        );
+        fpm.sample("phpfpm_scrape_failures", &[], f.scrape_failures);
+    }
+    let Some(page) = f.page else {
         return;
     };
+    let mut fpm = w.with_pool(f.pool);
     for (name, kind, field, help) in PHP_FPM_METRICS {
         if let Some(value) = page.number(field) {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            label(out, name);
-            let _ = writeln!(out, " {value}");
+            fpm.family(name, kind, help);
+            fpm.sample(name, &[], value);
         }
     }
     if let Some(processes) = &page.processes {
-        let pool = pool.unwrap_or_default();
-        render_process_aggregates(out, metrics, &pool, page, processes);
-        if metrics.per_process {
-            render_per_process(out, &pool, processes);
+        process_aggregates(&mut fpm, page, processes);
+        if f.per_process {
+            per_process(&mut fpm, processes);
         }
+        w.family(
+            "fastcgi_healthcheck_process_pages_truncated_total",
+            "counter",
+            "Full status pages read whose per-process part was truncated.",
+        );
+        w.sample(
+            "fastcgi_healthcheck_process_pages_truncated_total",
+            &[],
+            f.truncated_pages,
+        );
     }
+}
+
+/// php-fpm's figures of `page` alone (`None`: it could not be read), labelled with the pool the
+/// page names, made label-safe; no counts. What the fuzz targets check for any page.
+pub fn page_exposition(page: Option<&Status>, per_process: bool) -> String {
+    let pool = page.map(|page| label_value(page.text("pool").unwrap_or_default()));
+    let mut out = String::new();
+    let figures = PhpFpm {
+        pool: pool.as_deref(),
+        page,
+        scrape_failures: 0,
+        truncated_pages: 0,
+        per_process,
+    };
+    php_fpm(&mut Writer::new(&mut out, None), &figures);
+    out
 }
 
 /// The aggregates of the full status page's per-process part, under our names, labelled with
 /// the pool only (no process id): what `PROCESS_METRICS=aggregates` adds.
-fn render_process_aggregates(
-    out: &mut String,
-    metrics: &Metrics,
-    pool: &str,
-    page: &Status,
-    processes: &Processes,
-) {
-    let _ = writeln!(out, "# HELP fastcgi_healthcheck_processes Children of the php-fpm pool by state, counted in its full status page (other: a state php-fpm does not write today).");
-    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_processes gauge");
+fn process_aggregates(w: &mut Writer<'_>, page: &Status, processes: &Processes) {
+    w.family("fastcgi_healthcheck_processes", "gauge", "Children of the php-fpm pool by state, counted in its full status page (other: a state php-fpm does not write today).");
     for (state, count) in processes.by_state() {
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_processes{{pool=\"{pool}\",state=\"{state}\"}} {count}"
-        );
+        w.sample("fastcgi_healthcheck_processes", &[("state", state)], count);
     }
     if let Some(micros) = processes.oldest_request_micros() {
-        let _ = writeln!(out, "# HELP fastcgi_healthcheck_oldest_request_seconds How long the oldest request in progress has run (0: no child busy); a stuck worker shows here.");
-        let _ = writeln!(
-            out,
-            "# TYPE fastcgi_healthcheck_oldest_request_seconds gauge"
-        );
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_oldest_request_seconds{{pool=\"{pool}\"}} {}",
-            decimal(micros, 1_000_000)
-        );
+        w.gauge("fastcgi_healthcheck_oldest_request_seconds", "How long the oldest request in progress has run (0: no child busy); a stuck worker shows here.", decimal(micros, 1_000_000));
     }
     if let Some(bytes) = processes.largest_last_request_memory() {
-        let _ = writeln!(out, "# HELP fastcgi_healthcheck_last_request_memory_max_bytes The largest peak memory of a child's last request, in the full status page.");
-        let _ = writeln!(
-            out,
-            "# TYPE fastcgi_healthcheck_last_request_memory_max_bytes gauge"
-        );
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_last_request_memory_max_bytes{{pool=\"{pool}\"}} {bytes}"
+        w.gauge(
+            "fastcgi_healthcheck_last_request_memory_max_bytes",
+            "The largest peak memory of a child's last request, in the full status page.",
+            bytes,
         );
     }
     if let Some(hundredths) = processes.largest_last_request_cpu() {
-        let _ = writeln!(out, "# HELP fastcgi_healthcheck_last_request_cpu_max_ratio The largest cpu share of a child's last request (php-fpm's last request cpu / 100), in the full status page.");
-        let _ = writeln!(
-            out,
-            "# TYPE fastcgi_healthcheck_last_request_cpu_max_ratio gauge"
-        );
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_last_request_cpu_max_ratio{{pool=\"{pool}\"}} {}",
-            decimal(hundredths, 10_000)
-        );
+        w.gauge("fastcgi_healthcheck_last_request_cpu_max_ratio", "The largest cpu share of a child's last request (php-fpm's last request cpu / 100), in the full status page.", decimal(hundredths, 10_000));
     }
     let read = u64::try_from(processes.list.len()).unwrap_or(u64::MAX);
     let total = page.number("total processes").unwrap_or(read);
     let left_out = total.saturating_sub(read).max(processes.skipped);
-    let _ = writeln!(out, "# HELP fastcgi_healthcheck_processes_left_out Children of the pool not read from its full status page (past 1,000 children or the answer's cap).");
-    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_processes_left_out gauge");
-    let _ = writeln!(
-        out,
-        "fastcgi_healthcheck_processes_left_out{{pool=\"{pool}\"}} {left_out}"
-    );
-    let _ = writeln!(out, "# HELP fastcgi_healthcheck_process_pages_truncated_total Full status pages read whose per-process part was truncated.");
-    let _ = writeln!(
-        out,
-        "# TYPE fastcgi_healthcheck_process_pages_truncated_total counter"
-    );
-    let _ = writeln!(
-        out,
-        "fastcgi_healthcheck_process_pages_truncated_total {}",
-        metrics.truncated_pages.get()
-    );
+    w.gauge("fastcgi_healthcheck_processes_left_out", "Children of the pool not read from its full status page (past 1,000 children or the answer's cap).", left_out);
 }
 
 /// php-fpm_exporter's per-child series: its names, types and meaning (from its README), its
 /// dashboard's labels (`state`, `pid_hash`), and `pool`. At most [`crate::limits::MAX_PROCESSES`]
 /// children: the rest is `fastcgi_healthcheck_processes_left_out`.
-fn render_per_process(out: &mut String, pool: &str, processes: &Processes) {
+fn per_process(w: &mut Writer<'_>, processes: &Processes) {
     let ids: Vec<String> = processes.list.iter().map(pid_hash).collect();
     let children = || ids.iter().zip(&processes.list);
-    let _ = writeln!(
-        out,
-        "# HELP phpfpm_process_state The state of the process (Idle, Running, ...)."
+    w.family(
+        "phpfpm_process_state",
+        "gauge",
+        "The state of the process (Idle, Running, ...).",
     );
-    let _ = writeln!(out, "# TYPE phpfpm_process_state gauge");
     for (id, p) in children() {
-        let _ = writeln!(
-            out,
-            "phpfpm_process_state{{pool=\"{pool}\",pid_hash=\"{id}\",state=\"{}\"}} 1",
-            label_value(&p.state)
+        let state = label_value(&p.state);
+        w.sample(
+            "phpfpm_process_state",
+            &[("pid_hash", id), ("state", &state)],
+            1,
         );
     }
     // php-fpm_exporter's name and type (a counter without `_total`: its dashboard queries it).
-    let _ = writeln!(
-        out,
-        "# HELP phpfpm_process_requests The number of requests the process has served."
+    w.family(
+        "phpfpm_process_requests",
+        "counter",
+        "The number of requests the process has served.",
     );
-    let _ = writeln!(out, "# TYPE phpfpm_process_requests counter");
     for (id, p) in children() {
         if let Some(n) = p.requests {
-            let _ = writeln!(
-                out,
-                "phpfpm_process_requests{{pool=\"{pool}\",pid_hash=\"{id}\"}} {n}"
-            );
+            w.sample("phpfpm_process_requests", &[("pid_hash", id)], n);
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP phpfpm_process_request_duration The duration in microseconds of the requests."
+    w.family(
+        "phpfpm_process_request_duration",
+        "gauge",
+        "The duration in microseconds of the requests.",
     );
-    let _ = writeln!(out, "# TYPE phpfpm_process_request_duration gauge");
     for (id, p) in children() {
         if let Some(micros) = p.request_duration {
-            let _ = writeln!(
-                out,
-                "phpfpm_process_request_duration{{pool=\"{pool}\",pid_hash=\"{id}\"}} {micros}"
+            w.sample(
+                "phpfpm_process_request_duration",
+                &[("pid_hash", id)],
+                micros,
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP phpfpm_process_last_request_cpu The %cpu the last request consumed."
+    w.family(
+        "phpfpm_process_last_request_cpu",
+        "gauge",
+        "The %cpu the last request consumed.",
     );
-    let _ = writeln!(out, "# TYPE phpfpm_process_last_request_cpu gauge");
     for (id, p) in children() {
         if let Some(hundredths) = p.last_request_cpu {
-            let _ = writeln!(
-                out,
-                "phpfpm_process_last_request_cpu{{pool=\"{pool}\",pid_hash=\"{id}\"}} {}",
-                decimal(hundredths, 100)
+            w.sample(
+                "phpfpm_process_last_request_cpu",
+                &[("pid_hash", id)],
+                decimal(hundredths, 100),
             );
         }
     }
-    let _ = writeln!(out, "# HELP phpfpm_process_last_request_memory The max amount of memory the last request consumed.");
-    let _ = writeln!(out, "# TYPE phpfpm_process_last_request_memory gauge");
+    w.family(
+        "phpfpm_process_last_request_memory",
+        "gauge",
+        "The max amount of memory the last request consumed.",
+    );
     for (id, p) in children() {
         if let Some(bytes) = p.last_request_memory {
-            let _ = writeln!(
-                out,
-                "phpfpm_process_last_request_memory{{pool=\"{pool}\",pid_hash=\"{id}\"}} {bytes}"
+            w.sample(
+                "phpfpm_process_last_request_memory",
+                &[("pid_hash", id)],
+                bytes,
             );
         }
     }
@@ -506,235 +381,77 @@ fn pid_hash(p: &Process) -> String {
     format!("{hash:016x}")
 }
 
-/// Results of one kind of verdict: healthy, and failures by [`Reason::ALL`] order.
-#[derive(Debug, Default)]
-pub struct Results {
-    ok: Cell<u64>,
-    failed: [Cell<u64>; Reason::ALL.len()],
-}
-
-impl Results {
-    /// Counts one verdict.
-    pub fn record(&self, verdict: &Verdict) {
-        let cell = match verdict {
-            Ok(()) => Some(&self.ok),
-            Err(failure) => Reason::ALL
-                .iter()
-                .position(|r| *r == failure.reason)
-                .and_then(|i| self.failed.get(i)),
-        };
-        if let Some(cell) = cell {
-            bump(cell, 1);
-        }
-    }
-}
-
-/// The busy/stuck figures of `/metrics` (issue 16), rendered by [`render_busy`].
-#[derive(Debug)]
-pub struct BusyFigures<'a> {
-    /// The kernel's view of the listener: `(queued, backlog)`, or why it is unavailable.
-    pub queue: Result<(u64, Option<u64>), &'a str>,
-    /// The queue waits the kept connections measured.
-    pub waits: &'a Waits,
-    /// Whether a connection is kept open now.
-    pub keeping: bool,
-    /// Whether the pool is stuck now (as `/fcgi-live` would say).
-    pub stuck: bool,
-    /// `/fcgi-live` results.
-    pub live: &'a Results,
-    /// `None`: no status page; `Some(None)`: the page shown is fresh; `Some(Some(age))`: it is
-    /// the last one read, this old, repeated while php-fpm is busy.
-    pub stale_age: Option<Option<Duration>>,
-}
-
-/// Appends the busy/stuck figures: the kernel's listen queue, the kept connection and queue
-/// waits, liveness, and the staleness of the status page figures.
-pub fn render_busy(out: &mut String, f: &BusyFigures<'_>) {
-    let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        let _ = writeln!(out, "{name} {value}");
-    };
-    gauge(out, "fastcgi_healthcheck_listen_queue_available", "Whether the kernel's view of php-fpm's listen queue can be read (0: php-fpm is in another network namespace).", u64::from(f.queue.is_ok()));
-    if let Ok((queued, backlog)) = f.queue {
-        gauge(out, "fastcgi_healthcheck_listen_queue_connections", "Connections waiting in php-fpm's listen queue, read from the kernel now (no worker needed).", queued);
-        if let Some(backlog) = backlog {
-            gauge(
-                out,
-                "fastcgi_healthcheck_listen_queue_backlog",
-                "The backlog of php-fpm's listener, read from the kernel.",
-                backlog,
-            );
-        }
-    }
-    gauge(out, "fastcgi_healthcheck_kept_connections", "Probe connections kept open after their deadline, waiting for php-fpm's answer (at most 1).", u64::from(f.keeping));
-    let _ = writeln!(out, "# HELP fastcgi_healthcheck_kept_connections_total Probe connections kept open after their deadline, and how many php-fpm answered.");
-    let _ = writeln!(
-        out,
-        "# TYPE fastcgi_healthcheck_kept_connections_total counter"
-    );
-    let _ = writeln!(
-        out,
-        "fastcgi_healthcheck_kept_connections_total{{result=\"kept\"}} {}",
-        f.waits.kept.get()
-    );
-    let _ = writeln!(
-        out,
-        "fastcgi_healthcheck_kept_connections_total{{result=\"answered\"}} {}",
-        f.waits.answered.get()
-    );
-    if let Some(last) = f.waits.last_millis.get() {
-        let _ = writeln!(out, "# HELP fastcgi_healthcheck_queue_wait_seconds_last What the last kept connection waited for its answer: a real request's wait in the queue under this load.");
-        let _ = writeln!(
-            out,
-            "# TYPE fastcgi_healthcheck_queue_wait_seconds_last gauge"
-        );
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_queue_wait_seconds_last {}.{:03}",
-            last / 1000,
-            last % 1000
-        );
-    }
-    let _ = writeln!(out, "# HELP fastcgi_healthcheck_queue_wait_seconds What kept connections waited for their answer.");
-    let _ = writeln!(
-        out,
-        "# TYPE fastcgi_healthcheck_queue_wait_seconds histogram"
-    );
-    let mut cumulative = 0u64;
-    for ((_, bound), count) in WAIT_BUCKETS.iter().zip(&f.waits.buckets) {
-        cumulative = cumulative.saturating_add(count.get());
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_queue_wait_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-        );
-    }
-    let total = cumulative.saturating_add(f.waits.over.get());
-    let _ = writeln!(
-        out,
-        "fastcgi_healthcheck_queue_wait_seconds_bucket{{le=\"+Inf\"}} {total}"
-    );
-    let sum = f.waits.sum_millis.get();
-    let _ = writeln!(
-        out,
-        "fastcgi_healthcheck_queue_wait_seconds_sum {}.{:03}",
-        sum / 1000,
-        sum % 1000
-    );
-    let _ = writeln!(out, "fastcgi_healthcheck_queue_wait_seconds_count {total}");
-    gauge(out, "fastcgi_healthcheck_stuck", "1 while php-fpm made no progress for BUSY_GRACE while probes waited (what /fcgi-live fails as stuck).", u64::from(f.stuck));
-    let _ = writeln!(out, "# HELP fastcgi_healthcheck_live_total /fcgi-live answers by result (ok, or the failure reason).");
-    let _ = writeln!(out, "# TYPE fastcgi_healthcheck_live_total counter");
-    let _ = writeln!(
-        out,
-        "fastcgi_healthcheck_live_total{{result=\"ok\"}} {}",
-        f.live.ok.get()
-    );
-    for (reason, count) in Reason::ALL.iter().zip(&f.live.failed) {
-        let _ = writeln!(
-            out,
-            "fastcgi_healthcheck_live_total{{result=\"{reason}\"}} {}",
-            count.get()
-        );
-    }
-    if let Some(stale) = f.stale_age {
-        gauge(out, "fastcgi_healthcheck_status_page_stale", "1 when the phpfpm_* figures are the last status page read, repeated because php-fpm is busy; 0 when read for this scrape.", u64::from(stale.is_some()));
-        if let Some(age) = stale {
-            gauge(
-                out,
-                "fastcgi_healthcheck_status_page_age_seconds",
-                "How old the repeated (stale) status page figures are.",
-                age.as_secs(),
-            );
-        }
-    }
-}
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::proto::status;
 
-    #[test]
-    fn counts_results_durations_and_waits() {
-        let metrics = Metrics::default();
-        metrics.record_ping(&Ok(()), Source::Ran, Duration::from_micros(700));
-        metrics.record_ping(&Ok(()), Source::Waited, Duration::ZERO);
-        let failure = Failure {
-            reason: Reason::Timeout,
-            detail: String::new(),
-            errno: None,
+    fn fpm(page: Option<&Status>, pool: Option<&str>, per_process: bool) -> String {
+        let mut out = String::new();
+        let figures = PhpFpm {
+            pool,
+            page,
+            scrape_failures: 2,
+            truncated_pages: 0,
+            per_process,
         };
-        metrics.record_ping(&Err(failure), Source::Ran, Duration::from_secs(2));
-        let text = render(&metrics, 3, None);
-        for line in [
-            "fastcgi_healthcheck_probes_total{probe=\"ping\",result=\"ok\"} 1",
-            "fastcgi_healthcheck_probes_total{probe=\"ping\",result=\"timeout\"} 1",
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.001\"} 1",
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"1\"} 1",
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"+Inf\"} 2",
-            "fastcgi_healthcheck_probe_duration_seconds_count{probe=\"ping\"} 2",
-            "fastcgi_healthcheck_coalesced_total{probe=\"ping\",source=\"waited\"} 1",
-            "fastcgi_healthcheck_open_connections 3",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
-        }
-        assert!(!text.contains("phpfpm_"));
+        php_fpm(&mut Writer::new(&mut out, None), &figures);
+        out
     }
 
     #[test]
-    fn bucket_bounds_are_inclusive_and_exact() {
-        let metrics = Metrics::default();
-        for took in [
-            Duration::from_millis(1),
-            Duration::from_millis(1) + Duration::from_nanos(1),
-            Duration::from_secs(1),
-            Duration::from_micros(1_234_567),
-        ] {
-            metrics.record_ping(&Ok(()), Source::Ran, took);
-        }
-        let text = render(&metrics, 0, None);
-        for line in [
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.001\"} 1",
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.0025\"} 2",
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"1\"} 3",
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"+Inf\"} 4",
-            "fastcgi_healthcheck_probe_duration_seconds_sum{probe=\"ping\"} 2.236567",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
-        }
+    fn samples_carry_the_pool_first() {
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out, Some("api"));
+        w.gauge("a", "A.", 1);
+        w.sample("b", &[("probe", "ping")], 2);
+        Writer::new(&mut out, None).sample("c", &[], 3);
+        assert_eq!(
+            out,
+            "# HELP a A.\n# TYPE a gauge\na{pool=\"api\"} 1\nb{pool=\"api\",probe=\"ping\"} 2\nc 3\n"
+        );
     }
 
     #[test]
-    fn buckets_tell_near_the_default_timeout() {
-        let metrics = Metrics::default();
-        for millis in [400, 600, 800] {
-            metrics.record_ping(&Ok(()), Source::Ran, Duration::from_millis(millis));
-        }
-        let text = render(&metrics, 0, None);
-        for line in [
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.25\"} 0",
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.5\"} 1",
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"0.75\"} 2",
-            "fastcgi_healthcheck_probe_duration_seconds_bucket{probe=\"ping\",le=\"1\"} 3",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
-        }
+    fn merge_groups_each_family_once() {
+        let part = |pool: &str, extra: bool| {
+            let mut out = String::new();
+            let mut w = Writer::new(&mut out, Some(pool));
+            w.gauge("up", "Up.", 1);
+            if extra {
+                w.gauge("only_some", "Sometimes.", 7);
+            }
+            w.family("h", "histogram", "H.");
+            w.histogram("h", &[], [("1", 1)].into_iter(), 1, "0.5");
+            out
+        };
+        let merged = merge(&[part("a", false), part("b", true)]);
+        assert_eq!(merged.matches("# TYPE up gauge").count(), 1);
+        assert_eq!(merged.matches("# HELP h H.").count(), 1);
+        let up = merged.find("up{pool=\"a\"} 1").unwrap();
+        assert!(
+            merged[up..].starts_with("up{pool=\"a\"} 1\nup{pool=\"b\"} 1\n"),
+            "{merged}"
+        );
+        let h = merged.find("h_bucket{pool=\"a\",le=\"1\"} 1").unwrap();
+        assert!(
+            merged[h..].contains("h_count{pool=\"a\"} 2\nh_bucket{pool=\"b\",le=\"1\"} 1\n"),
+            "{merged}"
+        );
+        assert!(merged.contains("# TYPE only_some gauge\nonly_some{pool=\"b\"} 7\n"));
     }
 
     #[test]
     fn php_fpm_figures_follow_the_status_page() {
         let page = status::parse(b"pool: www\nprocess manager: static\nstart since: 5\naccepted conn: 7\nlisten queue: 1\nmax listen queue: 2\nlisten queue len: 511\nidle processes: 1\nactive processes: 1\ntotal processes: 2\nmax active processes: 2\nmax children reached: 0\nslow requests: 0\n").unwrap();
-        let text = render(&Metrics::default(), 0, Some(Ok(&page)));
+        let text = fpm(Some(&page), Some("www"), false);
         assert!(text.contains("phpfpm_up{pool=\"www\"} 1\n"));
+        assert!(text.contains("phpfpm_scrape_failures{pool=\"www\"} 2\n"));
         assert!(text.contains("phpfpm_accepted_connections{pool=\"www\"} 7\n"));
         assert!(text.contains("phpfpm_listen_queue_length{pool=\"www\"} 511\n"));
-        let down = Err(Failure {
-            reason: Reason::ConnectRefused,
-            detail: String::new(),
-            errno: None,
-        });
-        assert!(render(&Metrics::default(), 0, Some(down.as_ref())).contains("phpfpm_up 0\n"));
+        assert!(fpm(None, None, false).contains("phpfpm_up 0\n"));
+        assert!(fpm(None, Some("www"), false).contains("phpfpm_up{pool=\"www\"} 0\n"));
     }
 
     const FULL: &[u8] = b"pool: www\naccepted conn: 7\ntotal processes: 3\n\n****\npid: 11\nstate: Running\nstart time: 05/Dec/2026:16:21:24 +0000\nrequests: 4\nrequest duration: 2500000\nrequest URI: /a?\"\\\nlast request cpu: 12.5\nlast request memory: 2097152\n\n****\npid: 12\nstate: Getting request informations\nrequests: 0\nrequest duration: 18446744073709550774\nlast request cpu: 0.00\nlast request memory: 0\n";
@@ -742,7 +459,7 @@ mod tests {
     #[test]
     fn process_aggregates_without_pids_and_per_process_on_demand() {
         let page = status::parse_full(FULL, false).unwrap();
-        let text = render(&Metrics::new(false), 0, Some(Ok(&page)));
+        let text = fpm(Some(&page), Some("www"), false);
         for line in [
             "fastcgi_healthcheck_processes{pool=\"www\",state=\"Running\"} 1",
             "fastcgi_healthcheck_processes{pool=\"www\",state=\"Getting request information\"} 1",
@@ -759,7 +476,7 @@ mod tests {
         assert!(!text.contains("phpfpm_process_"), "{text}");
         assert!(!text.contains("/a?"), "the request URI is no label: {text}");
 
-        let text = render(&Metrics::new(true), 0, Some(Ok(&page)));
+        let text = fpm(Some(&page), Some("www"), true);
         let id = pid_hash(&Process {
             pid: 11,
             start_time: "05/Dec/2026:16:21:24 +0000".to_owned(),

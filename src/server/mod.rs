@@ -20,6 +20,8 @@
 
 mod connection;
 mod housekeeping;
+mod pool;
+mod pools;
 mod respond;
 mod table;
 
@@ -42,7 +44,6 @@ use crate::deadline;
 use crate::limits::{ACCEPT_BACKOFF, REJECT_WRITE_TIMEOUT};
 use crate::os::socket::{Listener, Stream};
 use crate::os::systemd::{self, Inherited};
-use crate::probe::Probe;
 
 use connection::{connection, Client};
 use housekeeping::Housekeeping;
@@ -101,10 +102,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The state of a server for `config`, probing with `probe`, serving `max_connections`.
-    fn new(config: Config, probe: Probe, max_connections: usize) -> Self {
+    /// The state of a server for `config`, serving `max_connections`; pools' keepers run on
+    /// `ex`.
+    fn new(config: Config, ex: Rc<LocalExecutor<'static>>, max_connections: usize) -> Self {
         Self {
-            probing: Probing::new(&config, probe),
+            probing: Probing::new(&config, ex),
             table: Table::new(max_connections),
             house: Housekeeping::new(),
             config,
@@ -127,7 +129,10 @@ pub async fn serve(
         None => Listener::bind(addr).map_err(|error| ServeError::Bind { addr, error }),
     }?;
     let signals = Signals::new([Signal::Term, Signal::Int]).map_err(ServeError::Signals)?;
-    let probe = Probe::new(&config);
+    // One shared clock for every wait of this thread (see `deadline`): no reactor wake-up per wait.
+    let _ticker = ex.spawn(deadline::run_ticker());
+    let shared = Rc::new(Shared::new(config, Rc::clone(&ex), max_connections));
+    let config = &shared.config;
     info!(
         "listening on {}{}, probing {} {} (timeout {:?}, fail status {}, coalescing {}, cache {})",
         listener.describe(),
@@ -136,25 +141,13 @@ pub async fn serve(
         } else {
             ""
         },
-        probe.label(),
+        shared.probing.pools.describe(),
         config.ping_path,
         config.timeout,
         config.fail_status,
         if config.coalesce { "on" } else { "off" },
         CacheTtl(config.cache_ttl),
     );
-    // One shared clock for every wait of this thread (see `deadline`): no reactor wake-up per wait.
-    let _ticker = ex.spawn(deadline::run_ticker());
-    let shared = Rc::new(Shared::new(config, probe, max_connections));
-    // The keeper of a busy probe's connection: one task, never on a probe's path; dropped (which
-    // closes the kept connection) as soon as the stop begins.
-    let keeper = ex.spawn({
-        let shared = Rc::clone(&shared);
-        async move {
-            let probing = &shared.probing;
-            probing.progress.keep(probing.probe()).await;
-        }
-    });
     if let Err(error) = systemd::notify("READY=1") {
         warn!("cannot tell systemd we are ready (NOTIFY_SOCKET): {error}");
     }
@@ -173,7 +166,9 @@ pub async fn serve(
         Rc::clone(&shared),
     ));
     accepting.await;
-    drop(keeper);
+    // The keepers of busy probes' connections (one task per pool, never on a probe's path) are
+    // dropped, which closes a kept connection, as soon as the stop begins.
+    shared.probing.pools.stop_keepers();
     if let Err(error) = systemd::notify("STOPPING=1") {
         warn!("cannot tell systemd we are stopping (NOTIFY_SOCKET): {error}");
     }
@@ -454,14 +449,14 @@ mod tests {
         let Ok(crate::config::Command::Serve(config)) = crate::config::parse(&[], |_| None) else {
             panic!("default config");
         };
-        let ex = LocalExecutor::new();
+        let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
+        let pools_ex = Rc::clone(&ex);
         smol::block_on(ex.run(async {
             let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
             let stream = Async::<TcpStream>::connect(listener.get_ref().local_addr().unwrap())
                 .await
                 .unwrap();
-            let probe = Probe::new(&config);
-            let shared = Rc::new(Shared::new(config, probe, 1));
+            let shared = Rc::new(Shared::new(config, pools_ex, 1));
             let phase = Rc::new(Cell::new(Phase::Busy));
             let future = connection(Rc::clone(&shared), Stream::Tcp(stream), phase, 0);
             let future_size = std::mem::size_of_val(&future);

@@ -1,208 +1,237 @@
 //! Respond: the answer to one request, as a function of the shared state and the request. It
-//! routes, runs the probes (single-flight), reads the status page, renders the metrics, and
-//! returns a [`Reply`]; it owns no socket, so it neither reads nor writes one.
+//! routes (to one pool, or to all of them), runs the probes (single-flight), reads the status
+//! pages, renders the metrics, and returns a [`Reply`]; it owns no socket, so it neither reads
+//! nor writes one.
 
-use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Instant;
+
+use smol::LocalExecutor;
 
 use crate::config::{Config, ProcessMetrics};
-use crate::os::listen_queue::View;
-use crate::probe::busy::{self, Progress};
-use crate::probe::coalesce::{Coalescer, Source};
-use crate::probe::report::Reporter;
-use crate::probe::{Failure, Held, Probe, Reason, Verdict};
+use crate::join::join_all;
+use crate::probe::{Failure, Verdict};
 use crate::proto::http::{self, Head, Method, Route};
-use crate::proto::metrics::{self, Metrics};
-use crate::proto::status::{self, Status};
+use crate::proto::metrics::{self, Writer};
+use crate::proto::status::{self, Status, Threshold};
 
+use super::pool::Pool;
+use super::pools::{Lookup, PoolSet};
 use super::Shared;
 
-/// The probing concern of the server: the probes, their single-flight, and what they count.
+/// The probing concern of the server: the pools and the fixed answers.
 pub(crate) struct Probing {
-    probe: Probe,
-    ping: Coalescer<Verdict>,
-    /// The log of the ping's outcomes (throttled).
-    ping_log: Reporter,
-    status_probe: Probe,
-    status_log: Reporter,
-    /// The status page is shared by concurrent requests; each applies its own thresholds.
-    /// Shared as `Rc`: a waiter gets the page without a copy (a full page of 1,000 children is
-    /// hundreds of KB).
-    status_page: Coalescer<Result<Rc<Status>, Failure>>,
-    /// The full status page (`?full`), read only when a threshold or `PROCESS_METRICS` needs
-    /// its per-process part; shared like `status_page`.
-    full_probe: Probe,
-    full_page: Coalescer<Result<Rc<Status>, Failure>>,
-    /// Whether `/metrics` reads the full page (`PROCESS_METRICS` is not `off`).
-    metrics_full: bool,
-    metrics: Metrics,
+    pub(crate) pools: PoolSet,
     ok: http::Canned,
     not_found: http::Canned,
     not_allowed: http::Canned,
     fail_status: u16,
     /// Whether a status page is configured (`STATUS_PATH` is not `off`).
     status_on: bool,
-    /// When the pool last moved, the one kept connection, liveness (`/fcgi-live`).
-    pub(crate) progress: Progress,
-    /// The last status page of the kind `/metrics` reads (full or not) and when it was read,
-    /// repeated (marked stale) while php-fpm is busy.
-    last_page: RefCell<Option<(Rc<Status>, Instant)>>,
-    /// `/fcgi-live` results: ok, then by [`Reason::ALL`].
-    live_results: metrics::Results,
+    /// Whether `/metrics` writes php-fpm_exporter's per-child series.
+    per_process: bool,
 }
 
 impl Probing {
-    pub(crate) fn new(config: &Config, probe: Probe) -> Self {
+    pub(crate) fn new(config: &Config, ex: Rc<LocalExecutor<'static>>) -> Self {
         Self {
-            probe,
-            ping: Coalescer::new(config.coalesce, config.cache_ttl),
-            ping_log: Reporter::new(),
-            status_probe: Probe::status(config),
-            status_log: Reporter::new(),
-            status_page: Coalescer::new(config.coalesce, config.cache_ttl),
-            full_probe: Probe::status_full(config),
-            full_page: Coalescer::new(config.coalesce, config.cache_ttl),
-            metrics_full: config.process_metrics != ProcessMetrics::Off,
-            metrics: Metrics::new(config.process_metrics == ProcessMetrics::PerProcess),
+            pools: PoolSet::new(config, ex),
             ok: http::Canned::new(200, "ok\n"),
             not_found: http::Canned::new(404, "not found\n"),
             not_allowed: http::Canned::new(405, "method not allowed\n"),
             fail_status: config.fail_status,
             status_on: config.status_path.is_some(),
-            progress: Progress::new(config.busy_grace, Instant::now()),
-            last_page: RefCell::new(None),
-            live_results: metrics::Results::default(),
+            per_process: config.process_metrics == ProcessMetrics::PerProcess,
         }
-    }
-
-    /// The ping probe (the keeper reads kept connections with it).
-    pub(crate) fn probe(&self) -> &Probe {
-        &self.probe
-    }
-
-    /// After a probe of `probe`: a healthy answer is progress; a timeout becomes `busy` when the
-    /// kernel shows others queued, and its connection is offered to the keeper. Only a failed
-    /// probe reads the kernel's view.
-    fn settle(&self, probe: &Probe, verdict: Verdict, held: Option<Held>) -> Verdict {
-        let failure = match verdict {
-            Ok(()) => {
-                self.progress.moved(Instant::now());
-                return Ok(());
-            }
-            Err(failure) if failure.reason == Reason::Timeout => failure,
-            Err(failure) => {
-                self.progress.waited(busy::waiting(failure.reason));
-                return Err(failure);
-            }
-        };
-        let view = probe.listen_queue();
-        self.progress.unavailable(&view);
-        let own = u64::from(held.is_some()).saturating_add(self.progress.ours());
-        let failure = busy::classify(failure, &view, own, probe.timeout());
-        self.progress.waited(true);
-        self.progress.hold(held);
-        Err(failure)
-    }
-
-    /// php-fpm's status page, fetched once for all concurrent requests (`/fcgi-status` with any
-    /// thresholds, `/metrics`), and counted; `full`: the full page (`?full`), with its own
-    /// single-flight.
-    async fn status_page(&self, full: bool) -> Result<Rc<Status>, Failure> {
-        let started = Instant::now();
-        let (probe, flight) = match full {
-            true => (&self.full_probe, &self.full_page),
-            false => (&self.status_probe, &self.status_page),
-        };
-        let (page, source) = flight
-            .run(|| async {
-                let started = Instant::now();
-                let (verdict, answer, held) = probe.run_holding().await;
-                let verdict = self.settle(probe, verdict, held);
-                let took = started.elapsed();
-                self.status_log
-                    .report(probe, &verdict, answer.as_ref(), took);
-                probe.read_status(verdict, answer).map(Rc::new)
-            })
-            .await;
-        self.metrics
-            .record(metrics::Kind::Status, &page, source, started.elapsed());
-        if let (Ok(page), Source::Ran) = (&page, source) {
-            self.metrics.saw_pool(page);
-            if full == self.metrics_full {
-                *self.last_page.borrow_mut() = Some((Rc::clone(page), Instant::now()));
-            }
-        }
-        page
-    }
-
-    /// The status page for `/metrics` (`None` when `STATUS_PATH=off`), and when it was read if it
-    /// is the last one repeated (stale) because php-fpm is busy: at once while a probe connection
-    /// of ours waits in php-fpm's queue (a page asked now would wait behind it), or after the
-    /// page failed `busy`, `timeout` or `fcgi_overloaded`.
-    async fn metrics_page(&self) -> (Option<Result<Rc<Status>, Failure>>, Option<Instant>) {
-        if !self.status_on {
-            return (None, None);
-        }
-        if self.progress.kept() > 0 {
-            if let Some((last, read)) = self.last_page.borrow().clone() {
-                return (Some(Ok(last)), Some(read));
-            }
-        }
-        let page = self.status_page(self.metrics_full).await;
-        if page.is_err() {
-            self.metrics.scrape_failed();
-        }
-        match self.stale_page(&page) {
-            Some((last, read)) => (Some(Ok(last)), Some(read)),
-            None => (Some(page), None),
-        }
-    }
-
-    /// For `/metrics` while php-fpm is busy (the page timed out or is `busy`): the last page
-    /// read and its age, to be shown marked stale.
-    fn stale_page(&self, page: &Result<Rc<Status>, Failure>) -> Option<(Rc<Status>, Instant)> {
-        match page {
-            Err(failure) if busy::waiting(failure.reason) => self.last_page.borrow().clone(),
-            _ => None,
-        }
-    }
-}
-
-impl Probing {
-    /// The ping through the single-flight (one FastCGI request for concurrent callers), counted.
-    async fn shared_ping(&self) -> Verdict {
-        let started = Instant::now();
-        let (verdict, source) = self.ping.run(|| self.ping()).await;
-        self.metrics
-            .record_ping(&verdict, source, started.elapsed());
-        verdict
     }
 
     /// `200 ok`, or `FAIL_STATUS` with the failure's line.
     fn verdict_reply(&self, verdict: Verdict) -> Reply<'_> {
         match verdict {
             Ok(()) => Reply::Canned(&self.ok),
-            Err(failure) => Reply::Text(self.fail_status, format!("{failure}\n")),
+            Err(failure) => self.text(self.fail_status, format!("{failure}\n")),
         }
     }
 
-    /// One ping, logged.
-    async fn ping(&self) -> Verdict {
-        let started = Instant::now();
-        let (verdict, answer, held) = self.probe.run_holding().await;
-        let verdict = self.settle(&self.probe, verdict, held);
-        self.ping_log
-            .report(&self.probe, &verdict, answer.as_ref(), started.elapsed());
-        verdict
+    /// The verdicts of every pool as one reply: `200 ok` when all are healthy, else
+    /// `FAIL_STATUS` with one line per failing pool, `NAME reason: detail`.
+    fn verdicts_reply(&self, pools: &[Rc<Pool>], verdicts: Vec<Verdict>) -> Reply<'_> {
+        let mut body = String::new();
+        for (pool, verdict) in pools.iter().zip(verdicts) {
+            if let Err(failure) = verdict {
+                body.push_str(&format!("{} {failure}\n", pool.name().unwrap_or_default()));
+            }
+        }
+        match body.is_empty() {
+            true => Reply::Canned(&self.ok),
+            false => self.text(self.fail_status, body),
+        }
+    }
+
+    fn text(&self, status: u16, body: String) -> Reply<'_> {
+        Reply::Text {
+            status,
+            body,
+            kind: http::PLAIN_TEXT,
+        }
+    }
+
+    /// The pool or pools a route asks: `/fcgi-ping/NAME` one, `/fcgi-ping` the one pool of
+    /// `DESTINATION` or every pool of `POOLS`; else the reply (not found, unknown pool).
+    fn asked(&self, name: Option<&str>) -> Result<Asked, Reply<'_>> {
+        match (name, self.pools.named()) {
+            (None, false) => self
+                .pools
+                .one()
+                .map(Asked::One)
+                .ok_or(Reply::Canned(&self.not_found)),
+            (Some(_), false) => Err(Reply::Canned(&self.not_found)),
+            (None, true) => Ok(Asked::All(self.pools.all())),
+            (Some(name), true) => match self.pools.get(name) {
+                Lookup::Found(pool) => Ok(Asked::One(pool)),
+                Lookup::Unknown(known) => {
+                    let shown = match crate::config::pool_name_ok(name) {
+                        true => format!("{name:?}"),
+                        false => "(not a pool name)".to_owned(),
+                    };
+                    let known = match known.is_empty() {
+                        true => "none (POOLS finds no pool)".to_owned(),
+                        false => known.join(", "),
+                    };
+                    Err(self.text(
+                        404,
+                        format!("unknown pool {shown}: known pools are {known}\n"),
+                    ))
+                }
+            },
+        }
+    }
+
+    /// The status page of one pool or all, and the ping or liveness of all pools.
+    async fn pooled(&self, route: Route, asked: Asked, head: &Head) -> Reply<'_> {
+        if route == Route::Status {
+            let query = head.query.as_deref().unwrap_or_default();
+            let thresholds = match status::parse_thresholds(query) {
+                Ok(thresholds) => thresholds,
+                Err(message) => return self.text(400, format!("{message}\n")),
+            };
+            return match asked {
+                Asked::One(pool) => {
+                    let page = pool.status_page(status::needs_processes(&thresholds)).await;
+                    status_reply(self, page, &thresholds)
+                }
+                Asked::All(pools) => self.statuses(&pools, &thresholds).await,
+            };
+        }
+        let pools = match asked {
+            Asked::One(pool) => vec![pool],
+            Asked::All(pools) => pools,
+        };
+        let verdicts = match route {
+            Route::Live => join_all(pools.iter().map(|pool| pool.live()).collect()).await,
+            _ => join_all(pools.iter().map(|pool| pool.ping()).collect()).await,
+        };
+        self.verdicts_reply(&pools, verdicts)
+    }
+
+    /// `/fcgi-status` of every pool: `200` when every pool's page holds every threshold, else
+    /// `FAIL_STATUS`; the body has one line per pool (`NAME ok`, its failed thresholds, or why
+    /// its page could not be read), then each page read.
+    async fn statuses(&self, pools: &[Rc<Pool>], thresholds: &[Threshold]) -> Reply<'_> {
+        let full = status::needs_processes(thresholds);
+        let pages = join_all(pools.iter().map(|pool| pool.status_page(full)).collect()).await;
+        let (mut lines, mut pages_text, mut failed_any) = (String::new(), String::new(), false);
+        for (pool, page) in pools.iter().zip(&pages) {
+            let name = pool.name().unwrap_or_default();
+            match page {
+                Ok(page) => {
+                    let failed = status::evaluate(page, thresholds);
+                    failed_any |= !failed.is_empty();
+                    match failed.is_empty() {
+                        true => lines.push_str(&format!("{name} ok\n")),
+                        false => lines.push_str(&format!("{name} {}\n", failed.join("; "))),
+                    }
+                    pages_text.push_str(&format!("\n[{name}]\n"));
+                    pages_text.push_str(status::render(page, &[]).trim_start_matches("ok\n\n"));
+                }
+                Err(failure) => {
+                    failed_any = true;
+                    lines.push_str(&format!("{name} {failure}\n"));
+                }
+            }
+        }
+        lines.push_str(&pages_text);
+        let code = if failed_any { self.fail_status } else { 200 };
+        self.text(code, lines)
+    }
+
+    /// `/metrics`: this process's figures, then each pool's (every pool read concurrently, each
+    /// under its own `TIMEOUT`), joined family by family.
+    async fn metrics(&self, open: usize) -> String {
+        let mut global = String::with_capacity(512);
+        {
+            let mut w = Writer::new(&mut global, None);
+            w.family(
+                "fastcgi_healthcheck_build_info",
+                "gauge",
+                "The running version.",
+            );
+            w.sample(
+                "fastcgi_healthcheck_build_info",
+                &[("version", env!("CARGO_PKG_VERSION"))],
+                1,
+            );
+            w.gauge(
+                "fastcgi_healthcheck_open_connections",
+                "HTTP connections open now.",
+                open,
+            );
+        }
+        if let Some(pool) = self.pools.one() {
+            let mut out = global;
+            out.reserve(4096);
+            pool.write_metrics(&mut out, self.status_on, self.per_process)
+                .await;
+            return out;
+        }
+        let pools = self.pools.all();
+        Writer::new(&mut global, None).gauge(
+            "fastcgi_healthcheck_pools",
+            "Pools this process probes (POOLS).",
+            pools.len(),
+        );
+        let parts = join_all(
+            pools
+                .iter()
+                .map(|pool| async move {
+                    let mut out = String::with_capacity(4096);
+                    pool.write_metrics(&mut out, self.status_on, self.per_process)
+                        .await;
+                    out
+                })
+                .collect(),
+        )
+        .await;
+        let mut all = Vec::with_capacity(parts.len().saturating_add(1));
+        all.push(global);
+        all.extend(parts);
+        metrics::merge(&all)
     }
 }
 
-/// The answer to one request: fixed bytes, or a status with a one-line text.
+/// The pool or pools a request asks.
+enum Asked {
+    One(Rc<Pool>),
+    All(Vec<Rc<Pool>>),
+}
+
+/// The answer to one request: fixed bytes, or a status with a text of a content type.
 pub(crate) enum Reply<'a> {
     Canned(&'a http::Canned),
-    Text(u16, String),
-    Metrics(String),
+    Text {
+        status: u16,
+        body: String,
+        kind: &'static str,
+    },
 }
 
 /// Whether answering `head` may wait on php-fpm (so that answers queued before it are sent
@@ -222,94 +251,62 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
         (Route::NotFound, _) => Reply::Canned(&p.not_found),
         (_, Method::Other) => Reply::Canned(&p.not_allowed),
         (Route::Health, _) => Reply::Canned(&p.ok),
-        (Route::Status, _) if !p.status_on => Reply::Text(
+        (Route::Metrics, _) => Reply::Text {
+            status: 200,
+            body: Box::pin(p.metrics(shared.table.open())).await,
+            kind: http::PROMETHEUS_TEXT,
+        },
+        (Route::Status, _) if !p.status_on => p.text(
             404,
             "not found: the status page is off (STATUS_PATH=off)\n".to_owned(),
         ),
-        (Route::Status, _) => {
-            match status::parse_thresholds(head.query.as_deref().unwrap_or_default()) {
-                Err(message) => Reply::Text(400, format!("{message}\n")),
-                Ok(thresholds) => match p.status_page(status::needs_processes(&thresholds)).await {
-                    Ok(page) => {
-                        let failed = status::evaluate(&page, &thresholds);
-                        let code = if failed.is_empty() {
-                            200
-                        } else {
-                            p.fail_status
-                        };
-                        Reply::Text(code, status::render(&page, &failed))
-                    }
-                    Err(failure) => Reply::Text(p.fail_status, format!("{failure}\n")),
-                },
+        (route, _) => {
+            let asked = match p.asked(head.pool.as_deref()) {
+                Ok(asked) => asked,
+                Err(reply) => return reply,
+            };
+            match (route, asked) {
+                (Route::Live, Asked::One(pool)) => p.verdict_reply(pool.live().await),
+                (Route::Ping, Asked::One(pool)) => p.verdict_reply(pool.ping().await),
+                // Off the hot path, boxed: the connection's future stays small.
+                (route, asked) => Box::pin(p.pooled(route, asked, head)).await,
             }
         }
-        (Route::Metrics, _) => {
-            let (page, stale) = p.metrics_page().await;
-            let open = shared.table.open();
-            let page = page
-                .as_ref()
-                .map(|page| page.as_ref().map(|status| &**status));
-            let mut text = metrics::render(&p.metrics, open, page);
-            busy_metrics(p, &mut text, stale, p.status_on);
-            Reply::Metrics(text)
-        }
-        (Route::Live, _) => {
-            // The ping, shared with `/fcgi-ping` (and counted as one), judged for liveness.
-            let verdict = p.shared_ping().await;
-            let live = p.progress.live(&verdict, Instant::now());
-            p.live_results.record(&live);
-            p.verdict_reply(live)
-        }
-        (Route::Ping, _) => p.verdict_reply(p.shared_ping().await),
     }
 }
 
-/// Appends the busy/stuck figures to a `/metrics` text: the kernel's view of the listen queue
-/// (read now), the kept connection and the queue waits, liveness, and whether the status page
-/// figures are stale (`stale`: when the page shown was read).
-fn busy_metrics(p: &Probing, out: &mut String, stale: Option<Instant>, status_on: bool) {
-    let view = p.probe.listen_queue();
-    p.progress.unavailable(&view);
-    let now = Instant::now();
-    let figures = metrics::BusyFigures {
-        queue: match &view {
-            View::Seen(queue) => Ok((queue.queued, queue.backlog)),
-            View::Unavailable(why) => Err(why),
-        },
-        waits: &p.progress.waits,
-        keeping: p.progress.kept() > 0,
-        stuck: p.progress.stuck(now),
-        live: &p.live_results,
-        stale_age: match (status_on, stale) {
-            (false, _) => None,
-            (true, None) => Some(None),
-            (true, Some(read)) => Some(Some(now.saturating_duration_since(read))),
-        },
-    };
-    metrics::render_busy(out, &figures);
+/// `/fcgi-status` of one pool: its page and the thresholds that failed.
+fn status_reply<'s>(
+    p: &'s Probing,
+    page: Result<Rc<Status>, Failure>,
+    thresholds: &[Threshold],
+) -> Reply<'s> {
+    match page {
+        Ok(page) => {
+            let failed = status::evaluate(&page, thresholds);
+            let code = if failed.is_empty() {
+                200
+            } else {
+                p.fail_status
+            };
+            p.text(code, status::render(&page, &failed))
+        }
+        Err(failure) => p.text(p.fail_status, format!("{failure}\n")),
+    }
 }
 
 /// Appends `reply` to `out` as an HTTP response.
 pub(crate) fn render(out: &mut Vec<u8>, reply: Reply<'_>, head_only: bool, close: bool) {
     match reply {
         Reply::Canned(canned) => out.extend_from_slice(canned.bytes(head_only, close)),
-        Reply::Text(status, body) => {
+        Reply::Text { status, body, kind } => {
             let response = http::Response {
                 status,
                 body: &body,
                 head_only,
                 close,
             };
-            http::render(out, response);
-        }
-        Reply::Metrics(body) => {
-            let response = http::Response {
-                status: 200,
-                body: &body,
-                head_only,
-                close,
-            };
-            http::render_typed(out, response, http::PROMETHEUS_TEXT);
+            http::render_typed(out, response, kind);
         }
     }
 }

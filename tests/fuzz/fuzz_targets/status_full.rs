@@ -6,7 +6,7 @@
 #![no_main]
 
 use fastcgi_healthcheck::limits::MAX_PROCESSES;
-use fastcgi_healthcheck::metrics::{self, Metrics};
+use fastcgi_healthcheck::metrics;
 use fastcgi_healthcheck::status::{self, MAX_REQUEST_DURATION_MICROS, PROCESS_FIELDS};
 use libfuzzer_sys::fuzz_target;
 
@@ -123,7 +123,7 @@ fuzz_target!(|data: &[u8]| {
         "raw control character in {body:?}"
     );
     for per_process in [false, true] {
-        let text = metrics::render(&Metrics::new(per_process), 0, Some(Ok(&status)));
+        let text = metrics::page_exposition(Some(&status), per_process);
         check_exposition(&text);
         let series = text.matches("phpfpm_process_state{").count();
         assert_eq!(series, if per_process { processes.list.len() } else { 0 });

@@ -5,8 +5,7 @@
 //! 0xFF the whole input is both the page and the query.
 #![no_main]
 
-use fastcgi_healthcheck::metrics::{self, Metrics};
-use fastcgi_healthcheck::probe::{Failure, Reason};
+use fastcgi_healthcheck::metrics;
 use fastcgi_healthcheck::status::{self, Bound, Status, NUMERIC_FIELDS, PROCESS_FIELDS};
 use libfuzzer_sys::fuzz_target;
 
@@ -146,7 +145,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(value.trim(), value);
             }
             check_status(&status, &query);
-            let text = metrics::render(&Metrics::default(), 0, Some(Ok(&status)));
+            let text = metrics::page_exposition(Some(&status), false);
             check_exposition(&text);
         }
         Err(e) => {
@@ -165,11 +164,6 @@ fuzz_target!(|data: &[u8]| {
         processes: None,
     };
     check_status(&built, &query);
-    check_exposition(&metrics::render(&Metrics::default(), usize::MAX, Some(Ok(&built))));
-    let down = Err(Failure {
-        reason: Reason::Timeout,
-        detail: query.to_string(),
-        errno: None,
-    });
-    check_exposition(&metrics::render(&Metrics::default(), 0, Some(down.as_ref())));
+    check_exposition(&metrics::page_exposition(Some(&built), false));
+    check_exposition(&metrics::page_exposition(None, false));
 });

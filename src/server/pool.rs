@@ -1,0 +1,219 @@
+//! One pool: its probes, their single-flight and cache, what they count, and whether it moves.
+//! A pool owns no socket but its probes' own; [`super::pools`] holds every pool of the process.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::config::{Config, Destination, ProcessMetrics};
+use crate::os::listen_queue::View;
+use crate::probe::busy::{self, Progress};
+use crate::probe::coalesce::{Coalescer, Via};
+use crate::probe::counters::{Counters, Kind};
+use crate::probe::report::Reporter;
+use crate::probe::{Failure, Held, Probe, Reason, Verdict};
+use crate::proto::metrics::Writer;
+use crate::proto::status::Status;
+
+/// A status page shared by concurrent requests, each applying its own thresholds; shared as
+/// `Rc`, so that a waiter gets the page without a copy (a full page of 1,000 children is hundreds
+/// of KB).
+type Page = Result<Rc<Status>, Failure>;
+
+/// One pool's probing.
+pub(crate) struct Pool {
+    /// Its name in `POOLS`; `None`: the one pool of `DESTINATION`.
+    name: Option<String>,
+    probe: Probe,
+    ping: Coalescer<Verdict>,
+    /// The log of the ping's outcomes (throttled).
+    ping_log: Reporter,
+    status_probe: Probe,
+    status_log: Reporter,
+    status_page: Coalescer<Page>,
+    /// The full status page (`?full`), read only when a threshold or `PROCESS_METRICS` needs
+    /// its per-process part; shared like `status_page`.
+    full_probe: Probe,
+    full_page: Coalescer<Page>,
+    /// Whether `/metrics` reads the full page (`PROCESS_METRICS` is not `off`).
+    metrics_full: bool,
+    counters: Counters,
+    /// When the pool last moved, the one kept connection, liveness (`/fcgi-live`).
+    progress: Progress,
+    /// The last status page of the kind `/metrics` reads (full or not) and when it was read,
+    /// repeated (marked stale) while php-fpm is busy.
+    last_page: RefCell<Option<(Rc<Status>, Instant)>>,
+}
+
+impl Pool {
+    /// The pool `name` at `destination` (`None`: the one pool, `config.destination`).
+    pub(crate) fn new(config: &Config, name: Option<String>, destination: &Destination) -> Self {
+        Self {
+            name,
+            probe: Probe::ping_at(config, destination),
+            ping: Coalescer::new(config.coalesce, config.cache_ttl),
+            ping_log: Reporter::new(),
+            status_probe: Probe::status_at(config, destination, false),
+            status_log: Reporter::new(),
+            status_page: Coalescer::new(config.coalesce, config.cache_ttl),
+            full_probe: Probe::status_at(config, destination, true),
+            full_page: Coalescer::new(config.coalesce, config.cache_ttl),
+            metrics_full: config.process_metrics != ProcessMetrics::Off,
+            counters: Counters::default(),
+            progress: Progress::new(config.busy_grace, Instant::now()),
+            last_page: RefCell::new(None),
+        }
+    }
+
+    /// Its name in `POOLS` (`None`: the one pool).
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The destination, as the logs show it.
+    pub(crate) fn label(&self) -> &str {
+        self.probe.label()
+    }
+
+    /// The keeper of this pool's busy probe connection (see [`Progress::keep`]): runs until
+    /// dropped.
+    pub(crate) async fn keep(&self) {
+        self.progress.keep(&self.probe).await;
+    }
+
+    /// After a probe of `probe`: a healthy answer is progress; a timeout becomes `busy` when the
+    /// kernel shows others queued, and its connection is offered to the keeper. Only a failed
+    /// probe reads the kernel's view.
+    fn settle(&self, probe: &Probe, verdict: Verdict, held: Option<Held>) -> Verdict {
+        let failure = match verdict {
+            Ok(()) => {
+                self.progress.moved(Instant::now());
+                return Ok(());
+            }
+            Err(failure) if failure.reason == Reason::Timeout => failure,
+            Err(failure) => {
+                self.progress.waited(busy::waiting(failure.reason));
+                return Err(failure);
+            }
+        };
+        let view = probe.listen_queue();
+        self.progress.unavailable(&view);
+        let own = u64::from(held.is_some()).saturating_add(self.progress.ours());
+        let failure = busy::classify(failure, &view, own, probe.timeout());
+        self.progress.waited(true);
+        self.progress.hold(held);
+        Err(failure)
+    }
+
+    /// The ping through the single-flight (one FastCGI request for concurrent callers), counted.
+    pub(crate) async fn ping(&self) -> Verdict {
+        let started = Instant::now();
+        let (verdict, via) = self.ping.run(|| self.ping_once()).await;
+        self.counters.record_ping(&verdict, via, started.elapsed());
+        verdict
+    }
+
+    /// One ping, logged.
+    async fn ping_once(&self) -> Verdict {
+        let started = Instant::now();
+        let (verdict, answer, held) = self.probe.run_holding().await;
+        let verdict = self.settle(&self.probe, verdict, held);
+        self.ping_log
+            .report(&self.probe, &verdict, answer.as_ref(), started.elapsed());
+        verdict
+    }
+
+    /// The liveness verdict: the shared ping (counted as one with `/fcgi-ping`), judged for
+    /// liveness (busy is alive until stuck), counted.
+    pub(crate) async fn live(&self) -> Verdict {
+        let verdict = self.ping().await;
+        let live = self.progress.live(&verdict, Instant::now());
+        self.counters.record_live(&live);
+        live
+    }
+
+    /// php-fpm's status page, fetched once for all concurrent requests (`/fcgi-status` with any
+    /// thresholds, `/metrics`), and counted; `full`: the full page (`?full`), with its own
+    /// single-flight.
+    pub(crate) async fn status_page(&self, full: bool) -> Page {
+        let started = Instant::now();
+        let (probe, flight, log) = match full {
+            true => (&self.full_probe, &self.full_page, &self.status_log),
+            false => (&self.status_probe, &self.status_page, &self.status_log),
+        };
+        let (page, via) = flight
+            .run(|| async {
+                let started = Instant::now();
+                let (verdict, answer, held) = probe.run_holding().await;
+                let verdict = self.settle(probe, verdict, held);
+                log.report(probe, &verdict, answer.as_ref(), started.elapsed());
+                probe.read_status(verdict, answer).map(Rc::new)
+            })
+            .await;
+        self.counters
+            .record(Kind::Status, &page, via, started.elapsed());
+        if let (Ok(page), Via::Ran) = (&page, via) {
+            self.counters.saw_page(page);
+            if full == self.metrics_full {
+                *self.last_page.borrow_mut() = Some((Rc::clone(page), Instant::now()));
+            }
+        }
+        page
+    }
+
+    /// The status page for `/metrics`, and when it was read if it is the last one repeated
+    /// (stale) because php-fpm is busy: at once while a probe connection of ours waits in
+    /// php-fpm's queue (a page asked now would wait behind it), or after the page failed `busy`,
+    /// `timeout` or `fcgi_overloaded`.
+    async fn metrics_page(&self) -> (Page, Option<Instant>) {
+        if self.progress.kept() > 0 {
+            if let Some((last, read)) = self.last_page.borrow().clone() {
+                return (Ok(last), Some(read));
+            }
+        }
+        let page = self.status_page(self.metrics_full).await;
+        if page.is_err() {
+            self.counters.scrape_failed();
+        }
+        let stale = match &page {
+            Err(failure) if busy::waiting(failure.reason) => self.last_page.borrow().clone(),
+            _ => None,
+        };
+        match stale {
+            Some((last, read)) => (Ok(last), Some(read)),
+            None => (page, None),
+        }
+    }
+
+    /// This pool's part of `/metrics`: its probes, php-fpm's figures (read now unless
+    /// `status_on` is false), the busy figures, liveness. Labelled with the pool's name, when it
+    /// has one.
+    pub(crate) async fn write_metrics(&self, out: &mut String, status_on: bool, per_process: bool) {
+        let page = match status_on {
+            true => Some(self.metrics_page().await),
+            false => None,
+        };
+        let mut w = Writer::new(out, self.name.as_deref());
+        self.counters.write_probes(&mut w);
+        if let Some((page, _)) = &page {
+            let page = page.as_ref().map(|page| &**page);
+            self.counters
+                .write_php_fpm(&mut w, self.name.as_deref(), page, per_process);
+        }
+        let view: View = self.probe.listen_queue();
+        self.progress.unavailable(&view);
+        let now = Instant::now();
+        self.progress.write_metrics(&mut w, &view, now);
+        self.counters.write_live(&mut w);
+        if let Some((_, stale)) = page {
+            w.gauge("fastcgi_healthcheck_status_page_stale", "1 when the phpfpm_* figures are the last status page read, repeated because php-fpm is busy; 0 when read for this scrape.", u8::from(stale.is_some()));
+            if let Some(read) = stale {
+                w.gauge(
+                    "fastcgi_healthcheck_status_page_age_seconds",
+                    "How old the repeated (stale) status page figures are.",
+                    now.saturating_duration_since(read).as_secs(),
+                );
+            }
+        }
+    }
+}
