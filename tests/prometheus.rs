@@ -1,7 +1,8 @@
 //! The alert rules and the Grafana dashboard of `scripts/prometheus/`, proven with Debian's
 //! Prometheus (2.42): `promtool check rules` and the rules' unit tests (`promtool test rules`); the
 //! dashboard's JSON shape; and a live Prometheus that scrapes the tool in front of a real php-fpm
-//! under load, loads the rules, and answers every panel's expressions with data. The same run
+//! under load, loads the rules, and answers every panel's expressions with data, and the same
+//! for a process watching two pools (`POOLS`), each panel per pool. The single-pool run
 //! draws the dashboard's panels with `render-dashboard.py` (set `DASHBOARD_PNG=docs/dashboard.png`
 //! to redraw the README's picture, with a php-fpm outage in the middle).
 #![allow(
@@ -14,7 +15,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -478,6 +479,26 @@ fn check_query(prometheus: &Prometheus, panel: &str, expr: &str) -> Result<(), S
     }
 }
 
+/// The values the dashboard's pool variable offers: its `label_values(SELECTOR, pool)` asked as
+/// Grafana asks it, from Prometheus's label values API.
+fn pool_variable_values(prometheus: &Prometheus, dashboard: &Value) -> Value {
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    let pool = variables.iter().find(|v| v["name"] == "pool").unwrap();
+    let definition = pool["definition"].as_str().unwrap();
+    let selector = definition
+        .strip_prefix("label_values(")
+        .and_then(|rest| rest.strip_suffix(", pool)"))
+        .unwrap_or_else(|| {
+            panic!("the pool variable is not label_values(..., pool): {definition}")
+        });
+    prometheus
+        .api(&format!(
+            "/api/v1/label/pool/values?match[]={}",
+            encode(selector)
+        ))
+        .unwrap()
+}
+
 /// Every (panel title, expression) of the dashboard.
 fn queries(dashboard: &Value) -> Vec<(String, String)> {
     panels(&dashboard["panels"])
@@ -619,14 +640,11 @@ fn every_panel_returns_data_from_a_live_prometheus() {
         failures().join("\n")
     );
 
-    // The pool variable's query (Grafana's label_values(phpfpm_up, pool)) offers the pool.
-    let pools = prometheus
-        .api(&format!(
-            "/api/v1/label/pool/values?match[]={}",
-            encode("phpfpm_up")
-        ))
-        .unwrap();
-    assert_eq!(pools, serde_json::json!(["www"]));
+    // The pool variable's query offers the pool.
+    assert_eq!(
+        pool_variable_values(&prometheus, &dashboard),
+        serde_json::json!(["www"])
+    );
 
     // The check itself fails as it should: with Prometheus's error and the expression, or with
     // the panel's name.
@@ -663,6 +681,136 @@ fn every_panel_returns_data_from_a_live_prometheus() {
         out.display(),
         png.len()
     );
+    drop(tool);
+}
+
+/// Panels of one figure per process, whose series have no `pool` label in either mode: they show
+/// each instance that serves a chosen pool.
+const PER_PROCESS_PANELS: [&str; 1] = ["Open connections"];
+
+/// Why a panel's query is no good for `pool` (a value of the pool variable: a name, or the All
+/// value): as [`check_query`], and also when a series of a per-pool panel carries no pool or
+/// another pool than `expected`, or when a pool of `expected` has no series.
+fn check_pool_query(
+    prometheus: &Prometheus,
+    panel: &str,
+    expr: &str,
+    pool: &str,
+    expected: &[&str],
+) -> Result<(), String> {
+    let query = expr
+        .replace("$__rate_interval", VARIABLES[0].1)
+        .replace("${pool}", pool)
+        .replace("$pool", pool);
+    let result = prometheus
+        .query(&query)
+        .map_err(|error| format!("panel \"{panel}\": Prometheus rejects\n  {query}\n  {error}"))?;
+    let with_data: Vec<&Value> = result.iter().filter(|s| finite(s).is_some()).collect();
+    if with_data.is_empty() {
+        return Err(format!(
+            "panel \"{panel}\" returns no data for pool {pool}: {query} gave {result:?}"
+        ));
+    }
+    if PER_PROCESS_PANELS.contains(&panel) {
+        return Ok(());
+    }
+    let pools: BTreeSet<&str> = with_data
+        .iter()
+        .map(|s| s["metric"]["pool"].as_str().unwrap_or(""))
+        .collect();
+    let stray: Vec<&&str> = pools.iter().filter(|p| !expected.contains(p)).collect();
+    let missing: Vec<&&str> = expected.iter().filter(|p| !pools.contains(*p)).collect();
+    if stray.is_empty() && missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "panel \"{panel}\" with pool {pool}: series of pools {stray:?} (\"\": none), \
+             none of {missing:?}: {query} gave {result:?}"
+        ))
+    }
+}
+
+/// The multi-pool process (issue 20): one php-fpm master with two pools, `[www]` on TCP with two
+/// static workers and `[api]` on a Unix socket, ondemand; the tool watches both with `POOLS`,
+/// named `front` and `api` (so that a `pool` label seen is the POOLS name, not php-fpm's), under
+/// load on `/fcgi-ping` (all pools). For each pool, and for All: every panel returns data, and
+/// every series of a per-pool panel carries the pool chosen, each one of them.
+#[test]
+#[ignore = "needs POOLS (issue 20): remove this line once the tool reads it"]
+fn every_panel_returns_data_for_each_pool_of_a_multi_pool_process() {
+    let sockets = TempDir::new();
+    let api = sockets.join("api.sock");
+    let fpm = PhpFpm::tcp_with(&format!(
+        "\n[api]\nlisten = {}\nlisten.mode = 0666\npm = ondemand\npm.max_children = 2\n\
+         ping.path = /fpm-ping\nping.response = pong\npm.status_path = /fpm-status\n",
+        api.display()
+    ));
+    let pools = format!("front=127.0.0.1:{},api={}", fpm.port(), api.display());
+    let tool = Tool::start(&[("POOLS", pools.as_str())]);
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+         rule_files:\n  - {}\n\
+         scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{}']\n",
+        file("alerts.yml").display(),
+        tool.addr()
+    );
+    let prometheus = Prometheus::start(&config);
+    let load = Load::start(tool.addr(), 4);
+    wait_scrapes(&prometheus, 5.0);
+
+    let dashboard = dashboard();
+    assert_eq!(
+        pool_variable_values(&prometheus, &dashboard),
+        serde_json::json!(["api", "front"])
+    );
+    // All is the variable's allValue, as Grafana substitutes it.
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    let all = variables.iter().find(|v| v["name"] == "pool").unwrap()["allValue"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cases: [(&str, &[&str]); 3] = [
+        ("front", &["front"]),
+        ("api", &["api"]),
+        (all.as_str(), &["api", "front"]),
+    ];
+    let queries = queries(&dashboard);
+    let failures = || -> Vec<String> {
+        let mut out = Vec::new();
+        for (pool, expected) in &cases {
+            for (panel, expr) in &queries {
+                if let Err(error) = check_pool_query(&prometheus, panel, expr, pool, expected) {
+                    out.push(error);
+                }
+            }
+        }
+        out
+    };
+    let unparsed: Vec<String> = failures()
+        .into_iter()
+        .filter(|f| f.contains("rejects"))
+        .collect();
+    assert!(unparsed.is_empty(), "{}", unparsed.join("\n"));
+    let all_data = poll(Duration::from_secs(60), || {
+        failures().is_empty().then_some(())
+    });
+    assert!(
+        all_data.is_some(),
+        "panels not per pool:\n{}",
+        failures().join("\n")
+    );
+
+    // The check fails as it should: a query that merges the pools has no pool label.
+    let merged = check_pool_query(
+        &prometheus,
+        "Merged",
+        "sum by (probe) (rate(fastcgi_healthcheck_probes_total{pool=~\"$pool\"}[$__rate_interval]))",
+        "api",
+        &["api"],
+    )
+    .unwrap_err();
+    assert!(merged.contains("series of pools [\"\"]"), "{merged}");
+    drop(load);
     drop(tool);
 }
 
