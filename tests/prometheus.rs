@@ -736,7 +736,6 @@ fn check_pool_query(
 /// load on `/fcgi-ping` (all pools). For each pool, and for All: every panel returns data, and
 /// every series of a per-pool panel carries the pool chosen, each one of them.
 #[test]
-#[ignore = "needs POOLS (issue 20): remove this line once the tool reads it"]
 fn every_panel_returns_data_for_each_pool_of_a_multi_pool_process() {
     let sockets = TempDir::new();
     let api = sockets.join("api.sock");
