@@ -32,6 +32,24 @@ pub(crate) const SLOW_REQUEST: Duration = Duration::from_secs(1);
 /// File descriptors kept free for the listener, the log, signals, name lookups and the like.
 const RESERVED_FDS: u64 = 32;
 
+/// File descriptors one pool of `POOLS` may hold at once: its ping, status page and full status
+/// page in flight, and a kept connection.
+const FDS_PER_POOL: u64 = 4;
+
+/// The descriptors the pools of `config` may hold beside the connections (a `dir:` list may
+/// grow to [`crate::config::MAX_POOLS`]); the one pool of `DESTINATION` fits in
+/// [`RESERVED_FDS`].
+fn pool_fds(config: &Config) -> u64 {
+    let pools = match &config.pools {
+        crate::config::Pools::One => 0,
+        crate::config::Pools::Named(named) => named.len(),
+        crate::config::Pools::Dir(_) => crate::config::MAX_POOLS,
+    };
+    u64::try_from(pools)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(FDS_PER_POOL)
+}
+
 /// What a connection is doing, for the choice of whom to close at the cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -213,7 +231,8 @@ pub(crate) fn fit_connection_cap(config: &Config) -> usize {
         .unwrap_or(u64::MAX)
         .saturating_mul(per_connection)
         .saturating_add(u64::try_from(MAX_REJECTING).unwrap_or(u64::MAX))
-        .saturating_add(RESERVED_FDS);
+        .saturating_add(RESERVED_FDS)
+        .saturating_add(pool_fds(config));
     let limit = getrlimit(Resource::Nofile);
     let mut soft = limit.current.unwrap_or(u64::MAX);
     if soft < wanted {
@@ -236,6 +255,7 @@ pub(crate) fn fit_connection_cap(config: &Config) -> usize {
     let fit = soft
         .saturating_sub(u64::try_from(MAX_REJECTING).unwrap_or(u64::MAX))
         .saturating_sub(RESERVED_FDS)
+        .saturating_sub(pool_fds(config))
         .checked_div(per_connection)
         .unwrap_or(0)
         .max(1);
