@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::sleeper::{sleepers, Docroot};
 use common::{
-    get, run_to_exit, timed_get, wait_until, Behavior, Client, FakePeer, Listen, PhpFpm, TempDir,
-    Tool,
+    get, run_to_exit, timed_get, wait_until, Behavior, Client, FakePeer, Listen, PhpFpm, Tool,
 };
 
 /// The tool's default `TIMEOUT`.

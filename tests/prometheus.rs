@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::pools::FpmPools;
 use common::sys::poll;
 use common::{free_port, Client, PhpFpm, TempDir, Tool};
 use serde_json::Value;
@@ -35,13 +36,9 @@ const PYTHON: &str = "/usr/bin/python3";
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/prometheus");
 /// The scrape job the rules and the docs name.
 const JOB: &str = "fastcgi-healthcheck";
-/// What the test puts for the dashboard's variables (Grafana's `$__rate_interval` is 4 scrape
-/// intervals at least; the test scrapes every second).
-const VARIABLES: [(&str, &str); 3] = [
-    ("$__rate_interval", "10s"),
-    ("${pool}", "www"),
-    ("$pool", "www"),
-];
+/// What the test puts for the dashboard's `$__rate_interval` (Grafana's is 4 scrape intervals
+/// at least; the test scrapes every second).
+const RATE_INTERVAL: &str = "10s";
 
 /// `path`, or a failure that says which Debian package installs it.
 fn need(path: &'static str, package: &str) -> &'static str {
@@ -451,17 +448,22 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-/// Grafana's substitution of the dashboard's variables.
-fn substitute(expr: &str) -> String {
-    VARIABLES
-        .iter()
-        .fold(expr.to_owned(), |e, (name, value)| e.replace(name, value))
+/// Grafana's substitution of the dashboard's variables, with `pool` chosen.
+fn substitute(expr: &str, pool: &str) -> String {
+    [
+        ("$__rate_interval", RATE_INTERVAL),
+        ("${pool}", pool),
+        ("$pool", pool),
+    ]
+    .iter()
+    .fold(expr.to_owned(), |e, (name, value)| e.replace(name, value))
 }
 
-/// Why a panel's query is no good: it does not parse (the expression and Prometheus's error), or
-/// it returns no series with a number (the panel named).
-fn check_query(prometheus: &Prometheus, panel: &str, expr: &str) -> Result<(), String> {
-    let query = substitute(expr);
+/// Why a panel's query is no good with `pool` chosen: it does not parse (the expression and
+/// Prometheus's error), it returns no series with a number (the panel named), or a series of
+/// another pool.
+fn check_query(prometheus: &Prometheus, panel: &str, expr: &str, pool: &str) -> Result<(), String> {
+    let query = substitute(expr, pool);
     if query.contains('$') {
         return Err(format!(
             "panel \"{panel}\": a variable the test does not know is left in {query}"
@@ -474,7 +476,15 @@ fn check_query(prometheus: &Prometheus, panel: &str, expr: &str) -> Result<(), S
         Ok(result) if !result.iter().any(|s| finite(s).is_some()) => Err(format!(
             "panel \"{panel}\" returns no data: {query} gave {result:?}"
         )),
-        Ok(_) => Ok(()),
+        Ok(result) => match result
+            .iter()
+            .find(|s| s["metric"]["pool"].as_str().is_some_and(|p| p != pool))
+        {
+            Some(other) => Err(format!(
+                "panel \"{panel}\" for pool {pool} returns another pool's series: {query} gave {other}"
+            )),
+            None => Ok(()),
+        },
     }
 }
 
@@ -502,13 +512,22 @@ struct Load {
 
 impl Load {
     fn start(addr: SocketAddr, clients: usize) -> Self {
+        Self::on(addr, clients, &["/fcgi-ping".to_owned()])
+    }
+
+    /// As [`Load::start`], each client asking `paths` in turn.
+    fn on(addr: SocketAddr, clients: usize, paths: &[String]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..clients)
-            .map(|_| {
+            .map(|first| {
                 let stop = stop.clone();
+                let requests: Vec<String> = paths
+                    .iter()
+                    .map(|path| format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
+                    .collect();
                 thread::spawn(move || {
                     let mut client = Client::connect(addr);
-                    for _ in 0..6000 {
+                    for round in 0..6000 {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
@@ -516,9 +535,8 @@ impl Load {
                         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
                         let into = Duration::from_nanos((now.as_nanos() % 50_000_000) as u64);
                         thread::sleep(Duration::from_millis(50) - into);
-                        let sent = client
-                            .try_send(b"GET /fcgi-ping HTTP/1.1\r\nHost: t\r\n\r\n")
-                            .is_ok();
+                        let request = &requests[(first + round) % requests.len()];
+                        let sent = client.try_send(request.as_bytes()).is_ok();
                         if !sent || client.try_read_response("GET").is_err() {
                             client = Client::connect(addr);
                         }
@@ -561,22 +579,19 @@ fn wait_scrapes(prometheus: &Prometheus, more: f64) {
     );
 }
 
-#[test]
-fn every_panel_returns_data_from_a_live_prometheus() {
-    let fpm = PhpFpm::tcp();
-    let tool = Tool::probing("127.0.0.1", fpm.port(), &[]);
-    let config = format!(
+/// A Prometheus config: scrape `target` and evaluate the rules every second.
+fn config_with_rules(target: SocketAddr) -> String {
+    format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
          rule_files:\n  - {}\n\
-         scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{}']\n",
+         scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{target}']\n",
         file("alerts.yml").display(),
-        tool.addr()
-    );
-    let prometheus = Prometheus::start(&config);
-    let started = unix_now();
-    let load = Load::start(tool.addr(), 8);
+    )
+}
 
-    // Debian's Prometheus loads the rule file and evaluates every rule without error.
+/// Debian's Prometheus loads the rule file and evaluates every rule without error (a rule that
+/// matches many series to many, as a join over several pools can, is an error).
+fn assert_rules_evaluate(prometheus: &Prometheus) {
     let rules = alert_rules().len();
     let healthy = poll(Duration::from_secs(60), || {
         let data = prometheus.api("/api/v1/rules").ok()?;
@@ -594,6 +609,17 @@ fn every_panel_returns_data_from_a_live_prometheus() {
         prometheus.api("/api/v1/rules"),
         prometheus.log()
     );
+}
+
+#[test]
+fn every_panel_returns_data_from_a_live_prometheus() {
+    let fpm = PhpFpm::tcp();
+    let tool = Tool::probing("127.0.0.1", fpm.port(), &[]);
+    let prometheus = Prometheus::start(&config_with_rules(tool.addr()));
+    let started = unix_now();
+    let load = Load::start(tool.addr(), 8);
+
+    assert_rules_evaluate(&prometheus);
 
     // A few scrapes under load, then every expression of every panel, until all have data.
     wait_scrapes(&prometheus, 5.0);
@@ -602,7 +628,7 @@ fn every_panel_returns_data_from_a_live_prometheus() {
     let failures = || -> Vec<String> {
         queries
             .iter()
-            .filter_map(|(panel, expr)| check_query(&prometheus, panel, expr).err())
+            .filter_map(|(panel, expr)| check_query(&prometheus, panel, expr, "www").err())
             .collect()
     };
     let unparsed: Vec<String> = failures()
@@ -634,6 +660,7 @@ fn every_panel_returns_data_from_a_live_prometheus() {
         &prometheus,
         "Broken",
         "sum(rate(fastcgi_healthcheck_probes_total[$__rate_interval])",
+        "www",
     )
     .unwrap_err();
     assert!(
@@ -641,7 +668,13 @@ fn every_panel_returns_data_from_a_live_prometheus() {
             && error.contains("parse error"),
         "{error}"
     );
-    let error = check_query(&prometheus, "Dead", "fastcgi_healthcheck_no_such_series").unwrap_err();
+    let error = check_query(
+        &prometheus,
+        "Dead",
+        "fastcgi_healthcheck_no_such_series",
+        "www",
+    )
+    .unwrap_err();
     assert!(
         error.starts_with("panel \"Dead\" returns no data"),
         "{error}"
@@ -664,6 +697,66 @@ fn every_panel_returns_data_from_a_live_prometheus() {
         png.len()
     );
     drop(tool);
+}
+
+/// One process in front of the three pools of one php-fpm master (`POOLS`, issue 20), under
+/// load on every pool's endpoint and the all-pools one: the rules evaluate without error, the
+/// pool variable offers our three pool names, and every panel returns data for each pool, and
+/// only that pool's series (none for a pool that does not exist).
+#[test]
+fn every_panel_returns_data_for_each_pool_of_a_multi_pool_process() {
+    let fpm = FpmPools::three();
+    let pools = fpm.pools_env();
+    let tool = Tool::start(&[("POOLS", &pools)]);
+    let prometheus = Prometheus::start(&config_with_rules(tool.addr()));
+    let mut paths = vec!["/fcgi-ping".to_owned(), "/fcgi-live".to_owned()];
+    for name in fpm.names() {
+        paths.push(format!("/fcgi-ping/{name}"));
+        paths.push(format!("/fcgi-live/{name}"));
+    }
+    let _load = Load::on(tool.addr(), 6, &paths);
+
+    assert_rules_evaluate(&prometheus);
+    wait_scrapes(&prometheus, 5.0);
+    let pools = prometheus
+        .api(&format!(
+            "/api/v1/label/pool/values?match[]={}",
+            encode("phpfpm_up")
+        ))
+        .unwrap();
+    assert_eq!(pools, serde_json::json!(fpm.names()));
+
+    let queries = queries(&dashboard());
+    let failures = || -> Vec<String> {
+        fpm.names()
+            .iter()
+            .flat_map(|pool| {
+                queries
+                    .iter()
+                    .filter_map(|(panel, expr)| check_query(&prometheus, panel, expr, pool).err())
+            })
+            .collect()
+    };
+    let all_data = poll(Duration::from_secs(60), || {
+        failures().is_empty().then_some(())
+    });
+    assert!(
+        all_data.is_some(),
+        "panels without data for a pool:\n{}",
+        failures().join("\n")
+    );
+    // The pool filter is what gives each pool its data: a pool that does not exist has none.
+    let leaking: Vec<String> = queries
+        .iter()
+        .filter_map(|(panel, expr)| {
+            let query = substitute(expr, "nope");
+            let result = prometheus.query(&query).unwrap();
+            result.iter().any(|s| finite(s).is_some()).then(|| {
+                format!("panel \"{panel}\" has data for pool nope: {query} gave {result:?}")
+            })
+        })
+        .collect();
+    assert!(leaking.is_empty(), "{}", leaking.join("\n"));
 }
 
 /// For the README's picture: more load, php-fpm's workers stopped until the tool has counted
@@ -690,7 +783,7 @@ fn render(prometheus: &Prometheus, start: f64, out: &Path) {
         .arg(format!("--prometheus={}", prometheus.url()))
         .arg(format!("--dashboard={}", file("dashboard.json").display()))
         .arg("--pool=www")
-        .arg(format!("--rate-interval={}", VARIABLES[0].1))
+        .arg(format!("--rate-interval={RATE_INTERVAL}"))
         .arg(format!("--start={start:.3}"))
         .arg(format!("--end={:.3}", unix_now()))
         .arg(format!("--out={}", out.display()))
@@ -752,7 +845,13 @@ fn php_fpm_exporter_dashboard_process_panels_return_data_with_per_process_metric
         EXPORTER_PROCESS_PANELS
             .iter()
             .filter_map(|(panel, expr)| {
-                check_query(&prometheus, panel, &expr.replace("$namespace", NAMESPACE)).err()
+                check_query(
+                    &prometheus,
+                    panel,
+                    &expr.replace("$namespace", NAMESPACE),
+                    "www",
+                )
+                .err()
             })
             .collect()
     };

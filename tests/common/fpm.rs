@@ -290,7 +290,12 @@ impl PhpFpm {
         sys::wait_until(
             Duration::from_secs(5),
             "the php-fpm workers to stop after SIGSTOP",
-            || workers.iter().all(|&pid| sys::is_stopped(pid)).then_some(()),
+            || {
+                workers
+                    .iter()
+                    .all(|&pid| sys::is_stopped(pid))
+                    .then_some(())
+            },
         );
     }
 

@@ -204,7 +204,8 @@ impl FpmPools {
             .find(|pool| pool.spec.name == name)
             .unwrap_or_else(|| panic!("no pool {name:?} in this php-fpm"));
         assert_ne!(
-            pool.configured, configured,
+            pool.configured,
+            configured,
             "pool {name:?} is already {}",
             if configured { "configured" } else { "removed" }
         );
