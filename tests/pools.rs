@@ -1,8 +1,9 @@
 //! Every pool of a host from one process (`POOLS`): one real php-fpm master with three pools
 //! (`api` and `www` on Unix sockets in one directory, `admin` on TCP), each named endpoint per
 //! pool, the all-pools answers naming the failing pools, a pool removed by a reload and added
-//! back, discovery of a socket directory, a hung pool that never delays `/metrics`, the pool
-//! label on every series of a pool, `check` and `check --pool`, and the configuration errors.
+//! back, discovery of a socket directory, hung pools that never delay `/metrics`, the pool label
+//! on every series of a pool, `check` and `check --pool`, coalescing and the cache per pool
+//! (fake peers), and the configuration errors.
 //!
 //! The first two tests prove the harness alone (the master, its reload, a sleeper saturating one
 //! pool), without the tool.
@@ -20,12 +21,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Barrier};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::fcgi::fcgi_get;
 use common::pools::{FpmPools, PoolSpec};
 use common::sleeper::{sleepers, Docroot};
-use common::{get, run_to_exit, timed_get, wait_until, Client, Listen, Response, Tool};
+use common::{
+    get, run_to_exit, timed_get, wait_until, Behavior, Client, FakePeer, Listen, Response, Tool,
+};
 
 /// The `TIMEOUT` of the hung-pool test: long enough that two pools read one after the other
 /// (2 x TIMEOUT) cannot pass for two read together (TIMEOUT + SLACK).
@@ -783,5 +788,91 @@ fn invalid_pools_exit_2_naming_pools() {
     for pools in &accepted {
         let mut tool = Tool::start(&[("POOLS", pools)]);
         tool.assert_alive();
+    }
+}
+
+/// GETs of `paths`, each on its own connection, released together.
+fn simultaneous(tool: &Tool, paths: &[String]) -> Vec<Response> {
+    simultaneous_at(tool.addr(), paths)
+}
+
+/// [`simultaneous`] on the tool at `addr`.
+fn simultaneous_at(addr: std::net::SocketAddr, paths: &[String]) -> Vec<Response> {
+    let barrier = Arc::new(Barrier::new(paths.len()));
+    let threads: Vec<_> = paths
+        .iter()
+        .map(|path| {
+            let (barrier, path) = (Arc::clone(&barrier), path.clone());
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                barrier.wait();
+                client.request("GET", &path)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// Coalescing and the cache are per pool (fake FastCGI peers count the requests): concurrent
+/// probes of two pools cost one request each, never one for both; a cached verdict of one pool
+/// never answers for another; a storm on a silent pool does not hold up the other's probe.
+#[test]
+fn coalescing_and_the_cache_are_per_pool() {
+    let a = FakePeer::start(Behavior::Late(Duration::from_secs(1)));
+    let b = FakePeer::start(Behavior::Late(Duration::from_secs(1)));
+    let pools = format!("a={},b={}", a.addr(), b.addr());
+    let tool = Tool::start(&[("POOLS", &pools), ("TIMEOUT", "5s")]);
+    let paths: Vec<String> = (0..20)
+        .map(|i| format!("/fcgi-ping/{}", if i % 2 == 0 { "a" } else { "b" }))
+        .collect();
+    for response in simultaneous(&tool, &paths) {
+        response.assert_ok();
+    }
+    assert_eq!(
+        (a.requests().len(), b.requests().len()),
+        (1, 1),
+        "10 concurrent probes of each pool: one FastCGI request per pool"
+    );
+
+    let a = FakePeer::start(Behavior::healthy());
+    let b = FakePeer::start(Behavior::healthy());
+    let pools = format!("a={},b={}", a.addr(), b.addr());
+    let cached = Tool::start(&[("POOLS", &pools), ("CACHE_TTL", "5s")]);
+    for path in [
+        "/fcgi-ping/a",
+        "/fcgi-ping/b",
+        "/fcgi-ping/a",
+        "/fcgi-ping/b",
+    ] {
+        get(cached.addr(), path).assert_ok();
+    }
+    assert_eq!(
+        (a.requests().len(), b.requests().len()),
+        (1, 1),
+        "within CACHE_TTL each pool's verdict is reused, and only for that pool"
+    );
+
+    let silent = FakePeer::start(Behavior::silent());
+    let healthy = FakePeer::start(Behavior::healthy());
+    let pools = format!("silent={},healthy={}", silent.addr(), healthy.addr());
+    let tool = Tool::start(&[("POOLS", &pools), ("TIMEOUT", "2s")]);
+    let storm = thread::spawn({
+        let tool = tool.addr();
+        move || {
+            let paths = vec!["/fcgi-ping/silent".to_owned(); 50];
+            simultaneous_at(tool, &paths)
+        }
+    });
+    wait_until(Duration::from_secs(5), "the silent pool's probe", || {
+        (!silent.requests().is_empty()).then_some(())
+    });
+    let (response, took) = timed_get(tool.addr(), "/fcgi-ping/healthy");
+    response.assert_ok();
+    assert!(
+        took < SLACK,
+        "/fcgi-ping/healthy took {took:?} during a storm on the silent pool"
+    );
+    for response in storm.join().unwrap() {
+        response.assert_failure(503, "timeout");
     }
 }
