@@ -14,16 +14,12 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::fcgi::fcgi_get_query;
+use common::sleeper::{sleepers, Docroot};
 use common::{
-    get, run_to_exit, timed_get, wait_until, Behavior, Client, FakePeer, Listen, PhpFpm, TempDir,
-    Tool,
+    get, run_to_exit, timed_get, wait_until, Behavior, Client, FakePeer, Listen, PhpFpm, Tool,
 };
 
 /// The tool's default `TIMEOUT`.
@@ -31,49 +27,6 @@ const TIMEOUT: Duration = Duration::from_millis(800);
 
 /// What an answer may take beyond `TIMEOUT` on this shared machine (HTTP, the kernel view).
 const SLACK: Duration = Duration::from_millis(700);
-
-/// A docroot with `sleep.php` (`?ms=N`).
-struct Docroot {
-    dir: TempDir,
-}
-
-impl Docroot {
-    fn new() -> Self {
-        let dir = TempDir::new();
-        std::fs::write(
-            dir.join("sleep.php"),
-            "<?php usleep((int)$_GET['ms'] * 1000); echo 'slept';\n",
-        )
-        .unwrap();
-        Self { dir }
-    }
-
-    fn script(&self) -> String {
-        self.dir.join("sleep.php").display().to_string()
-    }
-}
-
-/// `n` clients, each running `sleep.php?ms=ms` over FastCGI (from threads of this test); each
-/// thread ends with whether its request was answered.
-fn sleepers(listen: &Listen, docroot: &Docroot, n: usize, ms: u64) -> Vec<JoinHandle<bool>> {
-    (0..n)
-        .map(|_| {
-            let (listen, script) = (listen.clone(), docroot.script());
-            let query = format!("ms={ms}");
-            thread::spawn(move || {
-                let answer = match &listen {
-                    Listen::Tcp(addr) => {
-                        fcgi_get_query(TcpStream::connect(addr).unwrap(), &script, &query)
-                    }
-                    Listen::Unix(path) => {
-                        fcgi_get_query(UnixStream::connect(path).unwrap(), &script, &query)
-                    }
-                };
-                answer.is_ok_and(|a| a.stdout.contains("slept"))
-            })
-        })
-        .collect()
-}
 
 fn tool_for(fpm: &PhpFpm, extra: &[(&str, &str)]) -> Tool {
     match fpm.listen() {

@@ -26,7 +26,8 @@ impl Listen {
         }
     }
 
-    fn accepts_connections(&self) -> bool {
+    /// Whether a connection to it succeeds now.
+    pub fn accepts_connections(&self) -> bool {
         match self {
             Self::Unix(path) => UnixStream::connect(path).is_ok(),
             Self::Tcp(addr) => TcpStream::connect_timeout(addr, Duration::from_secs(1)).is_ok(),
@@ -241,22 +242,7 @@ impl PhpFpm {
     /// A field of php-fpm's plain-text status page (`accepted conn`, `listen queue`, ...), fetched
     /// over FastCGI directly (the fetch itself counts as one accepted connection).
     pub fn status_field(&self, name: &str) -> u64 {
-        let answer = match &self.listen {
-            Listen::Unix(path) => {
-                super::fcgi::fcgi_get(UnixStream::connect(path).expect("connect"), "/fpm-status")
-            }
-            Listen::Tcp(addr) => {
-                super::fcgi::fcgi_get(TcpStream::connect(addr).expect("connect"), "/fpm-status")
-            }
-        }
-        .expect("php-fpm status page");
-        let prefix = format!("{name}:");
-        answer
-            .stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name:?} in the status page: {}", answer.stdout))
+        status_field(&self.listen, name)
     }
 
     pub fn listen(&self) -> &Listen {
@@ -328,37 +314,13 @@ impl PhpFpm {
         );
     }
 
-    /// Ends master and workers, leaving no stray process. If `graceful`, SIGTERM to the master first: it
-    /// ends and reaps its workers. Whatever is left is then killed: the master is frozen with SIGSTOP (so it
-    /// cannot fork replacement workers), then the master and all its workers get SIGKILL.
+    /// Ends master and workers once, leaving no stray process (see [`end_master`]).
     fn shut_down(&mut self, graceful: bool) {
         if self.down {
             return;
         }
         self.down = true;
-        let master = self.master_pid();
-        if graceful {
-            let mut workers = children_of(master);
-            workers.extend(live_php_fpm(&self.workers));
-            signal(&workers, "CONT");
-            signal(&[master], "TERM");
-            if poll(Duration::from_secs(2), || {
-                self.child.try_wait().ok().flatten()
-            })
-            .is_some()
-            {
-                return;
-            }
-        }
-        signal(&[master], "STOP");
-        let _ = poll(Duration::from_secs(2), || {
-            sys::is_stopped(master).then_some(())
-        });
-        let mut pids = children_of(master);
-        pids.extend(live_php_fpm(&self.workers));
-        pids.push(master);
-        signal(&pids, "KILL");
-        let _ = self.child.wait();
+        end_master(&mut self.child, &self.workers, graceful);
     }
 }
 
@@ -368,11 +330,59 @@ impl Drop for PhpFpm {
     }
 }
 
+/// A field of the plain-text status page of the pool listening at `listen` (`accepted conn`,
+/// `listen queue`, ...), fetched over FastCGI directly (the fetch itself counts as one accepted
+/// connection).
+pub fn status_field(listen: &Listen, name: &str) -> u64 {
+    let answer = match listen {
+        Listen::Unix(path) => {
+            super::fcgi::fcgi_get(UnixStream::connect(path).expect("connect"), "/fpm-status")
+        }
+        Listen::Tcp(addr) => {
+            super::fcgi::fcgi_get(TcpStream::connect(addr).expect("connect"), "/fpm-status")
+        }
+    }
+    .expect("php-fpm status page");
+    let prefix = format!("{name}:");
+    answer
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name:?} in the status page: {}", answer.stdout))
+}
+
+/// Ends the php-fpm master `child` and its workers (`workers`: those seen at some point, on top
+/// of its children now), leaving no stray process. If `graceful`, SIGTERM to the master first: it
+/// ends and reaps its workers. Whatever is left is then killed: the master is frozen with SIGSTOP
+/// (so it cannot fork replacement workers), then the master and all its workers get SIGKILL.
+pub fn end_master(child: &mut Child, workers: &[u32], graceful: bool) {
+    let master = child.id();
+    if graceful {
+        let mut pids = children_of(master);
+        pids.extend(live_php_fpm(workers));
+        signal(&pids, "CONT");
+        signal(&[master], "TERM");
+        if poll(Duration::from_secs(2), || child.try_wait().ok().flatten()).is_some() {
+            return;
+        }
+    }
+    signal(&[master], "STOP");
+    let _ = poll(Duration::from_secs(2), || {
+        sys::is_stopped(master).then_some(())
+    });
+    let mut pids = children_of(master);
+    pids.extend(live_php_fpm(workers));
+    pids.push(master);
+    signal(&pids, "KILL");
+    let _ = child.wait();
+}
+
 /// The pids of `pids` that are still php-fpm processes. A worker seen at start may have ended
 /// since (a reload, `request_terminate_timeout`, a kill), and its pid gone to another process, a
 /// thread of this very test binary among them: a STOP or KILL sent to it would stop or kill the
 /// tests (seen: a test's read interrupted, EINTR, by a stop and continue of its own process).
-fn live_php_fpm(pids: &[u32]) -> Vec<u32> {
+pub fn live_php_fpm(pids: &[u32]) -> Vec<u32> {
     pids.iter()
         .copied()
         .filter(|pid| {

@@ -6,7 +6,9 @@
 pub mod fcgi;
 pub mod fpm;
 pub mod http;
+pub mod pools;
 pub mod promtool;
+pub mod sleeper;
 pub mod sys;
 pub mod tool;
 
