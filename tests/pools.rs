@@ -48,9 +48,10 @@ const DISCOVERY_AGE: Duration = Duration::from_secs(10);
 const DISCOVERY_SLACK: Duration = Duration::from_secs(2);
 
 /// The series without a pool label: the process's own.
-const GLOBAL_SERIES: [&str; 2] = [
+const GLOBAL_SERIES: [&str; 3] = [
     "fastcgi_healthcheck_build_info",
     "fastcgi_healthcheck_open_connections",
+    "fastcgi_healthcheck_pools",
 ];
 
 /// Whether php-fpm answers its ping at `listen` within `within`, asked over FastCGI directly.
@@ -301,6 +302,17 @@ fn each_pool_answers_on_its_own_endpoints() {
             status.body
         );
         let size = fpm.size(name);
+        // php-fpm's master counts its children into the page once a second: wait for all.
+        wait_until(
+            Duration::from_secs(5),
+            "every worker counted in the status page",
+            || {
+                let page = get(tool.addr(), &format!("/fcgi-status/{name}"));
+                page.body
+                    .contains(&format!("\ntotal processes: {size}\n"))
+                    .then_some(())
+            },
+        );
         get(
             tool.addr(),
             &format!("/fcgi-status/{name}?max-total-processes={size}&max-listen-queue=10"),
