@@ -69,6 +69,15 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
             Question::Status(thresholds) => run(&config, verbose, Some(thresholds)),
         };
     }
+    if pools.is_empty() {
+        if let Pools::Dir(dir) = &config.pools {
+            err(&format!(
+                "connect_failed: no php-fpm socket in {} (POOLS=dir:); is php-fpm running, and its listen = there?\n",
+                dir.display()
+            ));
+        }
+        return UNHEALTHY;
+    }
     let asks = pools
         .iter()
         .map(|(_, destination)| ask(config, destination, question))

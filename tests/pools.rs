@@ -888,3 +888,36 @@ fn coalescing_and_the_cache_are_per_pool() {
         response.assert_failure(503, "timeout");
     }
 }
+
+/// A `dir:` directory without a socket is no healthy pool: `/fcgi-ping` and `check` fail
+/// `connect_failed` naming the directory, and a socket appearing there is found.
+#[test]
+fn a_directory_without_sockets_is_unhealthy() {
+    let dir = common::TempDir::new();
+    let pools = format!("dir:{}", dir.path().display());
+    let tool = Tool::start(&[("POOLS", &pools)]);
+    let response = get(tool.addr(), "/fcgi-ping");
+    assert_eq!(response.status, 503, "{response:?}");
+    assert!(
+        response
+            .body
+            .starts_with("connect_failed: no php-fpm socket in ")
+            && response.body.contains(&dir.path().display().to_string()),
+        "{}",
+        response.body
+    );
+    let check = run_to_exit(&[("POOLS", &pools)], &["check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", check.stderr);
+    assert!(
+        check.stderr.starts_with("connect_failed: "),
+        "{}",
+        check.stderr
+    );
+    let unknown = get(tool.addr(), "/fcgi-ping/www");
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    assert!(
+        unknown.body.contains("known pools are none"),
+        "{}",
+        unknown.body
+    );
+}

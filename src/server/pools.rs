@@ -257,6 +257,20 @@ impl PoolSet {
         text
     }
 
+    /// Why there is no pool (a `dir:` directory without sockets, or unreadable).
+    pub(crate) fn none_found(&self) -> String {
+        match &self.kind {
+            Kind::Dir { dir, .. } => match discover::sockets(dir) {
+                Err(error) => error,
+                Ok(_) => format!(
+                    "no php-fpm socket in {} (POOLS=dir:); is php-fpm running, and its listen = there?",
+                    dir.display()
+                ),
+            },
+            _ => "no pool configured (POOLS)".to_owned(),
+        }
+    }
+
     /// Stops every keeper (closing kept connections) and starts no more: the server's stop.
     pub(crate) fn stop_keepers(&self) {
         self.stopped.set(true);

@@ -85,7 +85,17 @@ impl Probing {
                 .map(Asked::One)
                 .ok_or(Reply::Canned(&self.not_found)),
             (Some(_), false) => Err(Reply::Canned(&self.not_found)),
-            (None, true) => Ok(Asked::All(self.pools.all())),
+            (None, true) => {
+                let pools = self.pools.all();
+                match pools.is_empty() {
+                    // No pool found is no healthy pool.
+                    true => Err(self.text(
+                        self.fail_status,
+                        format!("connect_failed: {}\n", self.pools.none_found()),
+                    )),
+                    false => Ok(Asked::All(pools)),
+                }
+            }
             (Some(name), true) => match self.pools.get(name) {
                 Lookup::Found(pool) => Ok(Asked::One(pool)),
                 Lookup::Unknown(known) => {
