@@ -10,7 +10,8 @@
 //!   php-fpm's status page, the metrics text); no I/O, no logging, no clock; fuzzed.
 //! - [`probe`]: a target (name resolution, connect), one FastCGI exchange under one deadline, a
 //!   pure judge, single-flight; the log of its outcomes belongs to the caller.
-//! - [`server`]: the listener, the connection cap, each connection as read, respond, send.
+//! - [`server`]: the listener, the connection cap, each connection as read, respond, send, and
+//!   the pools (one, `POOLS`, or a directory of sockets), each with its probes and counters.
 //! - [`os`]: the edges to the operating system: systemd, sockets, the non-blocking log writer,
 //!   and the one audited `unsafe`.
 //! - [`check`]: the one-shot `check` mode.
