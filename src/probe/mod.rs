@@ -5,7 +5,8 @@
 //! timeout with a [`Verdict`]; every failure carries a stable [`Reason`] word (the same word goes
 //! into the HTTP body and the log line) and a one-line detail that names the destination.
 //!
-//! Rooms: `target` (where to connect: name resolution, the connect), this file (the exchange
+//! Rooms: `target` (where to connect: name resolution, the connect), `request` (the FastCGI
+//! request, rendered once and logged at start), this file (the exchange
 //! under one deadline), `judge` (a pure verdict on a complete answer), `report` (the log
 //! lines and their throttles, kept by the caller). The probe itself never logs.
 
@@ -14,6 +15,7 @@ pub(crate) mod coalesce;
 pub(crate) mod counters;
 mod judge;
 pub(crate) mod report;
+mod request;
 mod target;
 
 use std::cell::{Cell, RefCell};
@@ -26,7 +28,7 @@ use crate::limits::{FCGI_READ_CHUNK, MAX_FCGI_STATUS_STDOUT};
 use crate::os::listen_queue::{self, View};
 use crate::os::socket::Stream;
 use crate::proto::cgi;
-use crate::proto::fcgi::{self, Answer, DecodeError, Decoder};
+use crate::proto::fcgi::{Answer, DecodeError, Decoder};
 use crate::proto::status::{self, Status};
 
 use judge::Asked;
@@ -248,14 +250,14 @@ impl Probe {
         setting: &'static str,
     ) -> Self {
         let (script, query) = path.split_once('?').unwrap_or((path, ""));
-        let request = fcgi::render_request(script, query);
+        let request = request::render(script, query);
         Self::with_request(destination, path, request, expect, setting, config.timeout)
     }
 
     /// A probe of the status page at `path`, taken literally as the script name (no query split,
     /// as php-fpm-healthcheck sends `FCGI_STATUS_PATH`), accepting any body.
     pub(crate) fn literal_status(destination: &Destination, path: &str, timeout: Duration) -> Self {
-        let request = fcgi::render_request(path, "");
+        let request = request::render(path, "");
         Self::with_request(destination, path, request, "", "pm.status_path", timeout)
     }
 

@@ -1,7 +1,8 @@
 //! The FastCGI wire: the fixed request we send and a bounded decoder for the records we get back.
 //!
-//! The request is rendered once at start by `fastcgi-client` (into memory), so a probe costs one
-//! `write` of ready bytes. The answer is decoded here rather than by `fastcgi-client`'s reader,
+//! The request's parameters and the fix-up of its end are here; `fastcgi-client` renders it once
+//! at start, into memory (`probe::request`, which also logs it), so a probe costs one `write` of
+//! ready bytes. The answer is decoded here rather than by `fastcgi-client`'s reader,
 //! which collects stdout without a bound, panics on an `END_REQUEST` record shorter than 8 bytes
 //! and (in its streaming form) does not check the request id or tell a clean end from a closed
 //! socket. This decoder is pure and never panics: every malformed input becomes a
@@ -10,11 +11,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use fastcgi_client::{Client, Params, Request};
-use smol::io::{AsyncRead, AsyncWrite};
+use fastcgi_client::Params;
 
 use crate::limits::{
     FCGI_READ_CHUNK, LOGGED_STDERR_BYTES, MAX_FCGI_OVERHEAD, MAX_FCGI_RECORDS, MAX_FCGI_STDERR,
@@ -29,17 +27,18 @@ const END_REQUEST: u8 = 3;
 const STDOUT: u8 = 6;
 const STDERR: u8 = 7;
 
-/// Renders the complete FastCGI request (BEGIN_REQUEST, PARAMS, empty STDIN) for a GET of
-/// `path` with `query` (without `?`), as a RESPONDER without `FCGI_KEEP_CONN`.
+/// The CGI parameters of a GET of `path` with `query` (without `?`), for the request the prober
+/// renders once at start (BEGIN_REQUEST, PARAMS, empty STDIN, as a RESPONDER without
+/// `FCGI_KEEP_CONN`).
 ///
 /// Nothing from an HTTP client goes in here: the request is fixed by configuration.
-pub fn render_request(path: &str, query: &str) -> Vec<u8> {
-    let uri: Cow<'_, str> = if query.is_empty() {
+pub fn request_params<'a>(path: &'a str, query: &'a str) -> Params<'a> {
+    let uri: Cow<'a, str> = if query.is_empty() {
         path.into()
     } else {
         format!("{path}?{query}").into()
     };
-    let params = Params::default()
+    Params::default()
         .server_software(concat!("fastcgi-healthcheck/", env!("CARGO_PKG_VERSION")))
         .gateway_interface("CGI/1.1")
         .request_method("GET")
@@ -48,67 +47,25 @@ pub fn render_request(path: &str, query: &str) -> Vec<u8> {
         .document_uri(path)
         .request_uri(uri)
         .query_string(query)
-        .custom("CONTENT_LENGTH", "0");
-    if log::log_enabled!(log::Level::Debug) {
-        let mut pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        pairs.sort_unstable();
-        log::debug!(
-            "FastCGI request (sent as is by every probe): {}",
-            pairs.join(" ")
-        );
-    }
-    let mut recorder = Recorder(Vec::with_capacity(512));
-    let request = Request::new(params, fastcgi_client::io::empty());
-    let sent = smol::future::block_on(Client::new(&mut recorder).execute_once_stream(request));
-    // Writing into memory cannot fail; the returned response stream is not needed.
-    drop(sent);
-    let mut bytes = recorder.0;
-    // fastcgi-client 0.12 ends STDIN twice (an empty record, then another). A record after the
-    // end of a stream is a protocol violation, and bytes the server never reads can make its
-    // close a reset that races our read of the answer: send the end once.
-    while bytes.len() >= 2 * HEADER_LEN
-        && bytes
+        .custom("CONTENT_LENGTH", "0")
+}
+
+/// Ends the request's STDIN once: `fastcgi-client` 0.12 ends it twice (an empty record, then
+/// another). A record after the end of a stream is a protocol violation, and bytes the server
+/// never reads can make its close a reset that races our read of the answer.
+pub fn end_stdin_once(request: &mut Vec<u8>) {
+    while request.len() >= 2 * HEADER_LEN
+        && request
             .rchunks(HEADER_LEN)
             .take(2)
             .all(|record| record == EMPTY_STDIN)
     {
-        bytes.truncate(bytes.len().saturating_sub(HEADER_LEN));
+        request.truncate(request.len().saturating_sub(HEADER_LEN));
     }
-    bytes
 }
 
 /// An empty STDIN record for [`REQUEST_ID`]: the end of the request body.
 const EMPTY_STDIN: [u8; HEADER_LEN] = [VERSION_1, 5, 0, 1, 0, 0, 0, 0];
-
-/// An in-memory stream: records what is written, reads nothing.
-struct Recorder(Vec<u8>);
-
-impl AsyncWrite for Recorder {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.get_mut().0.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncRead for Recorder {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        _: &mut [u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(Ok(0))
-    }
-}
 
 /// A complete FastCGI answer: the `END_REQUEST` record and what came before it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -600,28 +557,12 @@ mod tests {
     }
 
     #[test]
-    fn rendered_request_is_well_formed() {
-        let bytes = render_request("/fpm-ping", "");
-        // BEGIN_REQUEST: RESPONDER, flags 0 (no keep-conn).
-        assert_eq!(&bytes[..8], &[1, 1, 0, 1, 0, 8, 0, 0]);
-        assert_eq!(&bytes[8..16], &[0, 1, 0, 0, 0, 0, 0, 0]);
-        // Ends with one empty PARAMS record and one empty STDIN record.
-        assert!(
-            bytes.ends_with(&[1, 4, 0, 1, 0, 0, 0, 0, 1, 5, 0, 1, 0, 0, 0, 0]),
-            "{bytes:?}"
-        );
-        let text = String::from_utf8_lossy(&bytes);
-        for needle in [
-            "SCRIPT_FILENAME/fpm-ping",
-            "REQUEST_METHODGET",
-            "SCRIPT_NAME/fpm-ping",
-            "REQUEST_URI/fpm-ping",
-        ] {
-            assert!(text.contains(needle), "{needle} missing");
-        }
-        assert!(
-            String::from_utf8_lossy(&render_request("/fpm-status", "json"))
-                .contains("REQUEST_URI/fpm-status?json")
-        );
+    fn stdin_ends_once() {
+        let begin = [1, 1, 0, 1, 0, 8, 0, 0];
+        let mut request = [&begin[..], &EMPTY_STDIN, &EMPTY_STDIN, &EMPTY_STDIN].concat();
+        end_stdin_once(&mut request);
+        assert_eq!(request, [&begin[..], &EMPTY_STDIN].concat());
+        end_stdin_once(&mut request);
+        assert_eq!(request, [&begin[..], &EMPTY_STDIN].concat());
     }
 }
