@@ -133,13 +133,13 @@ async fn ask(
             .map_err(|failure| failure.to_string()),
         Question::Ping => {
             let started = std::time::Instant::now();
-            let (verdict, answer) = probe.run_keeping_answer().await;
+            let (verdict, answer) = probe.run().await;
             Reporter::new().report(&probe, &verdict, answer.as_ref(), started.elapsed());
             verdict.map_err(|failure| failure.to_string())
         }
         Question::Status(thresholds) => {
             let started = std::time::Instant::now();
-            let (verdict, answer) = probe.run_keeping_answer().await;
+            let (verdict, answer) = probe.run().await;
             Reporter::new().report(&probe, &verdict, answer.as_ref(), started.elapsed());
             let page = probe
                 .read_status(verdict, answer)
@@ -260,7 +260,7 @@ async fn live(probe: &Probe, grace: Option<std::time::Duration>) -> Result<Strin
 /// Runs `probe` once and logs its outcome (shown with `RUST_LOG`), before the verdict line.
 fn run_logged(probe: &Probe) -> (Verdict, Option<Answer>) {
     let started = std::time::Instant::now();
-    let (verdict, answer) = smol::block_on(probe.run_keeping_answer());
+    let (verdict, answer) = smol::block_on(probe.run());
     Reporter::new().report(probe, &verdict, answer.as_ref(), started.elapsed());
     crate::os::log::flush();
     (verdict, answer)

@@ -487,7 +487,7 @@ where
         write(false, &announce(&settings));
     }
     let probe = Probe::literal_status(&settings.destination, &settings.path, settings.timeout);
-    let (verdict, answer) = smol::block_on(probe.run_keeping_answer());
+    let (verdict, answer) = smol::block_on(probe.run());
     let done = outcome(&options, &settings, verdict, answer.as_ref());
     write(false, &done.stdout);
     write(true, &done.stderr);

@@ -93,7 +93,7 @@ fn main() -> ExitCode {
     };
     init_logging(&config);
     let ex = Rc::new(LocalExecutor::new());
-    let served = smol::block_on(ex.run(server::serve(Rc::clone(&ex), config, inherited)));
+    let served = smol::block_on(ex.run(server::run(Rc::clone(&ex), config, inherited)));
     logger::flush();
     match served {
         Ok(()) => ExitCode::SUCCESS,

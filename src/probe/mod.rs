@@ -1,7 +1,7 @@
 //! One FastCGI round trip under one deadline: resolve, connect, send, bounded read, verdict.
 //!
 //! A `Probe` is built once from the configuration (the request bytes are rendered then) and run
-//! for every `/fcgi-ping`. Whatever the peer does, `Probe::run_keeping_answer` returns within the configured
+//! for every `/fcgi-ping`. Whatever the peer does, `Probe::run` returns within the configured
 //! timeout with a [`Verdict`]; every failure carries a stable [`Reason`] word (the same word goes
 //! into the HTTP body and the log line) and a one-line detail that names the destination.
 //!
@@ -182,12 +182,16 @@ pub(crate) struct Held {
     pub(crate) since: Instant,
 }
 
-/// What a probe is doing, for the detail of a timeout.
+/// What a probe waits for, for the detail of a timeout (and whether a timed-out probe's
+/// connection can be handed over: only while it waits for its answer).
 #[derive(Debug, Clone, Copy)]
-enum Stage {
-    Resolving,
-    Connecting,
-    Reading,
+enum WaitingFor {
+    /// The name's addresses.
+    Name,
+    /// The connect and the write of the request.
+    Connect,
+    /// The answer, the request sent.
+    Answer,
 }
 
 impl Probe {
@@ -366,20 +370,20 @@ impl Probe {
 
     /// Runs one probe, within the timeout; also returns the FastCGI answer when one arrived
     /// complete.
-    pub(crate) async fn run_keeping_answer(&self) -> (Verdict, Option<Answer>) {
+    pub(crate) async fn run(&self) -> (Verdict, Option<Answer>) {
         let (verdict, answer, _held) = self.run_holding().await;
         (verdict, answer)
     }
 
-    /// Runs one probe, within the timeout, as [`Probe::run_keeping_answer`]; when the deadline
+    /// Runs one probe, within the timeout, as [`Probe::run`]; when the deadline
     /// passes while the request waits for its answer, also hands over the connection (for the
     /// caller to keep open, or to drop: that closes it).
     pub(crate) async fn run_holding(&self) -> (Verdict, Option<Answer>, Option<Held>) {
         let started = Instant::now();
-        let stage = Cell::new(Stage::Resolving);
+        let waiting = Cell::new(WaitingFor::Name);
         let mut slot = None;
         let mut decoder = self.decoder();
-        let exchange = self.exchange(&stage, &mut slot, &mut decoder);
+        let exchange = self.exchange(&waiting, &mut slot, &mut decoder);
         match deadline::at(deadline::after(self.timeout), exchange).await {
             Some(Ok(answer)) => {
                 self.recycle(decoder);
@@ -390,9 +394,9 @@ impl Probe {
                 (Err(failure), None, None)
             }
             None => {
-                let failure = self.timed_out(stage.get(), decoder.received());
-                let held = match (stage.get(), slot) {
-                    (Stage::Reading, Some(stream)) => Some(Held {
+                let failure = self.timed_out(waiting.get(), decoder.received());
+                let held = match (waiting.get(), slot) {
+                    (WaitingFor::Answer, Some(stream)) => Some(Held {
                         stream,
                         decoder,
                         since: started,
@@ -440,30 +444,30 @@ impl Probe {
     /// caller's deadline drops this future.
     async fn exchange(
         &self,
-        stage: &Cell<Stage>,
+        waiting: &Cell<WaitingFor>,
         slot: &mut Option<Stream>,
         decoder: &mut Decoder,
     ) -> Result<Answer, Failure> {
         let addresses = self.target.addresses().await?;
-        stage.set(Stage::Connecting);
+        waiting.set(WaitingFor::Connect);
         let addrs = match addresses {
             Addresses::Unix => {
                 let stream = Stream::Unix(self.target.connect_unix()?);
-                return self.talk(slot.insert(stream), stage, decoder).await;
+                return self.talk(slot.insert(stream), waiting, decoder).await;
             }
             Addresses::One(addr) => {
                 let stream = Stream::Tcp(self.target.connect_tcp(addr)?);
-                return self.talk(slot.insert(stream), stage, decoder).await;
+                return self.talk(slot.insert(stream), waiting, decoder).await;
             }
             Addresses::Many(addrs) => addrs,
         };
         let mut last = None;
         for addr in addrs {
-            stage.set(Stage::Connecting);
+            waiting.set(WaitingFor::Connect);
             *decoder = self.decoder_with(std::mem::take(decoder).into_buffer());
             let outcome = match self.target.connect_tcp(addr) {
                 Ok(stream) => {
-                    self.talk(slot.insert(Stream::Tcp(stream)), stage, decoder)
+                    self.talk(slot.insert(Stream::Tcp(stream)), waiting, decoder)
                         .await
                 }
                 Err(failure) => Err(failure),
@@ -494,7 +498,7 @@ impl Probe {
     async fn talk(
         &self,
         stream: &mut Stream,
-        stage: &Cell<Stage>,
+        waiting: &Cell<WaitingFor>,
         decoder: &mut Decoder,
     ) -> Result<Answer, Failure> {
         stream.write_all(&self.request).await.map_err(|e| {
@@ -507,7 +511,7 @@ impl Probe {
                 )
             }
         })?;
-        stage.set(Stage::Reading);
+        waiting.set(WaitingFor::Answer);
         self.read_answer(stream, decoder).await
     }
 
@@ -563,11 +567,11 @@ impl Probe {
         Failure::new(reason, format!("{} sent {error}", self.label()))
     }
 
-    fn timed_out(&self, stage: Stage, received: usize) -> Failure {
-        let doing = match stage {
-            Stage::Resolving => "resolving the name".to_owned(),
-            Stage::Connecting => "connecting and sending the request".to_owned(),
-            Stage::Reading => format!("reading the answer, {received} bytes received"),
+    fn timed_out(&self, waiting: WaitingFor, received: usize) -> Failure {
+        let doing = match waiting {
+            WaitingFor::Name => "resolving the name".to_owned(),
+            WaitingFor::Connect => "connecting and sending the request".to_owned(),
+            WaitingFor::Answer => format!("reading the answer, {received} bytes received"),
         };
         Failure::new(
             Reason::Timeout,

@@ -45,16 +45,21 @@ const IDLE_OUT_BYTES: usize = 1024;
 /// The body of a `408`.
 const TOO_SLOW: &str = "the request did not arrive in time (CLIENT_TIMEOUT)\n";
 
-/// One connection's task: serve it, then leave the table.
-pub(crate) async fn connection(
-    shared: Rc<Shared>,
-    stream: Stream,
-    phase: Rc<Cell<Phase>>,
-    id: u64,
-) {
-    Client::new(stream).serve(&shared, &phase).await;
+/// One connection's task: answers its requests until it is done, then leaves the table.
+pub(crate) async fn run(shared: Rc<Shared>, stream: Stream, phase: Rc<Cell<Phase>>, id: u64) {
+    Client::new(stream).answer_requests(&shared, &phase).await;
     let open = shared.table.remove_finished(id);
     shared.house.closed(open, Instant::now());
+}
+
+/// What a write step leaves the connection to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+enum Next {
+    /// Go on: read the next request.
+    KeepOpen,
+    /// The connection is done: the client is gone or too slow, or the answer said close.
+    Close,
 }
 
 /// How a read for more request bytes ended.
@@ -154,7 +159,7 @@ impl Client {
     }
 
     /// The keep-alive loop: read a request, respond, send; repeat.
-    async fn serve(&mut self, shared: &Shared, phase: &Cell<Phase>) {
+    async fn answer_requests(&mut self, shared: &Shared, phase: &Cell<Phase>) {
         let timeout = shared.config.client_timeout;
         loop {
             let head = match self.read_request(shared, phase, timeout).await {
@@ -166,12 +171,12 @@ impl Client {
             };
             phase.set(Phase::Busy);
             // Answers queued before this one go out before a wait on php-fpm.
-            if respond::waits(&head) && !self.flush(timeout, phase).await {
+            if respond::waits(&head) && self.flush(timeout, phase).await == Next::Close {
                 return;
             }
             let reply = respond::respond(shared, &head).await;
             let close = !head.keep_alive || shared.table.stopping();
-            if !self.send(reply, &head, close, timeout, phase).await {
+            if self.send(reply, &head, close, timeout, phase).await == Next::Close {
                 return;
             }
         }
@@ -199,7 +204,8 @@ impl Client {
                 }
             }
             // Before waiting for more bytes, send what is queued.
-            if !self.flush(timeout, phase).await || (self.buf.is_empty() && shared.table.stopping())
+            if self.flush(timeout, phase).await == Next::Close
+                || (self.buf.is_empty() && shared.table.stopping())
             {
                 return Err(NoRequest::Quiet);
             }
@@ -248,7 +254,7 @@ impl Client {
     }
 
     /// Step 3: queues `reply`; then keeps the connection (writing if the queue is full), or
-    /// writes it and closes. `false` when the connection is done.
+    /// writes it and closes.
     async fn send(
         &mut self,
         reply: Reply<'_>,
@@ -256,7 +262,7 @@ impl Client {
         close: bool,
         timeout: Duration,
         phase: &Cell<Phase>,
-    ) -> bool {
+    ) -> Next {
         self.answered = true;
         respond::render(&mut self.out, reply, head.method == Method::Head, close);
         if close {
@@ -268,11 +274,14 @@ impl Client {
             if unread {
                 let _ = deadline::at(deadline::after(LINGER), self.close_after_error()).await;
             } else {
-                self.flush(timeout, phase).await;
+                let _ = self.flush(timeout, phase).await;
             }
-            return false;
+            return Next::Close;
         }
-        self.out.len() < MAX_QUEUED_RESPONSE_BYTES || self.flush(timeout, phase).await
+        if self.out.len() < MAX_QUEUED_RESPONSE_BYTES {
+            return Next::KeepOpen;
+        }
+        self.flush(timeout, phase).await
     }
 
     /// Reads more request bytes (never more than one head's worth), keeping `phase` up to date:
@@ -331,12 +340,13 @@ impl Client {
         }
     }
 
-    /// Writes the queued responses within `timeout`; `false` if the client is gone or too slow.
+    /// Writes the queued responses within `timeout`; [`Next::Close`] if the client is gone or too
+    /// slow.
     /// While a write waits for a client that does not read, `phase` says so: at the cap, such a
     /// connection gives way to a newcomer after [`super::table::SLOW_REQUEST`].
-    async fn flush(&mut self, timeout: Duration, phase: &Cell<Phase>) -> bool {
+    async fn flush(&mut self, timeout: Duration, phase: &Cell<Phase>) -> Next {
         if self.out.is_empty() {
-            return true;
+            return Next::KeepOpen;
         }
         let deadline = deadline::after(timeout);
         let written = {
@@ -357,7 +367,10 @@ impl Client {
         if self.out.capacity() > MAX_QUEUED_RESPONSE_BYTES {
             self.out = Vec::new();
         }
-        matches!(written, Some(Ok(())))
+        match written {
+            Some(Ok(())) => Next::KeepOpen,
+            _ => Next::Close,
+        }
     }
 
     /// Answers `status` with a close, then lingers so the client reads it.

@@ -45,7 +45,7 @@ use crate::limits::{ACCEPT_BACKOFF, REJECT_WRITE_TIMEOUT};
 use crate::os::socket::{Listener, Stream};
 use crate::os::systemd::{self, Inherited};
 
-use connection::{connection, Client};
+use connection::Client;
 use housekeeping::Housekeeping;
 use respond::Probing;
 use table::{Phase, Table};
@@ -116,7 +116,7 @@ impl Shared {
 
 /// Serves on the socket systemd passed, or else binds `config.server`, until SIGTERM or SIGINT
 /// (or `IDLE_EXIT` without connections).
-pub async fn serve(
+pub async fn run(
     ex: Rc<LocalExecutor<'static>>,
     config: Config,
     inherited: Option<Inherited>,
@@ -332,7 +332,12 @@ fn admit(ex: &LocalExecutor<'_>, shared: &Rc<Shared>, stream: Stream) {
     }
     let id = shared.table.next_id();
     let phase = Rc::new(Cell::new(Phase::Idle { since: now }));
-    let task = ex.spawn(connection(Rc::clone(shared), stream, Rc::clone(&phase), id));
+    let task = ex.spawn(connection::run(
+        Rc::clone(shared),
+        stream,
+        Rc::clone(&phase),
+        id,
+    ));
     let open = shared.table.insert(id, phase, task);
     shared.house.opened(open);
 }
@@ -458,7 +463,7 @@ mod tests {
                 .unwrap();
             let shared = Rc::new(Shared::new(config, pools_ex, 1));
             let phase = Rc::new(Cell::new(Phase::Busy));
-            let future = connection(Rc::clone(&shared), Stream::Tcp(stream), phase, 0);
+            let future = connection::run(Rc::clone(&shared), Stream::Tcp(stream), phase, 0);
             let future_size = std::mem::size_of_val(&future);
             assert!(future_size <= 1024, "the future alone is {future_size} bytes");
             // As when serving: the shared deadline wheel, already running.
