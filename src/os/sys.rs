@@ -18,28 +18,28 @@ pub(crate) fn release_free_memory() {
 }
 
 /// Takes ownership of descriptor 3 when systemd passed it to this very process
-/// (`sd_listen_fds(3)`: `LISTEN_PID` is our pid) and it is a listening stream socket; marks it
+/// (`sd_listen_fds(3)`: `LISTEN_PID` is our pid, read by [`crate::os::systemd::activation`], the
+/// one parser of the activation variables) and it is a listening stream socket; marks it
 /// close-on-exec. Only the first call can adopt it. Nothing is taken (or closed) on failure.
 pub(crate) fn adopt_listen_fd() -> std::io::Result<std::os::fd::OwnedFd> {
     use std::io::{Error, ErrorKind};
     use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let for_us = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok())
-        == Some(std::process::id());
-    if !for_us {
+    use crate::os::systemd::{self, Activation};
+
+    let activation = systemd::activation(|name| std::env::var_os(name), std::process::id());
+    if !matches!(activation, Ok(Activation::Sockets(_))) {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            "LISTEN_PID does not name this process",
+            "LISTEN_PID and LISTEN_FDS pass no socket to this process",
         ));
     }
     static ADOPTED: AtomicBool = AtomicBool::new(false);
     if ADOPTED.swap(true, Ordering::SeqCst) {
         return Err(Error::other("descriptor 3 was already taken"));
     }
-    let fd = crate::os::systemd::LISTEN_FDS_START;
+    let fd = systemd::LISTEN_FDS_START;
     // SAFETY: `fcntl(F_GETFD)` is sound on any integer; it only reports whether it is open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(Error::last_os_error());

@@ -32,7 +32,7 @@ use crate::proto::fcgi::{Answer, DecodeError, Decoder};
 use crate::proto::status::{self, Status};
 
 use judge::Asked;
-use target::{Addresses, Target};
+use target::Target;
 
 /// Why a probe failed: one stable word per kind of failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -449,27 +449,15 @@ impl Probe {
         decoder: &mut Decoder,
     ) -> Result<Answer, Failure> {
         let addresses = self.target.addresses().await?;
-        waiting.set(WaitingFor::Connect);
-        let addrs = match addresses {
-            Addresses::Unix => {
-                let stream = Stream::Unix(self.target.connect_unix()?);
-                return self.talk(slot.insert(stream), waiting, decoder).await;
-            }
-            Addresses::One(addr) => {
-                let stream = Stream::Tcp(self.target.connect_tcp(addr)?);
-                return self.talk(slot.insert(stream), waiting, decoder).await;
-            }
-            Addresses::Many(addrs) => addrs,
-        };
         let mut last = None;
-        for addr in addrs {
+        for endpoint in addresses.endpoints() {
             waiting.set(WaitingFor::Connect);
-            *decoder = self.decoder_with(std::mem::take(decoder).into_buffer());
-            let outcome = match self.target.connect_tcp(addr) {
-                Ok(stream) => {
-                    self.talk(slot.insert(Stream::Tcp(stream)), waiting, decoder)
-                        .await
-                }
+            if last.is_some() {
+                // Another address after a failed connect: a fresh decoder on the same storage.
+                *decoder = self.decoder_with(std::mem::take(decoder).into_buffer());
+            }
+            let outcome = match self.target.connect(endpoint) {
+                Ok(stream) => self.talk(slot.insert(stream), waiting, decoder).await,
                 Err(failure) => Err(failure),
             };
             match outcome {

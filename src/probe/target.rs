@@ -18,6 +18,7 @@ use event_listener::Event;
 use smol::Async;
 
 use crate::config::{Destination, Host};
+use crate::os::socket::Stream;
 
 use super::{Failure, Reason};
 
@@ -57,6 +58,27 @@ pub(crate) enum Addresses {
     One(SocketAddr),
     /// A name's addresses, in the order the resolver gave.
     Many(Vec<SocketAddr>),
+}
+
+/// One place to connect to: the Unix socket, or one TCP address.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Endpoint {
+    Unix,
+    Tcp(SocketAddr),
+}
+
+impl Addresses {
+    /// The places to try, in order.
+    pub(crate) fn endpoints(&self) -> impl Iterator<Item = Endpoint> + '_ {
+        let (first, rest) = match self {
+            Addresses::Unix => (Some(Endpoint::Unix), &[][..]),
+            Addresses::One(addr) => (Some(Endpoint::Tcp(*addr)), &[][..]),
+            Addresses::Many(addrs) => (None, addrs.as_slice()),
+        };
+        first
+            .into_iter()
+            .chain(rest.iter().copied().map(Endpoint::Tcp))
+    }
 }
 
 impl Target {
@@ -142,8 +164,16 @@ impl Target {
         }
     }
 
+    /// Connects to `endpoint` (a TCP connect may still be in progress: see [`connect_tcp`]).
+    pub(crate) fn connect(&self, endpoint: Endpoint) -> Result<Stream, Failure> {
+        match endpoint {
+            Endpoint::Unix => self.connect_unix().map(Stream::Unix),
+            Endpoint::Tcp(addr) => self.connect_tcp(addr).map(Stream::Tcp),
+        }
+    }
+
     /// Connects a Unix stream socket (the target must be one).
-    pub(crate) fn connect_unix(&self) -> Result<Async<std::os::unix::net::UnixStream>, Failure> {
+    fn connect_unix(&self) -> Result<Async<std::os::unix::net::UnixStream>, Failure> {
         let Destination::Unix(path) = &self.destination else {
             return Err(Failure::new(
                 Reason::ConnectFailed,
@@ -154,10 +184,7 @@ impl Target {
     }
 
     /// Starts a TCP connect to `addr`.
-    pub(crate) fn connect_tcp(
-        &self,
-        addr: SocketAddr,
-    ) -> Result<Async<std::net::TcpStream>, Failure> {
+    fn connect_tcp(&self, addr: SocketAddr) -> Result<Async<std::net::TcpStream>, Failure> {
         connect_tcp(addr).map_err(|e| self.connect_failure(&e))
     }
 
