@@ -18,6 +18,11 @@
 //! Finding the earliest deadline is a scan, done only when the timer fires or an earlier
 //! deadline registers: a few times per `TIMEOUT` under load, not per request.
 
+// Plain arithmetic and indexing on the slab's own bounds (a slot index is the slab's: a free one,
+// or the one just pushed); nothing here reads outside input. Keys that may be stale are looked
+// up with `get_mut`; the clock's own overflow is checked in [`later`].
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
@@ -57,7 +62,7 @@ pub(crate) fn later(start: Instant, after: Duration) -> Instant {
     while !step.is_zero() {
         match at.checked_add(step) {
             Some(next) => at = next,
-            None => step = step.checked_div(2).unwrap_or_default(),
+            None => step /= 2,
         }
     }
     at
@@ -110,19 +115,15 @@ impl Entries {
             waker: Some(waker),
         };
         let slot = match self.free.pop() {
-            Some(slot) => slot,
+            Some(slot) => {
+                self.slots[slot] = filled;
+                slot
+            }
             None => {
-                self.slots.push(Slot {
-                    deadline,
-                    generation,
-                    waker: None,
-                });
-                self.slots.len().saturating_sub(1)
+                self.slots.push(filled);
+                self.slots.len() - 1
             }
         };
-        if let Some(place) = self.slots.get_mut(slot) {
-            *place = filled;
-        }
         Key { slot, generation }
     }
 

@@ -16,6 +16,10 @@
 //! FastCGI socket closes). Nothing is left half-done in shared state: the table entry is what
 //! was dropped, and counters are only bumped after the awaits they count.
 
+// Plain indexing and arithmetic on our own buffer's bounds, whose invariants [`Input`] states;
+// the client's bytes are parsed by `proto::http`, where both lints stay denied.
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -86,6 +90,11 @@ enum NoRequest {
 
 /// Request bytes read and not yet taken, `bytes[..filled]`; the rest of `bytes` is room for the
 /// next read, zeroed once when it grows rather than at every read.
+///
+/// Invariants: `filled <= bytes.len()` and `filled <= MAX_HEAD_BYTES`: only
+/// [`Client::read_more`] commits a read, into at most the room up to [`MAX_HEAD_BYTES`] it asked
+/// for (a reader fills at most the slice it is given); whatever is taken was counted in
+/// `..filled` first.
 #[derive(Default)]
 struct Input {
     bytes: Vec<u8>,
@@ -95,7 +104,7 @@ struct Input {
 impl Input {
     /// The bytes read and not yet taken.
     fn pending(&self) -> &[u8] {
-        self.bytes.get(..self.filled).unwrap_or_default()
+        &self.bytes[..self.filled]
     }
 
     fn is_empty(&self) -> bool {
@@ -106,29 +115,25 @@ impl Input {
         self.filled
     }
 
-    /// Drops the first `n` pending bytes (a head, a body).
+    /// Drops the first `n` pending bytes (a head, a body: `n <= len()`).
     fn take(&mut self, n: usize) {
-        let n = n.min(self.filled);
-        if n == self.filled {
-            self.filled = 0;
-            return;
-        }
         self.bytes.copy_within(n..self.filled, 0);
-        self.filled = self.filled.saturating_sub(n);
+        self.filled -= n;
     }
 
     /// `room` bytes after the pending ones, to read into; [`Input::commit`] then takes what the
     /// read filled.
     fn room(&mut self, room: usize) -> &mut [u8] {
-        let end = self.filled.saturating_add(room);
+        let end = self.filled + room;
         if self.bytes.len() < end {
             self.bytes.resize(end, 0);
         }
-        self.bytes.get_mut(self.filled..end).unwrap_or_default()
+        &mut self.bytes[self.filled..end]
     }
 
+    /// Takes the `read` bytes a read put at the start of the last [`Input::room`].
     fn commit(&mut self, read: usize) {
-        self.filled = self.filled.saturating_add(read).min(self.bytes.len());
+        self.filled += read;
     }
 
     /// Hands the storage back when nothing is pending and it grew past `keep` bytes.
@@ -220,7 +225,8 @@ impl Client {
         };
         self.buf.take(head.len);
         // The body: read and dropped when small, else left unread (and the connection closed).
-        let buffered = u64::try_from(self.buf.len()).unwrap_or(u64::MAX);
+        let buffered = self.buf.len() as u64;
+        // At most MAX_DRAINED_BODY (64 KiB): a usize.
         let mut remaining = match head.body {
             Body::None => 0,
             // The client waits for a `100 Continue` before it sends the rest of its body: answer
@@ -229,17 +235,16 @@ impl Client {
                 head.keep_alive = false;
                 0
             }
-            Body::Length(len) if len <= MAX_DRAINED_BODY => len,
+            Body::Length(len) if len <= MAX_DRAINED_BODY => len as usize,
             Body::Length(_) | Body::Chunked => {
                 head.keep_alive = false;
                 0
             }
         };
         while remaining > 0 {
-            // What is buffered fits in usize, and `take <= remaining`: plain steps.
-            let take = usize::try_from(remaining).map_or(self.buf.len(), |r| r.min(self.buf.len()));
+            let take = remaining.min(self.buf.len());
             self.buf.take(take);
-            remaining = remaining.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
+            remaining -= take;
             if remaining == 0 {
                 break;
             }
@@ -294,7 +299,7 @@ impl Client {
         between_requests: bool,
     ) -> Read {
         let start = self.buf.len();
-        let room = MAX_HEAD_BYTES.saturating_sub(start).min(HTTP_READ_CHUNK);
+        let room = (MAX_HEAD_BYTES - start).min(HTTP_READ_CHUNK);
         if room == 0 {
             return Read::Full;
         }
@@ -410,7 +415,7 @@ impl Client {
         while dropped < LINGER_BYTES {
             match self.stream.read(self.buf.room(HTTP_READ_CHUNK)).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => dropped = dropped.saturating_add(n),
+                Ok(n) => dropped += n,
             }
         }
     }

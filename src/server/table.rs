@@ -12,6 +12,11 @@
 //!   newcomer admitted in its place holds one descriptor more than the cap, which the
 //!   descriptor budget at start allows for.
 
+// Plain counting on the table's own figures (`rejecting` goes up below MAX_REJECTING and down
+// once per refused newcomer); the open-file limit comes from the kernel, may be "infinite"
+// (u64::MAX), and is still summed with saturating steps.
+#![allow(clippy::arithmetic_side_effects)]
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -175,13 +180,13 @@ impl Table {
         if self.rejecting.get() >= MAX_REJECTING {
             return false;
         }
-        self.rejecting.set(self.rejecting.get().saturating_add(1));
+        self.rejecting.set(self.rejecting.get() + 1);
         true
     }
 
     /// A refused newcomer's answer is done.
     pub(crate) fn refused(&self) {
-        self.rejecting.set(self.rejecting.get().saturating_sub(1));
+        self.rejecting.set(self.rejecting.get() - 1);
     }
 
     /// Logs a failed accept (throttled with the cap's warnings).
@@ -252,14 +257,11 @@ pub(crate) fn fit_connection_cap(config: &Config) -> usize {
     if soft >= wanted {
         return config.max_connections;
     }
-    let fit = soft
+    let room = soft
         .saturating_sub(u64::try_from(MAX_REJECTING).unwrap_or(u64::MAX))
         .saturating_sub(RESERVED_FDS)
-        .saturating_sub(pool_fds(config))
-        .checked_div(per_connection)
-        .unwrap_or(0)
-        .max(1);
-    let fit = usize::try_from(fit)
+        .saturating_sub(pool_fds(config));
+    let fit = usize::try_from((room / per_connection).max(1))
         .unwrap_or(config.max_connections)
         .min(config.max_connections);
     warn!(
