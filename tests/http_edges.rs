@@ -471,24 +471,37 @@ fn max_connections_all_busy_newcomer_gets_503() {
 }
 
 /// A client in the middle of sending its request body is busy, not idle: a newcomer at the cap
-/// does not push it out (within the first second), and it gets its answer.
+/// does not push it out (within the first second), and it gets its answer. A stalled request
+/// gives way after a second by design, so a try whose newcomer came later (a loaded machine) is
+/// not a verdict: it is tried again.
 #[test]
 fn max_connections_a_body_in_progress_is_not_idle() {
-    let tool = tool(&[("MAX_CONNECTIONS", "1"), ("CLIENT_TIMEOUT", "30s")]);
-    let server_port = tool.addr().port();
-    let mut sending = Client::connect(tool.addr());
-    sending.send(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n0123456789");
-    let client_port = sending.local_port();
-    wait_until(
-        Duration::from_secs(5),
-        "the server to read the head and half the body",
-        || server_drained(server_port, client_port).then_some(()),
-    );
-    let mut newcomer = Client::connect(tool.addr());
-    newcomer.send(request_text("GET", "/health", &[]).as_bytes());
-    assert_answered_then_closed(&mut newcomer, 503);
-    sending.send(b"0123456789");
-    assert_eq!(sending.read_response("POST").status, 405);
+    for _ in 0..5 {
+        let tool = tool(&[("MAX_CONNECTIONS", "1"), ("CLIENT_TIMEOUT", "30s")]);
+        let server_port = tool.addr().port();
+        let mut sending = Client::connect(tool.addr());
+        let started = std::time::Instant::now();
+        sending.send(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n0123456789");
+        let client_port = sending.local_port();
+        wait_until(
+            Duration::from_secs(5),
+            "the server to read the head and half the body",
+            || server_drained(server_port, client_port).then_some(()),
+        );
+        let mut newcomer = Client::connect(tool.addr());
+        newcomer.send(request_text("GET", "/health", &[]).as_bytes());
+        let answer = newcomer.read_response("GET");
+        if started.elapsed() >= Duration::from_millis(900) {
+            continue;
+        }
+        assert_eq!(answer.status, 503, "{answer:?}");
+        assert!(answer.says_close(), "{answer:?}");
+        assert!(newcomer.closed_within(Duration::from_secs(2)));
+        sending.send(b"0123456789");
+        assert_eq!(sending.read_response("POST").status, 405);
+        return;
+    }
+    panic!("five tries, each past the first second: the machine is too loaded to tell");
 }
 
 #[test]

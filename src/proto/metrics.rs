@@ -55,6 +55,11 @@ impl<'a> Writer<'a> {
 
     /// One sample: `name{pool="..",k="v",..} value`. Label values must be label-safe.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.sample_of(name, labels, &value);
+    }
+
+    /// [`Writer::sample`], not generic: one copy in the binary for every type of value.
+    fn sample_of(&mut self, name: &str, labels: &[(&str, &str)], value: &dyn Display) {
         self.out.push_str(name);
         let pool = self.pool.map(|pool| ("pool", pool));
         let mut labels = pool.iter().chain(labels).peekable();
@@ -74,7 +79,7 @@ impl<'a> Writer<'a> {
     /// A family of one unlabelled (but for the pool) gauge.
     pub fn gauge(&mut self, name: &str, help: &str, value: impl Display) {
         self.family(name, "gauge", help);
-        self.sample(name, &[], value);
+        self.sample_of(name, &[], &value);
     }
 
     /// A histogram's samples: `counts` per bucket of `bounds` (not cumulative), `over` above the
@@ -87,6 +92,18 @@ impl<'a> Writer<'a> {
         over: u64,
         sum: impl Display,
     ) {
+        self.histogram_of(name, labels, &mut { buckets }, over, &sum);
+    }
+
+    /// [`Writer::histogram`], not generic.
+    fn histogram_of(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        buckets: &mut dyn Iterator<Item = (&'static str, u64)>,
+        over: u64,
+        sum: &dyn Display,
+    ) {
         let mut cumulative = 0u64;
         let mut with_le: Vec<(&str, &str)> = labels.to_vec();
         with_le.push(("le", ""));
@@ -96,15 +113,15 @@ impl<'a> Writer<'a> {
             if let Some(le) = with_le.last_mut() {
                 le.1 = bound;
             }
-            self.sample(&bucket, &with_le, cumulative);
+            self.sample_of(&bucket, &with_le, &cumulative);
         }
         let total = cumulative.saturating_add(over);
         if let Some(le) = with_le.last_mut() {
             le.1 = "+Inf";
         }
-        self.sample(&bucket, &with_le, total);
-        self.sample(&format!("{name}_sum"), labels, sum);
-        self.sample(&format!("{name}_count"), labels, total);
+        self.sample_of(&bucket, &with_le, &total);
+        self.sample_of(&format!("{name}_sum"), labels, sum);
+        self.sample_of(&format!("{name}_count"), labels, &total);
     }
 }
 
