@@ -71,10 +71,7 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
     }
     if pools.is_empty() {
         if let Pools::Dir(dir) = &config.pools {
-            err(&format!(
-                "connect_failed: no php-fpm socket in {} (POOLS=dir:); is php-fpm running, and its listen = there?\n",
-                dir.display()
-            ));
+            err(&format!("{}\n", discover::none_found(dir)));
         }
         return UNHEALTHY;
     }
@@ -84,11 +81,16 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
         .collect();
     let answers = smol::block_on(join_all(asks));
     crate::os::log::flush();
-    let mut failed = String::new();
+    let (mut failed, mut healthy) = (String::new(), String::new());
     for ((name, _), answer) in pools.iter().zip(answers) {
-        if let Err(line) = answer {
-            failed.push_str(&format!("{name} {line}\n"));
+        match answer {
+            Err(line) => failed.push_str(&format!("{name} {line}\n")),
+            Ok(()) => healthy.push_str(&format!("{name} ok\n")),
         }
+    }
+    // -v: every pool's line (the FastCGI answers are for --pool NAME -v).
+    if verbose {
+        out(&healthy);
     }
     match failed.is_empty() {
         true => {
@@ -107,7 +109,8 @@ fn pool_list(pools: &Pools) -> Result<Vec<(String, Destination)>, String> {
     match pools {
         Pools::One => Ok(Vec::new()),
         Pools::Named(named) => Ok(named.clone()),
-        Pools::Dir(dir) => Ok(discover::sockets(dir)?
+        Pools::Dir(dir) => Ok(discover::sockets(dir)
+            .map_err(|unreadable| format!("connect_failed: {}", unreadable.message))?
             .pools
             .into_iter()
             .map(|(name, path)| (name, Destination::Unix(path)))

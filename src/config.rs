@@ -107,10 +107,11 @@ pub enum Pools {
     Dir(PathBuf),
 }
 
-/// Most pools one process probes: every pool costs its own state (measured in
-/// docs/performance.md) and, while probed, up to four descriptors (ping, status page, full
-/// status page, a kept connection); 128 pools stay within the default open-file limit of 1,024
-/// beside the connections, and a `/metrics` scrape of all of them within a few MB.
+/// Most pools one process probes. Every pool costs its own state (measured in
+/// docs/performance.md: about 8 KiB, 18 KiB once probed, more with `PROCESS_METRICS`) and,
+/// while probed, up to four descriptors (ping, status page, full status page, a kept
+/// connection): 512 descriptors at 128 pools, which the connection cap makes room for
+/// (`server::table`), and a `/metrics` scrape of all of them stays within a few MB.
 pub const MAX_POOLS: usize = 128;
 
 /// Longest pool name.
@@ -440,6 +441,14 @@ where
             "POOLS and DESTINATION={destination:?} both name the FastCGI server: POOLS lists every \
              pool (name=/path.sock or name=host:port), so unset DESTINATION (or unset POOLS)"
         )));
+    }
+    if !config.coalesce && config.pools != Pools::One {
+        // Each request asking every pool would open one FastCGI connection per pool.
+        return Err(ConfigError(
+            "COALESCE=off asks one FastCGI request per probe, but with POOLS a request for every \
+             pool would open one per pool per connection: set COALESCE=on (or unset POOLS)"
+                .to_owned(),
+        ));
     }
     if pool.is_some() && config.pools == Pools::One {
         return Err(ConfigError(

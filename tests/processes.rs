@@ -23,6 +23,7 @@ use std::time::Duration;
 use common::fcgi::{
     answer, encode_params, fcgi_get, record, BEGIN_REQUEST, PARAMS, ROLE_RESPONDER, STDIN,
 };
+use common::sys::poll;
 use common::{get, run_to_exit, wait_until, Behavior, FakePeer, PhpFpm, TempDir, Tool};
 
 /// Peak RSS of the tool while it answers `/metrics` with `PROCESS_METRICS=per-process` for a
@@ -83,8 +84,13 @@ fn workers_in_known_states_match_ps_and_a_long_request_fails_its_threshold() {
     let tool = tool_for(&fpm, &[("PROCESS_METRICS", "aggregates")]);
     let stuck = "/fcgi-status?max-oldest-request-seconds=2";
 
-    // At rest: every worker idle but the one answering the status page.
-    let metrics = get(tool.addr(), "/metrics").body;
+    // At rest: every worker idle but the one answering the status page (once php-fpm, just
+    // started, has counted every worker: it does so once a second).
+    let at_rest = poll(Duration::from_secs(5), || {
+        let metrics = get(tool.addr(), "/metrics").body;
+        (in_state(&metrics, "Idle") == 4).then_some(metrics)
+    });
+    let metrics = at_rest.unwrap_or_else(|| get(tool.addr(), "/metrics").body);
     assert_eq!(in_state(&metrics, "Idle"), 4, "{metrics}");
     assert_eq!(in_state(&metrics, "Running"), 1, "{metrics}");
     let response = get(tool.addr(), stuck);

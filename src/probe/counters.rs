@@ -13,20 +13,20 @@ use super::{Failure, Reason, Verdict};
 
 /// Which probe a figure is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(crate) enum ProbeKind {
     /// `/fcgi-ping` and `/fcgi-live`.
     Ping,
     /// `/fcgi-status` and `/metrics` (the status page).
     Status,
 }
 
-impl Kind {
-    const ALL: [Kind; 2] = [Kind::Ping, Kind::Status];
+impl ProbeKind {
+    const ALL: [ProbeKind; 2] = [ProbeKind::Ping, ProbeKind::Status];
 
     fn label(self) -> &'static str {
         match self {
-            Kind::Ping => "ping",
-            Kind::Status => "status",
+            ProbeKind::Ping => "ping",
+            ProbeKind::Status => "status",
         }
     }
 }
@@ -83,7 +83,7 @@ struct Probes {
 /// What the server counts of one pool.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    probes: [Probes; Kind::ALL.len()],
+    probes: [Probes; ProbeKind::ALL.len()],
     /// The pool named by the last status page read (label-safe), so that `phpfpm_up` and
     /// `phpfpm_scrape_failures` keep their `pool` label while php-fpm is down.
     pool_seen: RefCell<Option<String>>,
@@ -96,10 +96,10 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    fn probes(&self, kind: Kind) -> &Probes {
+    fn probes(&self, kind: ProbeKind) -> &Probes {
         match kind {
-            Kind::Ping => &self.probes[0],
-            Kind::Status => &self.probes[1],
+            ProbeKind::Ping => &self.probes[0],
+            ProbeKind::Status => &self.probes[1],
         }
     }
 
@@ -107,7 +107,7 @@ impl Counters {
     /// ran it, a coalesced wait or cache hit otherwise.
     pub(crate) fn record<T>(
         &self,
-        kind: Kind,
+        kind: ProbeKind,
         result: &Result<T, Failure>,
         via: Via,
         took: Duration,
@@ -133,7 +133,7 @@ impl Counters {
 
     /// Counts a ping verdict (see [`Counters::record`]).
     pub(crate) fn record_ping(&self, verdict: &Verdict, via: Via, took: Duration) {
-        self.record(Kind::Ping, verdict, via, took);
+        self.record(ProbeKind::Ping, verdict, via, took);
     }
 
     /// Counts a `/fcgi-live` verdict.
@@ -166,7 +166,7 @@ impl Counters {
             "counter",
             "FastCGI probes by kind and result (ok, or the failure reason).",
         );
-        for kind in Kind::ALL {
+        for kind in ProbeKind::ALL {
             for (result, count) in self.probes(kind).results.each() {
                 w.sample(
                     "fastcgi_healthcheck_probes_total",
@@ -180,7 +180,7 @@ impl Counters {
             "histogram",
             "Duration of the FastCGI probes this process ran.",
         );
-        for kind in Kind::ALL {
+        for kind in ProbeKind::ALL {
             let p = self.probes(kind);
             let buckets = BUCKETS
                 .iter()
@@ -199,7 +199,7 @@ impl Counters {
             "counter",
             "Requests answered by another request's probe (waited) or a cached verdict (cached).",
         );
-        for kind in Kind::ALL {
+        for kind in ProbeKind::ALL {
             let p = self.probes(kind);
             for (source, count) in [("waited", &p.waited), ("cached", &p.cached)] {
                 w.sample(

@@ -145,7 +145,9 @@ pub fn is_label_value(text: &str) -> bool {
 
 /// The expositions of several pools as one: each family's `# HELP`/`# TYPE` once, then its
 /// samples from every part in order (the text format wants a family's samples together).
-/// Families come in the order they first appear.
+/// Families come in the order they first appear. Every part must open each family with its
+/// `# HELP`/`# TYPE` lines, as [`Writer`] users do: a sample before any header has no family and
+/// is left out.
 pub fn merge<S: AsRef<str>>(parts: &[S]) -> String {
     let total = parts.iter().map(|p| p.as_ref().len()).sum::<usize>();
     // (name, header lines, samples)

@@ -504,6 +504,13 @@ pub fn render(status: &Status, failed: &[String]) -> String {
         body.push('\n');
     }
     body.push('\n');
+    body.push_str(&render_fields(status));
+    body
+}
+
+/// Every field of the page as `key: value` lines, then the per-process aggregates (escaped).
+pub fn render_fields(status: &Status) -> String {
+    let mut body = String::new();
     for (key, value) in &status.fields {
         body.push_str(&format!(
             "{}: {}\n",

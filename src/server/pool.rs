@@ -9,7 +9,7 @@ use crate::config::{Config, Destination, ProcessMetrics};
 use crate::os::listen_queue::View;
 use crate::probe::busy::{self, Progress};
 use crate::probe::coalesce::{Coalescer, Via};
-use crate::probe::counters::{Counters, Kind};
+use crate::probe::counters::{Counters, ProbeKind};
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Held, Probe, Reason, Verdict};
 use crate::proto::metrics::Writer;
@@ -151,7 +151,7 @@ impl Pool {
             })
             .await;
         self.counters
-            .record(Kind::Status, &page, via, started.elapsed());
+            .record(ProbeKind::Status, &page, via, started.elapsed());
         if let (Ok(page), Via::Ran) = (&page, via) {
             self.counters.saw_page(page);
             if full == self.metrics_full {

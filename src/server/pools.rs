@@ -31,22 +31,30 @@ struct Entry {
 }
 
 /// Where the pools come from.
-enum Kind {
+enum Origin {
     /// `DESTINATION`: one pool, unnamed.
     One,
     /// `POOLS=name=destination,...`: fixed.
     Named,
     /// `POOLS=dir:`: re-read when older than [`REREAD`].
-    Dir {
-        dir: PathBuf,
-        read: Cell<Option<Instant>>,
-        failed_log: Throttle,
-    },
+    Dir(Discovery),
+}
+
+/// The state of a `POOLS=dir:` directory's reading.
+struct Discovery {
+    dir: PathBuf,
+    /// When it was last read.
+    read: Cell<Option<Instant>>,
+    /// Why the last reading found no pool (for the answer, without reading again).
+    none_found: RefCell<String>,
+    /// What the last reading left out, so that it is logged when it changes.
+    left_out: RefCell<Option<String>>,
+    unreadable_log: Throttle,
 }
 
 /// The pools, in name order.
 pub(crate) struct PoolSet {
-    kind: Kind,
+    origin: Origin,
     pools: RefCell<Vec<(String, Entry)>>,
     config: Config,
     ex: Rc<LocalExecutor<'static>>,
@@ -65,14 +73,16 @@ impl PoolSet {
     /// The pools of `config`; keepers run on `ex`.
     pub(crate) fn new(config: &Config, ex: Rc<LocalExecutor<'static>>) -> Self {
         let set = Self {
-            kind: match &config.pools {
-                Pools::One => Kind::One,
-                Pools::Named(_) => Kind::Named,
-                Pools::Dir(dir) => Kind::Dir {
+            origin: match &config.pools {
+                Pools::One => Origin::One,
+                Pools::Named(_) => Origin::Named,
+                Pools::Dir(dir) => Origin::Dir(Discovery {
                     dir: dir.clone(),
                     read: Cell::new(None),
-                    failed_log: Throttle::new(Duration::from_secs(60), 1),
-                },
+                    none_found: RefCell::new(discover::none_found(dir)),
+                    left_out: RefCell::new(None),
+                    unreadable_log: Throttle::new(Duration::from_secs(60), 1),
+                }),
             },
             pools: RefCell::new(Vec::new()),
             config: config.clone(),
@@ -109,20 +119,23 @@ impl PoolSet {
 
     /// Whether the process has several named pools (`POOLS`), rather than `DESTINATION`.
     pub(crate) fn named(&self) -> bool {
-        !matches!(self.kind, Kind::One)
+        !matches!(self.origin, Origin::One)
     }
 
     /// The one pool of `DESTINATION` (`None` with `POOLS`).
     pub(crate) fn one(&self) -> Option<Rc<Pool>> {
-        match self.kind {
-            Kind::One => self.pools.borrow().first().map(|(_, e)| Rc::clone(&e.pool)),
+        match self.origin {
+            Origin::One => self.pools.borrow().first().map(|(_, e)| Rc::clone(&e.pool)),
             _ => None,
         }
     }
 
-    /// Every pool, in name order (a `dir:` list re-read first if it is old).
+    /// Every pool, in name order (a `dir:` list re-read first if it is old, or empty: php-fpm
+    /// may have made its sockets since).
     pub(crate) fn all(&self) -> Vec<Rc<Pool>> {
-        self.refresh(REREAD);
+        if !self.refresh(REREAD) && self.pools.borrow().is_empty() {
+            self.refresh(REREAD_UNKNOWN);
+        }
         self.pools
             .borrow()
             .iter()
@@ -152,9 +165,17 @@ impl PoolSet {
         pools.get(at).map(|(_, e)| Rc::clone(&e.pool))
     }
 
+    /// After an all-pools probe in which some pool's socket was missing (`ENOENT`): re-reads a
+    /// `dir:` list (at most once a second), so that a pool php-fpm dropped on a reload is not
+    /// reported failing; returns whether `name` is still a pool.
+    pub(crate) fn still_there(&self, name: &str) -> bool {
+        self.refresh(REREAD_UNKNOWN);
+        self.find(name).is_some()
+    }
+
     /// Re-reads a `dir:` list if it is older than `age`; returns whether it did.
     fn refresh(&self, age: Duration) -> bool {
-        let Kind::Dir { read, .. } = &self.kind else {
+        let Origin::Dir(Discovery { read, .. }) = &self.origin else {
             return false;
         };
         let now = Instant::now();
@@ -169,39 +190,39 @@ impl PoolSet {
     }
 
     /// Reads the `dir:` directory: new sockets become pools, pools whose socket is gone are
-    /// dropped (with their counters and kept connection); the others keep their state.
+    /// dropped (with their counters and kept connection); the others keep their state. A
+    /// directory that is gone drops every pool; another error keeps the last list.
     fn reread(&self, now: Instant) {
-        let Kind::Dir {
-            dir,
-            read,
-            failed_log,
-        } = &self.kind
-        else {
+        let Origin::Dir(discovery) = &self.origin else {
             return;
         };
-        read.set(Some(now));
+        let dir = &discovery.dir;
+        discovery.read.set(Some(now));
         let found = match discover::sockets(dir) {
             Ok(found) => found,
-            Err(error) => {
-                if let Gate::Log { .. } = failed_log.gate(now) {
-                    warn!("{error}: probing no pool until it can be read (said once a minute)");
+            Err(unreadable) => {
+                if let Gate::Log { .. } = discovery.unreadable_log.gate(now) {
+                    let what = match unreadable.missing {
+                        true => "probing no pool until it exists",
+                        false => "keeping the pools read before",
+                    };
+                    warn!("{}: {what} (said once a minute)", unreadable.message);
                 }
-                self.pools.borrow_mut().clear();
+                if unreadable.missing {
+                    self.pools.borrow_mut().clear();
+                }
+                *discovery.none_found.borrow_mut() =
+                    format!("connect_failed: {}", unreadable.message);
                 return;
             }
         };
-        if !found.over_cap.is_empty() || !found.unnamed.is_empty() {
-            if let Gate::Log { .. } = failed_log.gate(now) {
-                warn!(
-                    "POOLS=dir:{}: left out {} socket(s) past the cap of {} pools ({}) and {} whose name is not a pool name ({}); said once a minute",
-                    dir.display(),
-                    found.over_cap.len(),
-                    crate::config::MAX_POOLS,
-                    found.over_cap.join(", "),
-                    found.unnamed.len(),
-                    found.unnamed.join(", "),
-                );
+        *discovery.none_found.borrow_mut() = discover::none_found(dir);
+        let left_out = found.left_out();
+        if left_out != *discovery.left_out.borrow() {
+            if let Some(left_out) = &left_out {
+                warn!("POOLS=dir:{}: left out {left_out}", dir.display());
             }
+            *discovery.left_out.borrow_mut() = left_out;
         }
         let gone: Vec<String> = self
             .pools
@@ -232,11 +253,13 @@ impl PoolSet {
     /// (the first ten).
     pub(crate) fn describe(&self) -> String {
         let pools = self.pools.borrow();
-        if let (Kind::One, Some((_, entry))) = (&self.kind, pools.first()) {
+        if let (Origin::One, Some((_, entry))) = (&self.origin, pools.first()) {
             return entry.pool.label().to_owned();
         }
-        let mut text = match &self.kind {
-            Kind::Dir { dir, .. } => format!("the sockets of {} (POOLS=dir:): ", dir.display()),
+        let mut text = match &self.origin {
+            Origin::Dir(discovery) => {
+                format!("the sockets of {} (POOLS=dir:): ", discovery.dir.display())
+            }
             _ => "POOLS ".to_owned(),
         };
         let shown: Vec<String> = pools
@@ -257,17 +280,12 @@ impl PoolSet {
         text
     }
 
-    /// Why there is no pool (a `dir:` directory without sockets, or unreadable).
+    /// Why there is no pool: the last reading of a `dir:` directory (found no socket, or could
+    /// not read it); it is not read again for this.
     pub(crate) fn none_found(&self) -> String {
-        match &self.kind {
-            Kind::Dir { dir, .. } => match discover::sockets(dir) {
-                Err(error) => error,
-                Ok(_) => format!(
-                    "no php-fpm socket in {} (POOLS=dir:); is php-fpm running, and its listen = there?",
-                    dir.display()
-                ),
-            },
-            _ => "no pool configured (POOLS)".to_owned(),
+        match &self.origin {
+            Origin::Dir(discovery) => discovery.none_found.borrow().clone(),
+            _ => "connect_failed: no pool configured (POOLS)".to_owned(),
         }
     }
 

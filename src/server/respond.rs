@@ -54,12 +54,22 @@ impl Probing {
 
     /// The verdicts of every pool as one reply: `200 ok` when all are healthy, else
     /// `FAIL_STATUS` with one line per failing pool, `NAME reason: detail`.
+    /// A pool of a `POOLS=dir:` directory whose socket was missing (`ENOENT`) and that a
+    /// re-read of the directory no longer lists is left out: php-fpm dropped it on a reload.
     fn verdicts_reply(&self, pools: &[Rc<Pool>], verdicts: Vec<Verdict>) -> Reply<'_> {
-        let mut body = String::new();
+        let (mut body, mut dropped) = (String::new(), false);
         for (pool, verdict) in pools.iter().zip(verdicts) {
             if let Err(failure) = verdict {
-                body.push_str(&format!("{} {failure}\n", pool.name().unwrap_or_default()));
+                let name = pool.name().unwrap_or_default();
+                if failure.errno == Some(enoent()) && !self.pools.still_there(name) {
+                    dropped = true;
+                    continue;
+                }
+                body.push_str(&format!("{name} {failure}\n"));
             }
+        }
+        if dropped && body.is_empty() && self.pools.all().is_empty() {
+            return self.text(self.fail_status, format!("{}\n", self.pools.none_found()));
         }
         match body.is_empty() {
             true => Reply::Canned(&self.ok),
@@ -89,10 +99,9 @@ impl Probing {
                 let pools = self.pools.all();
                 match pools.is_empty() {
                     // No pool found is no healthy pool.
-                    true => Err(self.text(
-                        self.fail_status,
-                        format!("connect_failed: {}\n", self.pools.none_found()),
-                    )),
+                    true => {
+                        Err(self.text(self.fail_status, format!("{}\n", self.pools.none_found())))
+                    }
                     false => Ok(Asked::All(pools)),
                 }
             }
@@ -161,7 +170,7 @@ impl Probing {
                         false => lines.push_str(&format!("{name} {}\n", failed.join("; "))),
                     }
                     pages_text.push_str(&format!("\n[{name}]\n"));
-                    pages_text.push_str(status::render(page, &[]).trim_start_matches("ok\n\n"));
+                    pages_text.push_str(&status::render_fields(page));
                 }
                 Err(failure) => {
                     failed_any = true;
@@ -228,6 +237,11 @@ impl Probing {
     }
 }
 
+/// `ENOENT`: the errno of a connect to a socket file that does not exist.
+fn enoent() -> i32 {
+    rustix::io::Errno::NOENT.raw_os_error()
+}
+
 /// The pool or pools a request asks.
 enum Asked {
     One(Rc<Pool>),
@@ -259,6 +273,8 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
     let p = &shared.probing;
     match (head.route, head.method) {
         (Route::NotFound, _) => Reply::Canned(&p.not_found),
+        // A pool's path without POOLS is no path of ours, whatever the method.
+        _ if head.pool.is_some() && !p.pools.named() => Reply::Canned(&p.not_found),
         (_, Method::Other) => Reply::Canned(&p.not_allowed),
         (Route::Health, _) => Reply::Canned(&p.ok),
         (Route::Metrics, _) => Reply::Text {

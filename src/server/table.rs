@@ -265,8 +265,12 @@ pub(crate) fn fit_connection_cap(config: &Config) -> usize {
         .unwrap_or(config.max_connections)
         .min(config.max_connections);
     warn!(
-        "MAX_CONNECTIONS={} needs {wanted} open files but the limit (ulimit -n) is {soft}: serving at most {fit} connections; raise the limit or lower MAX_CONNECTIONS",
-        config.max_connections
+        "MAX_CONNECTIONS={} needs {wanted} open files{} but the limit (ulimit -n) is {soft}: serving at most {fit} connections; raise the limit or lower MAX_CONNECTIONS",
+        config.max_connections,
+        match pool_fds(config) {
+            0 => String::new(),
+            fds => format!(" ({fds} of them for the pools of POOLS)"),
+        },
     );
     fit
 }
