@@ -443,6 +443,14 @@ fn discovery_follows_the_socket_directory() {
     fpm.remove("api");
     let removed = Instant::now();
     let gone = unknown_body("api", &["www"]);
+    // Asked for every pool, a socket gone (ENOENT) has the directory re-read (at most once a
+    // second) before the answer: php-fpm dropped the pool, so it is no failing pool.
+    wait_until(
+        Duration::from_secs(3),
+        "the all-pools answer to leave the dropped pool out",
+        || (get(tool.addr(), "/fcgi-ping").status == 200).then_some(()),
+    );
+    assert!(removed.elapsed() < DISCOVERY_AGE, "{:?}", removed.elapsed());
     wait_until(
         DISCOVERY_AGE + DISCOVERY_SLACK,
         "discovery to drop the removed pool api",
@@ -887,6 +895,25 @@ fn coalescing_and_the_cache_are_per_pool() {
     for response in storm.join().unwrap() {
         response.assert_failure(503, "timeout");
     }
+}
+
+/// Without `POOLS`, a pool's path is no path of ours: `404` whatever the method.
+#[test]
+fn a_pool_path_without_pools_is_404() {
+    let tool = Tool::start(&[]);
+    for method in ["GET", "POST", "HEAD"] {
+        for path in ["/fcgi-ping/www", "/fcgi-status/www", "/fcgi-live/www"] {
+            let response = Client::connect(tool.addr()).request(method, path);
+            assert_eq!(response.status, 404, "{method} {path}: {response:?}");
+        }
+    }
+    let refused = run_to_exit(&[("POOLS", "www=/run/www.sock"), ("COALESCE", "off")], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("COALESCE=off") && refused.stderr.contains("POOLS"),
+        "{}",
+        refused.stderr
+    );
 }
 
 /// A `dir:` directory without a socket is no healthy pool: `/fcgi-ping` and `check` fail
