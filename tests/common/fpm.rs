@@ -11,6 +11,10 @@ use super::sys::{self, children_of, poll, signal, TempDir};
 
 const WORKERS: usize = 2;
 
+/// When php-fpm's master has counted its workers into the status page (its maintenance runs
+/// once a second from the start), with room for a clock tick.
+const MASTER_FIRST_COUNT: Duration = Duration::from_millis(1300);
+
 /// Where php-fpm listens.
 #[derive(Clone, Debug)]
 pub enum Listen {
@@ -230,6 +234,14 @@ impl PhpFpm {
         });
         if ready == Some(true) {
             self.workers = children_of(master);
+            // The status page counts workers as the master's scoreboard does, which the master
+            // updates once a second: until its first update, `total processes` is short. Wait
+            // for the master's first second.
+            poll(Duration::from_secs(5), || {
+                sys::process_age(master)
+                    .is_some_and(|age| age >= MASTER_FIRST_COUNT)
+                    .then_some(())
+            });
             return Ok(());
         }
         let log = fs::read_to_string(error_log).unwrap_or_default();

@@ -94,6 +94,24 @@ pub fn is_stopped(pid: u32) -> bool {
     stat(pid).is_some_and(|(state, _)| state == 'T')
 }
 
+/// How long ago `pid` started (from the starttime field of /proc/PID/stat and /proc/uptime),
+/// to the clock tick.
+pub fn process_age(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after "(comm)": state is field 3, starttime field 22.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let started_ticks: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 = fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // USER_HZ is 100 on every Linux we run on.
+    let age = uptime - started_ticks / 100.0;
+    (age >= 0.0).then(|| Duration::from_secs_f64(age))
+}
+
 /// The state letter and ppid of `pid` from /proc/PID/stat.
 fn stat(pid: u32) -> Option<(char, u32)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
