@@ -23,6 +23,9 @@ pub(crate) struct Coalescer<T> {
     enabled: bool,
     ttl: Duration,
     state: RefCell<State<T>>,
+    /// A flight for the next leader: the last one, reset, when nobody else held it as it
+    /// ended (no waiters, as at one connection). No allocation per computation then.
+    spare: RefCell<Option<Rc<Flight<T>>>>,
 }
 
 #[derive(Debug)]
@@ -102,6 +105,7 @@ impl<T: Clone> Coalescer<T> {
             enabled,
             ttl,
             state: RefCell::new(State::Idle),
+            spare: RefCell::new(None),
         }
     }
 
@@ -143,7 +147,7 @@ impl<T: Clone> Coalescer<T> {
         F: Fn() -> Fut,
         Fut: Future<Output = T>,
     {
-        let flight = Rc::new(Flight::new());
+        let flight = self.spare.take().unwrap_or_else(|| Rc::new(Flight::new()));
         *self.state.borrow_mut() = State::Running(Rc::clone(&flight));
         let guard = Abandon {
             coalescer: self,
@@ -161,7 +165,18 @@ impl<T: Clone> Coalescer<T> {
             }
         };
         flight.end();
+        self.keep(flight);
         value
+    }
+
+    /// Keeps an ended flight for the next leader when nobody else holds it (its waiters, who
+    /// read its result after this, keep it shared: then it goes when the last of them is
+    /// done). Reset first, so that the spare holds no value and is never seen as shared.
+    fn keep(&self, mut flight: Rc<Flight<T>>) {
+        if let Some(ended) = Rc::get_mut(&mut flight) {
+            *ended = Flight::new();
+            self.spare.replace(Some(flight));
+        }
     }
 }
 
@@ -284,6 +299,49 @@ mod tests {
             .collect();
         run_all(futures);
         assert_eq!(runs.get(), 10);
+    }
+
+    /// Polls `future` once, with a waker that does nothing (the test polls again by hand).
+    fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut std::task::Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_flight_is_reused_only_when_nobody_else_holds_it() {
+        let coalescer = Coalescer::new(true, Duration::ZERO);
+        let open = Cell::new(false);
+        let runs = Cell::new(0u32);
+        let gate = &open;
+        // Each run takes the next number and answers it once `open` is set.
+        let compute = || {
+            runs.set(runs.get() + 1);
+            let run = runs.get();
+            poll_fn(move |_| match gate.get() {
+                true => Poll::Ready(run),
+                false => Poll::Pending,
+            })
+        };
+        let mut leader = std::pin::pin!(coalescer.run(compute));
+        assert!(poll_once(leader.as_mut()).is_pending());
+        let mut waiter = std::pin::pin!(coalescer.run(compute));
+        assert!(poll_once(waiter.as_mut()).is_pending());
+        open.set(true);
+        assert_eq!(poll_once(leader.as_mut()), Poll::Ready((1, Via::Ran)));
+        // The waiter has not read the first value yet: a new leader must not take its flight.
+        assert!(coalescer.spare.borrow().is_none());
+        open.set(false);
+        let mut next = std::pin::pin!(coalescer.run(compute));
+        assert!(poll_once(next.as_mut()).is_pending());
+        assert_eq!(poll_once(waiter.as_mut()), Poll::Ready((1, Via::Waited)));
+        open.set(true);
+        assert_eq!(poll_once(next.as_mut()), Poll::Ready((2, Via::Ran)));
+        // Nobody waited on the second flight: it is kept, reset, and the third one runs in it.
+        let kept = coalescer.spare.borrow().as_ref().map(Rc::as_ptr);
+        assert!(kept.is_some());
+        let mut third = std::pin::pin!(coalescer.run(compute));
+        assert!(poll_once(third.as_mut()).is_ready());
+        assert_eq!(coalescer.spare.borrow().as_ref().map(Rc::as_ptr), kept);
+        assert_eq!(runs.get(), 3);
     }
 
     #[test]

@@ -166,11 +166,19 @@ pub(crate) struct Probe {
     /// The read buffer of the last answer, for the next one (no allocation or zeroing of 4 KiB
     /// per probe); empty while a probe runs.
     buffer: RefCell<Vec<u8>>,
+    /// The stdout storage of the last answer, for the next one (no allocation per probe),
+    /// when its caller hands it back ([`Probe::recycle_answer`]); empty while a probe runs.
+    stdout: RefCell<Vec<u8>>,
 }
 
 /// The largest read buffer kept between probes: the usual one read ([`FCGI_READ_CHUNK`]) with a
 /// partial record before it.
 const RECYCLED_BUFFER: usize = 2 * FCGI_READ_CHUNK;
+
+/// The largest stdout storage kept between probes: an answer that fits one read
+/// ([`FCGI_READ_CHUNK`]; php-fpm's pong is about 150 bytes, its short status page about 500).
+/// A full status page's is dropped.
+const RECYCLED_STDOUT: usize = FCGI_READ_CHUNK;
 
 /// The connection of a probe whose deadline passed while it waited for its answer: the request
 /// is sent, the answer so far decoded. Dropping it closes the connection.
@@ -282,6 +290,7 @@ impl Probe {
             timeout,
             full: false,
             buffer: RefCell::default(),
+            stdout: RefCell::default(),
         }
     }
 
@@ -290,24 +299,42 @@ impl Probe {
     /// `MAX_FCGI_STDOUT` is an error.
     fn decoder(&self) -> Decoder {
         let buffer = self.buffer.take();
-        self.decoder_with(buffer)
+        let stdout = self.stdout.take();
+        self.decoder_with(buffer, stdout)
     }
 
-    fn decoder_with(&self, buffer: Vec<u8>) -> Decoder {
+    fn decoder_with(&self, buffer: Vec<u8>, stdout: Vec<u8>) -> Decoder {
         let decoder = if self.full {
             Decoder::truncating(MAX_FCGI_STATUS_STDOUT)
         } else {
             Decoder::new()
         };
-        decoder.with_buffer(buffer)
+        decoder.with_buffer(buffer).with_stdout(stdout)
     }
 
     /// Keeps the read buffer of a finished probe for the next one, unless an unusual answer
-    /// (a record larger than one read) grew it.
-    fn recycle(&self, decoder: Decoder) {
+    /// (a record larger than one read) grew it; and the stdout storage of an answer that did
+    /// not complete.
+    fn recycle(&self, mut decoder: Decoder) {
+        self.keep_stdout(decoder.take_stdout());
         let buffer = decoder.into_buffer();
         if buffer.len() <= RECYCLED_BUFFER {
             self.buffer.replace(buffer);
+        }
+    }
+
+    /// Takes back the stdout storage of an answer of this probe, done with, for the next one
+    /// (unless it is larger than [`RECYCLED_STDOUT`]).
+    pub(crate) fn recycle_answer(&self, answer: Answer) {
+        self.keep_stdout(answer.stdout);
+    }
+
+    /// Keeps `stdout` for the next answer if it is within [`RECYCLED_STDOUT`] and larger than
+    /// what is kept (two probes of one `Probe` can run at once when coalescing is off).
+    fn keep_stdout(&self, stdout: Vec<u8>) {
+        let mut kept = self.stdout.borrow_mut();
+        if stdout.capacity() <= RECYCLED_STDOUT && stdout.capacity() > kept.capacity() {
+            *kept = stdout;
         }
     }
 
@@ -354,6 +381,7 @@ impl Probe {
             true => status::parse_full(body, cut),
             false => status::parse(body),
         };
+        self.keep_stdout(stdout);
         page.map_err(|e| {
             Failure::new(
                 Reason::UnexpectedResponse,
@@ -454,7 +482,8 @@ impl Probe {
             waiting.set(WaitingFor::Connect);
             if last.is_some() {
                 // Another address after a failed connect: a fresh decoder on the same storage.
-                *decoder = self.decoder_with(std::mem::take(decoder).into_buffer());
+                let stdout = decoder.take_stdout();
+                *decoder = self.decoder_with(std::mem::take(decoder).into_buffer(), stdout);
             }
             let outcome = match self.target.connect(endpoint) {
                 Ok(stream) => self.talk(slot.insert(stream), waiting, decoder).await,

@@ -238,6 +238,20 @@ impl Decoder {
         self.pending
     }
 
+    /// This decoder, keeping the answer's stdout in `stdout` (an earlier answer's, emptied
+    /// here): no allocation for a stdout that fits its capacity. The caps are unchanged.
+    pub fn with_stdout(mut self, mut stdout: Vec<u8>) -> Self {
+        stdout.clear();
+        self.answer.stdout = stdout;
+        self
+    }
+
+    /// The stdout storage of an answer not (yet) complete, for the next decoder: empty once
+    /// the answer was handed out (its stdout went with it).
+    pub fn take_stdout(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.answer.stdout)
+    }
+
     /// How many bytes the peer has sent so far.
     pub fn received(&self) -> usize {
         self.received
@@ -413,6 +427,25 @@ mod tests {
             result = decoder.commit(chunk.len());
         }
         assert_eq!(result.unwrap().unwrap().stdout, PHP_FPM_PONG);
+    }
+
+    #[test]
+    fn a_recycled_stdout_starts_empty_and_keeps_its_storage() {
+        let mut stdout = Vec::with_capacity(PHP_FPM_PONG.len());
+        stdout.extend_from_slice(b"left over from the last answer");
+        let storage = stdout.as_ptr();
+        let answer = Decoder::new()
+            .with_stdout(stdout)
+            .feed(&php_fpm_answer())
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.stdout, PHP_FPM_PONG);
+        assert_eq!(answer.stdout.as_ptr(), storage);
+        // An answer cut short leaves its storage in the decoder, for the next one.
+        let mut decoder = Decoder::new().with_stdout(answer.stdout);
+        assert_eq!(decoder.feed(&record(STDOUT, 1, b"pong", 0)), Ok(None));
+        let left = decoder.take_stdout();
+        assert_eq!((left.as_slice(), left.as_ptr()), (&b"pong"[..], storage));
     }
 
     #[test]

@@ -120,6 +120,9 @@ impl Pool {
         let verdict = self.settle(&self.probe, verdict, held);
         self.ping_log
             .report(&self.probe, &verdict, answer.as_ref(), started.elapsed());
+        if let Some(answer) = answer {
+            self.probe.recycle_answer(answer);
+        }
         verdict
     }
 
