@@ -187,7 +187,7 @@ impl PhpFpm {
         let text = config_text(&dir, &error_log, &listen, size) + pool_lines;
         fs::write(&config, text).expect("write php-fpm config");
         let binary = php_fpm_binary();
-        let mut command = match wrapper.split_first() {
+        let command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
                 command.args(args).arg(&binary);
@@ -195,16 +195,7 @@ impl PhpFpm {
             }
             None => Command::new(&binary),
         };
-        let child = command
-            .args(["-R", "-F", "-y"])
-            .arg(&config)
-            .arg("-p")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|error| format!("spawn php-fpm: {error}"))?;
+        let child = spawn(command, &config, dir.path())?;
         let mut fpm = Self {
             child,
             size,
@@ -388,6 +379,21 @@ pub fn end_master(child: &mut Child, workers: &[u32], graceful: bool) {
     pids.push(master);
     signal(&pids, "KILL");
     let _ = child.wait();
+}
+
+/// Starts php-fpm as `command` in the foreground with `config`, its prefix `dir`, as root
+/// allowed (`-R`), its output dropped (it logs to its `error_log`).
+pub(crate) fn spawn(mut command: Command, config: &Path, dir: &Path) -> Result<Child, String> {
+    command
+        .args(["-R", "-F", "-y"])
+        .arg(config)
+        .arg("-p")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|error| format!("spawn php-fpm: {error}"))
 }
 
 /// The pids of `pids` that are still php-fpm processes. A worker seen at start may have ended

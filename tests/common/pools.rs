@@ -130,16 +130,7 @@ impl FpmPools {
         pools.sort_by_key(|pool| pool.spec.name);
         let config = dir.join("php-fpm.conf");
         fs::write(&config, config_text(&dir, &pools)).expect("write php-fpm config");
-        let child = Command::new(php_fpm_binary())
-            .args(["-R", "-F", "-y"])
-            .arg(&config)
-            .arg("-p")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|error| format!("spawn php-fpm: {error}"))?;
+        let child = super::fpm::spawn(Command::new(php_fpm_binary()), &config, dir.path())?;
         let mut fpm = Self {
             child,
             pools,
