@@ -134,23 +134,19 @@ async fn ask(
             .await
             .map(drop)
             .map_err(|failure| failure.to_string()),
-        Question::Ping => {
-            let started = std::time::Instant::now();
-            let (verdict, answer) = probe.run().await;
-            Reporter::new().report(&probe, &verdict, answer.as_ref(), started.elapsed());
-            verdict.map_err(|failure| failure.to_string())
-        }
+        Question::Ping => run_reported(&probe)
+            .await
+            .0
+            .map_err(|failure| failure.to_string()),
         Question::Status(thresholds) => {
-            let started = std::time::Instant::now();
-            let (verdict, answer) = probe.run().await;
-            Reporter::new().report(&probe, &verdict, answer.as_ref(), started.elapsed());
+            let (verdict, answer) = run_reported(&probe).await;
             let page = probe
                 .read_status(verdict, answer)
                 .map_err(|failure| failure.to_string())?;
             let failed = status::evaluate(&page, thresholds);
             match failed.is_empty() {
                 true => Ok(()),
-                false => Err(format!("threshold: {}", failed.join("; "))),
+                false => Err(threshold_line(&failed)),
             }
         }
     }
@@ -262,11 +258,22 @@ async fn live(probe: &Probe, grace: Option<std::time::Duration>) -> Result<Strin
 
 /// Runs `probe` once and logs its outcome (shown with `RUST_LOG`), before the verdict line.
 fn run_logged(probe: &Probe) -> (Verdict, Option<Answer>) {
-    let started = std::time::Instant::now();
-    let (verdict, answer) = smol::block_on(probe.run());
-    Reporter::new().report(probe, &verdict, answer.as_ref(), started.elapsed());
+    let outcome = smol::block_on(run_reported(probe));
     crate::os::log::flush();
+    outcome
+}
+
+/// Runs `probe` once and logs its outcome.
+async fn run_reported(probe: &Probe) -> (Verdict, Option<Answer>) {
+    let started = std::time::Instant::now();
+    let (verdict, answer) = probe.run().await;
+    Reporter::new().report(probe, &verdict, answer.as_ref(), started.elapsed());
     (verdict, answer)
+}
+
+/// The line of failed thresholds (without its newline).
+fn threshold_line(failed: &[String]) -> String {
+    format!("threshold: {}", failed.join("; "))
 }
 
 /// Writes to stdout; a closed or full stdout loses the text, it does not change the verdict.
@@ -298,7 +305,7 @@ fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
                 }
                 HEALTHY
             } else {
-                err(&format!("threshold: {}\n", failed.join("; ")));
+                err(&format!("{}\n", threshold_line(&failed)));
                 UNHEALTHY
             }
         }

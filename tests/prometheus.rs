@@ -626,19 +626,7 @@ fn every_panel_returns_data_from_a_live_prometheus() {
             .filter_map(|(panel, expr)| check_query(&prometheus, panel, expr).err())
             .collect()
     };
-    let unparsed: Vec<String> = failures()
-        .into_iter()
-        .filter(|f| f.contains("rejects"))
-        .collect();
-    assert!(unparsed.is_empty(), "{}", unparsed.join("\n"));
-    let all_data = poll(Duration::from_secs(60), || {
-        failures().is_empty().then_some(())
-    });
-    assert!(
-        all_data.is_some(),
-        "dead panels:\n{}",
-        failures().join("\n")
-    );
+    assert_panels_answer(&failures, "dead panels");
 
     // The pool variable's query offers the pool.
     assert_eq!(
@@ -785,19 +773,7 @@ fn every_panel_returns_data_for_each_pool_of_a_multi_pool_process() {
         }
         out
     };
-    let unparsed: Vec<String> = failures()
-        .into_iter()
-        .filter(|f| f.contains("rejects"))
-        .collect();
-    assert!(unparsed.is_empty(), "{}", unparsed.join("\n"));
-    let all_data = poll(Duration::from_secs(60), || {
-        failures().is_empty().then_some(())
-    });
-    assert!(
-        all_data.is_some(),
-        "panels not per pool:\n{}",
-        failures().join("\n")
-    );
+    assert_panels_answer(&failures, "panels not per pool");
 
     // The check fails as it should: a query that merges the pools has no pool label.
     let merged = check_pool_query(
@@ -936,4 +912,18 @@ fn php_fpm_exporter_dashboard_process_panels_return_data_with_per_process_metric
         "{by_state:?}"
     );
     drop(tool);
+}
+
+/// Fails at once on a query Prometheus rejects; then waits (60 s at most) until `failures` has
+/// none left, or fails listing them under `what`.
+fn assert_panels_answer(failures: &dyn Fn() -> Vec<String>, what: &str) {
+    let unparsed: Vec<String> = failures()
+        .into_iter()
+        .filter(|f| f.contains("rejects"))
+        .collect();
+    assert!(unparsed.is_empty(), "{}", unparsed.join("\n"));
+    let all_data = poll(Duration::from_secs(60), || {
+        failures().is_empty().then_some(())
+    });
+    assert!(all_data.is_some(), "{what}:\n{}", failures().join("\n"));
 }

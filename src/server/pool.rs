@@ -140,16 +140,17 @@ impl Pool {
     /// single-flight.
     pub(crate) async fn status_page(&self, full: bool) -> Page {
         let started = Instant::now();
-        let (probe, flight, log) = match full {
-            true => (&self.full_probe, &self.full_page, &self.status_log),
-            false => (&self.status_probe, &self.status_page, &self.status_log),
+        let (probe, flight) = match full {
+            true => (&self.full_probe, &self.full_page),
+            false => (&self.status_probe, &self.status_page),
         };
         let (page, via) = flight
             .run(|| async {
                 let started = Instant::now();
                 let (verdict, answer, held) = probe.run_holding().await;
                 let verdict = self.settle(probe, verdict, held);
-                log.report(probe, &verdict, answer.as_ref(), started.elapsed());
+                self.status_log
+                    .report(probe, &verdict, answer.as_ref(), started.elapsed());
                 probe.read_status(verdict, answer).map(Rc::new)
             })
             .await;

@@ -416,8 +416,18 @@ fn config_text(dir: &TempDir, error_log: &Path, listen: &Listen, size: usize) ->
          pid = {pid}\n\
          error_log = {log}\n\
          daemonize = no\n\
-         \n\
-         [www]\n\
+         \n{pool}",
+        pid = dir.join("php-fpm.pid").display(),
+        log = error_log.display(),
+        pool = pool_section("www", listen, size),
+    )
+}
+
+/// One pool's section: `size` static workers at `listen`, with the ping and status paths the
+/// tests use.
+pub(crate) fn pool_section(section: &str, listen: &Listen, size: usize) -> String {
+    format!(
+        "[{section}]\n\
          listen = {listen}\n\
          listen.mode = 0666\n\
          pm = static\n\
@@ -425,8 +435,6 @@ fn config_text(dir: &TempDir, error_log: &Path, listen: &Listen, size: usize) ->
          ping.path = /fpm-ping\n\
          ping.response = pong\n\
          pm.status_path = /fpm-status\n",
-        pid = dir.join("php-fpm.pid").display(),
-        log = error_log.display(),
         listen = listen.config_value(),
     )
 }

@@ -320,21 +320,11 @@ fn config_text(dir: &TempDir, pools: &[Pool]) -> String {
         log = dir.join("php-fpm.log").display(),
     );
     for pool in pools.iter().filter(|pool| pool.configured) {
-        let listen = match &pool.listen {
-            Listen::Unix(path) => path.display().to_string(),
-            Listen::Tcp(addr) => addr.to_string(),
-        };
-        text.push_str(&format!(
-            "\n[{section}]\n\
-             listen = {listen}\n\
-             listen.mode = 0666\n\
-             pm = static\n\
-             pm.max_children = {size}\n\
-             ping.path = /fpm-ping\n\
-             ping.response = pong\n\
-             pm.status_path = /fpm-status\n",
-            section = FpmPools::fpm_name(pool.spec.name),
-            size = pool.spec.size,
+        text.push('\n');
+        text.push_str(&super::fpm::pool_section(
+            &FpmPools::fpm_name(pool.spec.name),
+            &pool.listen,
+            pool.spec.size,
         ));
     }
     text
