@@ -131,8 +131,8 @@ fn idle_processes_fall_to_zero_while_workers_are_busy() {
         response.body
     );
     assert!(slow.join().unwrap().contains("done"));
-    // php-fpm's master recounts idle and active workers once a second, so the page may still show
-    // the slow script's worker as active for up to a second after it answered.
+    // The client has its answer before the worker that ran the script is back in accept(): for a
+    // moment php-fpm still counts it as active, so the page is read until it is idle again.
     let response = wait_until(
         Duration::from_secs(5),
         "the master to count the freed worker as idle",
