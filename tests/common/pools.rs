@@ -159,7 +159,12 @@ impl FpmPools {
                     .pools
                     .iter()
                     .all(|pool| pool.listen.accepts_connections() == pool.configured)
-                && children_of(master).len() == workers;
+                && children_of(master).len() == workers
+                // A child just forked carries the master's title until it sets its own, so
+                // count each pool's workers by title too (what `workers_of` reads).
+                && self
+                    .configured()
+                    .all(|pool| self.workers_of(pool.spec.name).len() == pool.spec.size);
             up.then_some(true)
         });
         if ready == Some(true) {
