@@ -110,7 +110,7 @@ fn pool_list(pools: &Pools) -> Result<Vec<(String, Destination)>, String> {
         Pools::One => Ok(Vec::new()),
         Pools::Named(named) => Ok(named.clone()),
         Pools::Dir(dir) => Ok(discover::sockets(dir)
-            .map_err(|unreadable| format!("connect_failed: {}", unreadable.message))?
+            .map_err(|unreadable| unreadable.reason())?
             .pools
             .into_iter()
             .map(|(name, path)| (name, Destination::Unix(path)))

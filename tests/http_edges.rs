@@ -443,12 +443,7 @@ fn max_connections_all_busy_newcomer_gets_503() {
     let mut busy: Vec<Client> = (0..2).map(|_| Client::connect(tool.addr())).collect();
     for client in &mut busy {
         client.send(request_text("GET", "/fcgi-ping", &[]).as_bytes());
-        let client_port = client.local_port();
-        wait_until(
-            Duration::from_secs(5),
-            "the server to read the request",
-            || server_drained(server_port, client_port).then_some(()),
-        );
+        wait_drained(server_port, client, "the server to read the request");
     }
     wait_until(
         Duration::from_secs(5),
@@ -482,11 +477,10 @@ fn max_connections_a_body_in_progress_is_not_idle() {
         let mut sending = Client::connect(tool.addr());
         let started = std::time::Instant::now();
         sending.send(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n0123456789");
-        let client_port = sending.local_port();
-        wait_until(
-            Duration::from_secs(5),
+        wait_drained(
+            server_port,
+            &sending,
             "the server to read the head and half the body",
-            || server_drained(server_port, client_port).then_some(()),
         );
         let mut newcomer = Client::connect(tool.addr());
         newcomer.send(request_text("GET", "/health", &[]).as_bytes());
@@ -512,12 +506,7 @@ fn max_connections_stalled_requests_give_way_after_a_second() {
     let mut stalled: Vec<Client> = (0..2).map(|_| Client::connect(tool.addr())).collect();
     for client in &mut stalled {
         client.send(b"G");
-        let client_port = client.local_port();
-        wait_until(
-            Duration::from_secs(5),
-            "the server to read the byte",
-            || server_drained(server_port, client_port).then_some(()),
-        );
+        wait_drained(server_port, client, "the server to read the byte");
     }
     let started = Instant::now();
     // A newcomer may be refused while the stalled requests are young; after a second they give way.
@@ -692,4 +681,12 @@ fn sigterm_lets_an_in_flight_probe_finish() {
         took < Duration::from_secs(1) + Duration::from_secs(1) + MARGIN,
         "stopping took {took:?}"
     );
+}
+
+/// Waits (5 s at most) until the server has read everything `client` sent: `what` names it.
+fn wait_drained(server_port: u16, client: &Client, what: &str) {
+    let client_port = client.local_port();
+    wait_until(Duration::from_secs(5), what, || {
+        server_drained(server_port, client_port).then_some(())
+    });
 }

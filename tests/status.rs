@@ -135,7 +135,7 @@ fn idle_processes_fall_to_zero_while_workers_are_busy() {
     // moment php-fpm still counts it as active, so the page is read until it is idle again.
     let response = wait_until(
         Duration::from_secs(5),
-        "the master to count the freed worker as idle",
+        "the freed worker to be counted idle",
         || {
             let response = get(tool.addr(), "/fcgi-status?min-idle-processes=1");
             (response.status != 503).then_some(response)

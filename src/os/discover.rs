@@ -77,6 +77,13 @@ pub struct Unreadable {
     pub message: String,
 }
 
+impl Unreadable {
+    /// The failure line of a probe of such a directory: `connect_failed: ` and the message.
+    pub fn reason(&self) -> String {
+        format!("connect_failed: {}", self.message)
+    }
+}
+
 /// The Unix sockets in `dir`, each named after its file less `.sock`.
 pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
     let entries = fs::read_dir(dir).map_err(|error| Unreadable {

@@ -45,8 +45,8 @@ struct Discovery {
     dir: PathBuf,
     /// When it was last read.
     read: Cell<Option<Instant>>,
-    /// Why the last reading found no pool (for the answer, without reading again).
-    none_found: RefCell<String>,
+    /// Why the last reading failed (its failure line), `None` when it read the directory.
+    unreadable: RefCell<Option<String>>,
     /// What the last reading left out, so that it is logged when it changes.
     left_out: RefCell<Option<String>>,
     unreadable_log: Throttle,
@@ -79,7 +79,7 @@ impl PoolSet {
                 Pools::Dir(dir) => Origin::Dir(Discovery {
                     dir: dir.clone(),
                     read: Cell::new(None),
-                    none_found: RefCell::new(discover::none_found(dir)),
+                    unreadable: RefCell::new(None),
                     left_out: RefCell::new(None),
                     unreadable_log: Throttle::new(Duration::from_secs(60), 1),
                 }),
@@ -211,12 +211,11 @@ impl PoolSet {
                 if unreadable.missing {
                     self.pools.borrow_mut().clear();
                 }
-                *discovery.none_found.borrow_mut() =
-                    format!("connect_failed: {}", unreadable.message);
+                discovery.unreadable.replace(Some(unreadable.reason()));
                 return;
             }
         };
-        *discovery.none_found.borrow_mut() = discover::none_found(dir);
+        discovery.unreadable.replace(None);
         let left_out = found.left_out();
         if left_out != *discovery.left_out.borrow() {
             if let Some(left_out) = &left_out {
@@ -284,7 +283,10 @@ impl PoolSet {
     /// not read it); it is not read again for this.
     pub(crate) fn none_found(&self) -> String {
         match &self.origin {
-            Origin::Dir(discovery) => discovery.none_found.borrow().clone(),
+            Origin::Dir(discovery) => match &*discovery.unreadable.borrow() {
+                Some(reason) => reason.clone(),
+                None => discover::none_found(&discovery.dir),
+            },
             _ => "connect_failed: no pool configured (POOLS)".to_owned(),
         }
     }
