@@ -504,13 +504,13 @@ pub fn render(status: &Status, failed: &[String]) -> String {
         body.push('\n');
     }
     body.push('\n');
-    body.push_str(&render_fields(status));
+    render_fields(&mut body, status);
     body
 }
 
-/// Every field of the page as `key: value` lines, then the per-process aggregates (escaped).
-pub fn render_fields(status: &Status) -> String {
-    let mut body = String::new();
+/// Every field of the page as `key: value` lines, then the per-process aggregates (escaped),
+/// onto `body`.
+pub fn render_fields(body: &mut String, status: &Status) {
     for (key, value) in &status.fields {
         body.push_str(&format!(
             "{}: {}\n",
@@ -519,9 +519,8 @@ pub fn render_fields(status: &Status) -> String {
         ));
     }
     if let Some(processes) = &status.processes {
-        render_aggregates(&mut body, processes);
+        render_aggregates(body, processes);
     }
-    body
 }
 
 /// The per-process aggregates, after a blank line, as `key: value` lines (no process id, no

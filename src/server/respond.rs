@@ -170,7 +170,7 @@ impl Probing {
                         false => lines.push_str(&format!("{name} {}\n", failed.join("; "))),
                     }
                     pages_text.push_str(&format!("\n[{name}]\n"));
-                    pages_text.push_str(&status::render_fields(page));
+                    status::render_fields(&mut pages_text, page);
                 }
                 Err(failure) => {
                     failed_any = true;
