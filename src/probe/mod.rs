@@ -294,6 +294,22 @@ impl Probe {
         }
     }
 
+    /// This probe's request (rendered once) sent to `destination` instead: a pool found while
+    /// serving is built from the start-up's probes, without rendering a request.
+    pub(crate) fn at(&self, destination: &Destination) -> Self {
+        Self {
+            target: Target::new(destination),
+            path: self.path.clone(),
+            setting: self.setting,
+            request: self.request.clone(),
+            expect: self.expect.clone(),
+            timeout: self.timeout,
+            full: self.full,
+            buffer: RefCell::default(),
+            stdout: RefCell::default(),
+        }
+    }
+
     /// A decoder for this probe's answer: the full status page keeps
     /// [`MAX_FCGI_STATUS_STDOUT`] and marks the rest truncated; any other answer past
     /// `MAX_FCGI_STDOUT` is an error.

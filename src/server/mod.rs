@@ -103,8 +103,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The state of a server for `config`, serving `max_connections`; pools' keepers run on
-    /// `ex`.
-    fn new(config: Config, ex: Rc<LocalExecutor<'static>>, max_connections: usize) -> Self {
+    /// `ex` (which it does not own: the executor owns the connections, which own this).
+    fn new(config: Config, ex: &Rc<LocalExecutor<'static>>, max_connections: usize) -> Self {
         Self {
             probing: Probing::new(&config, ex),
             table: Table::new(max_connections),
@@ -131,7 +131,9 @@ pub async fn run(
     let signals = Signals::new([Signal::Term, Signal::Int]).map_err(ServeError::Signals)?;
     // One shared clock for every wait of this thread (see `deadline`): no reactor wake-up per wait.
     let _ticker = ex.spawn(deadline::run_ticker());
-    let shared = Rc::new(Shared::new(config, Rc::clone(&ex), max_connections));
+    let shared = Rc::new(Shared::new(config, &ex, max_connections));
+    #[cfg(test)]
+    tests::SERVED.with(|served| *served.borrow_mut() = Rc::downgrade(&shared));
     let config = &shared.config;
     info!(
         "listening on {}{}, probing {} {} (timeout {:?}, fail status {}, coalescing {}, cache {})",
@@ -168,7 +170,7 @@ pub async fn run(
     accepting.await;
     // The keepers of busy probes' connections (one task per pool, never on a probe's path) are
     // dropped, which closes a kept connection, as soon as the stop begins.
-    shared.probing.pools.stop_keepers();
+    shared.probing.pools.stop();
     if let Err(error) = systemd::notify("STOPPING=1") {
         warn!("cannot tell systemd we are stopping (NOTIFY_SOCKET): {error}");
     }
@@ -375,7 +377,122 @@ mod tests {
     use super::*;
     use crate::limits::HTTP_READ_CHUNK;
     use smol::Async;
+    use std::cell::RefCell;
+    use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
+    use std::rc::Weak;
+
+    thread_local! {
+        /// The state of the last server `run` on this thread, for the ownership test.
+        pub(super) static SERVED: RefCell<Weak<Shared>> = const { RefCell::new(Weak::new()) };
+    }
+
+    /// Sends `signal` to this process (whose server has its handlers installed).
+    fn signal_self(signal: rustix::process::Signal) {
+        let _ = rustix::process::kill_process(rustix::process::getpid(), signal);
+    }
+
+    /// Polls `ready` every 10 ms for up to 10 s; panics naming `what` if it never holds.
+    fn poll_until(what: &str, mut ready: impl FnMut() -> bool) {
+        let until = deadline::after(Duration::from_secs(10));
+        while !ready() {
+            assert!(Instant::now() < until, "{what} within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Ownership flows one way (tasks own the server's state, not the reverse): after `run`
+    /// returns with a connection still answering (a second SIGTERM ends the stop's grace), the
+    /// executor is ours alone, and dropping it drops the server's state and every pool, with
+    /// a `POOLS=dir:` discovery task and a kept connection's keeper running.
+    #[test]
+    fn run_leaves_no_rc_behind() {
+        let dir = std::env::temp_dir().join(format!("fch-rc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("www.sock");
+        // A php-fpm that takes connections into its queue and never answers.
+        let _silent = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = format!("127.0.0.1:{port}");
+        let pools = format!("dir:{}", dir.display());
+        let env = |name: &str| match name {
+            "SERVER" => Some(server.clone().into()),
+            "POOLS" => Some(pools.clone().into()),
+            "TIMEOUT" => Some("30s".into()),
+            "RUST_LOG" => Some("off".into()),
+            _ => None,
+        };
+        let Ok(crate::config::Command::Serve(config)) = crate::config::parse(&[], env) else {
+            panic!("the test's config");
+        };
+        let addr = config.server;
+        let queued = socket.clone();
+        let client = std::thread::spawn(move || {
+            // Once /health answers, the accept loop runs and the signal handlers are installed.
+            poll_until("/health to answer", || {
+                let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+                    return false;
+                };
+                let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+                let mut head = [0u8; 12];
+                stream.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+            });
+            let mut waiting = std::net::TcpStream::connect(addr).unwrap();
+            waiting
+                .write_all(b"GET /fcgi-ping/www HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            poll_until("the probe to wait in php-fpm's queue", || {
+                matches!(
+                    crate::os::listen_queue::unix(&queued),
+                    crate::os::listen_queue::View::Seen(queue) if queue.queued >= 1
+                )
+            });
+            signal_self(rustix::process::Signal::TERM);
+            poll_until("the listener to close", || {
+                std::net::TcpStream::connect(addr).is_err()
+            });
+            signal_self(rustix::process::Signal::TERM);
+            waiting
+        });
+        let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
+        let served = smol::block_on(ex.run(run(Rc::clone(&ex), config, None)));
+        assert!(served.is_ok(), "{served:?}");
+        let _waiting = client.join().unwrap();
+        let shared = SERVED.with(|served| served.borrow().clone());
+        let pools: Vec<Weak<pool::Pool>> = {
+            let shared = shared
+                .upgrade()
+                .expect("a connection still answering holds the state");
+            shared
+                .probing
+                .pools
+                .all()
+                .iter()
+                .map(Rc::downgrade)
+                .collect()
+        };
+        assert_eq!(pools.len(), 1);
+        assert_eq!(
+            Rc::strong_count(&ex),
+            1,
+            "the server still holds the executor"
+        );
+        drop(ex);
+        assert_eq!(
+            shared.strong_count(),
+            0,
+            "the server's state outlived its executor"
+        );
+        for pool in pools {
+            assert_eq!(pool.strong_count(), 0, "a pool outlived the executor");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_failing_inherited_socket_is_not_called_server() {
@@ -461,7 +578,7 @@ mod tests {
             let stream = Async::<TcpStream>::connect(listener.get_ref().local_addr().unwrap())
                 .await
                 .unwrap();
-            let shared = Rc::new(Shared::new(config, pools_ex, 1));
+            let shared = Rc::new(Shared::new(config, &pools_ex, 1));
             let phase = Rc::new(Cell::new(Phase::Busy));
             let future = connection::run(Rc::clone(&shared), Stream::Tcp(stream), phase, 0);
             let future_size = std::mem::size_of_val(&future);

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, Destination, ProcessMetrics};
 use crate::os::listen_queue::View;
@@ -15,10 +15,37 @@ use crate::probe::{Failure, Held, Probe, Reason, Verdict};
 use crate::proto::metrics::Writer;
 use crate::proto::status::Status;
 
+use super::pools::Nudge;
+
 /// A status page shared by concurrent requests, each applying its own thresholds; shared as
 /// `Rc`, so that a waiter gets the page without a copy (a full page of 1,000 children is hundreds
 /// of KB).
 type Page = Result<Rc<Status>, Failure>;
+
+/// `ENOENT`: the errno of a connect to a socket file that does not exist.
+pub(crate) const ENOENT: i32 = libc::ENOENT;
+
+/// How long a reading of the kernel's listen-queue view serves: however many probes and scrapes
+/// of a pool fail at once, it is read at most once per this.
+const QUEUE_VIEW_AGE: Duration = Duration::from_secs(1);
+
+/// The requests every pool sends, rendered once at start: a pool (one found while serving
+/// included) sends them to its own destination, without rendering anything.
+pub(crate) struct Requests {
+    ping: Probe,
+    status: Probe,
+    full: Probe,
+}
+
+impl Requests {
+    pub(crate) fn new(config: &Config) -> Self {
+        Self {
+            ping: Probe::new(config),
+            status: Probe::status(config),
+            full: Probe::status_full(config),
+        }
+    }
+}
 
 /// One pool's probing.
 pub(crate) struct Pool {
@@ -43,26 +70,56 @@ pub(crate) struct Pool {
     /// The last status page of the kind `/metrics` reads (full or not) and when it was read,
     /// repeated (marked stale) while php-fpm is busy.
     last_page: RefCell<Option<(Rc<Status>, Instant)>>,
+    /// The kernel's listen-queue view, how many of the connections it counts were ours, and
+    /// when it was read (see [`QUEUE_VIEW_AGE`]).
+    queue_view: RefCell<Option<(View, u64, Instant)>>,
+    /// A pool of a `dir:` directory: asks for a re-read when its socket is gone (`ENOENT`).
+    rediscover: Option<Rc<Nudge>>,
 }
 
 impl Pool {
-    /// The pool `name` at `destination` (`None`: the one pool, `config.destination`).
-    pub(crate) fn new(config: &Config, name: Option<String>, destination: &Destination) -> Self {
+    /// The pool `name` (`None`: the one pool of `DESTINATION`) at `destination`, sending
+    /// `requests`; `rediscover`: the call for a re-read of its `dir:` directory.
+    pub(crate) fn new(
+        config: &Config,
+        name: Option<String>,
+        destination: &Destination,
+        requests: &Requests,
+        rediscover: Option<Rc<Nudge>>,
+    ) -> Self {
         Self {
             name,
-            probe: Probe::ping_at(config, destination),
+            probe: requests.ping.at(destination),
             ping: Coalescer::new(config.coalesce, config.cache_ttl),
             ping_log: Reporter::new(),
-            status_probe: Probe::status_at(config, destination, false),
+            status_probe: requests.status.at(destination),
             status_log: Reporter::new(),
             status_page: Coalescer::new(config.coalesce, config.cache_ttl),
-            full_probe: Probe::status_at(config, destination, true),
+            full_probe: requests.full.at(destination),
             full_page: Coalescer::new(config.coalesce, config.cache_ttl),
             metrics_full: config.process_metrics != ProcessMetrics::Off,
             counters: Counters::default(),
             progress: Progress::new(config.busy_grace, Instant::now()),
             last_page: RefCell::new(None),
+            queue_view: RefCell::new(None),
+            rediscover,
         }
+    }
+
+    /// The kernel's view of this pool's listen queue and how many of the connections it counts
+    /// were ours (`own`, the caller's, and the kept and abandoned ones): read now, or the
+    /// reading of less than [`QUEUE_VIEW_AGE`] ago, with its count of then.
+    fn queue_view(&self, now: Instant, own: u64) -> (View, u64) {
+        if let Some((view, own, read)) = &*self.queue_view.borrow() {
+            if now.saturating_duration_since(*read) < QUEUE_VIEW_AGE {
+                return (view.clone(), *own);
+            }
+        }
+        let view = self.probe.listen_queue();
+        self.progress.unavailable(&view);
+        let own = own.saturating_add(self.progress.ours());
+        *self.queue_view.borrow_mut() = Some((view.clone(), own, now));
+        (view, own)
     }
 
     /// Its name in `POOLS` (`None`: the one pool).
@@ -92,13 +149,14 @@ impl Pool {
             }
             Err(failure) if failure.reason == Reason::Timeout => failure,
             Err(failure) => {
+                if let (Some(nudge), true) = (&self.rediscover, failure.errno == Some(ENOENT)) {
+                    nudge.ask();
+                }
                 self.progress.waited(busy::waiting(failure.reason));
                 return Err(failure);
             }
         };
-        let view = probe.listen_queue();
-        self.progress.unavailable(&view);
-        let own = u64::from(held.is_some()).saturating_add(self.progress.ours());
+        let (view, own) = self.queue_view(Instant::now(), u64::from(held.is_some()));
         let failure = busy::classify(failure, &view, own, probe.timeout());
         self.progress.waited(true);
         self.progress.hold(held);
@@ -204,9 +262,8 @@ impl Pool {
             self.counters
                 .write_php_fpm(&mut w, self.name.as_deref(), page, per_process);
         }
-        let view: View = self.probe.listen_queue();
-        self.progress.unavailable(&view);
         let now = Instant::now();
+        let (view, _) = self.queue_view(now, 0);
         self.progress.write_metrics(&mut w, &view, now);
         self.counters.write_live(&mut w);
         if let Some((_, stale)) = page {
@@ -219,5 +276,42 @@ impl Pool {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::os::listen_queue::Queue;
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    fn queued((view, own): (View, u64)) -> (u64, u64) {
+        match view {
+            View::Seen(Queue { queued, .. }) => (queued, own),
+            View::Unavailable(why) => panic!("{why}"),
+        }
+    }
+
+    /// However many probes and scrapes fail at once, the kernel's view of a pool's queue is
+    /// read at most once a second; a reading keeps its own count of our connections.
+    #[test]
+    fn the_kernel_view_is_read_at_most_once_a_second() {
+        let dir = std::env::temp_dir().join(format!("fch-pool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("www.sock");
+        let _listener = UnixListener::bind(&path).unwrap();
+        let Ok(crate::config::Command::Serve(config)) = crate::config::parse(&[], |_| None) else {
+            panic!("default config");
+        };
+        let destination = Destination::Unix(path.clone());
+        let pool = Pool::new(&config, None, &destination, &Requests::new(&config), None);
+        let read = Instant::now();
+        assert_eq!(queued(pool.queue_view(read, 0)), (0, 0));
+        let _waiting = UnixStream::connect(&path).unwrap();
+        let almost = read + QUEUE_VIEW_AGE - Duration::from_millis(1);
+        assert_eq!(queued(pool.queue_view(almost, 1)), (0, 0), "read again");
+        assert_eq!(queued(pool.queue_view(read + QUEUE_VIEW_AGE, 1)), (1, 1));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

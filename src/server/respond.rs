@@ -14,7 +14,7 @@ use crate::proto::http::{self, Head, Method, Route};
 use crate::proto::metrics::{self, Writer};
 use crate::proto::status::{self, Status, Threshold};
 
-use super::pool::Pool;
+use super::pool::{Pool, ENOENT};
 use super::pools::{Lookup, PoolSet};
 use super::Shared;
 
@@ -32,7 +32,7 @@ pub(crate) struct Probing {
 }
 
 impl Probing {
-    pub(crate) fn new(config: &Config, ex: Rc<LocalExecutor<'static>>) -> Self {
+    pub(crate) fn new(config: &Config, ex: &Rc<LocalExecutor<'static>>) -> Self {
         Self {
             pools: PoolSet::new(config, ex),
             ok: http::Canned::new(200, "ok\n"),
@@ -54,21 +54,21 @@ impl Probing {
 
     /// The verdicts of every pool as one reply: `200 ok` when all are healthy, else
     /// `FAIL_STATUS` with one line per failing pool, `NAME reason: detail`.
-    /// A pool of a `POOLS=dir:` directory whose socket was missing (`ENOENT`) and that a
-    /// re-read of the directory no longer lists is left out: php-fpm dropped it on a reload.
+    /// A pool of a `POOLS=dir:` directory whose socket was missing (`ENOENT`) is left out:
+    /// php-fpm dropped it on a reload (the discovery task is asked to re-read the directory).
     fn verdicts_reply(&self, pools: &[Rc<Pool>], verdicts: Vec<Verdict>) -> Reply<'_> {
-        let (mut body, mut dropped) = (String::new(), false);
+        let (mut body, mut dropped) = (String::new(), 0usize);
         for (pool, verdict) in pools.iter().zip(verdicts) {
             if let Err(failure) = verdict {
-                let name = pool.name().unwrap_or_default();
-                if failure.errno == Some(enoent()) && !self.pools.still_there(name) {
-                    dropped = true;
+                if failure.errno == Some(ENOENT) && self.pools.discovered() {
+                    dropped = dropped.saturating_add(1);
                     continue;
                 }
+                let name = pool.name().unwrap_or_default();
                 body.push_str(&format!("{name} {failure}\n"));
             }
         }
-        if dropped && body.is_empty() && self.pools.all().is_empty() {
+        if dropped == pools.len() {
             return self.text(self.fail_status, format!("{}\n", self.pools.none_found()));
         }
         match body.is_empty() {
@@ -142,7 +142,7 @@ impl Probing {
             };
         }
         let pools = match asked {
-            Asked::One(pool) => vec![pool],
+            Asked::One(pool) => Rc::from([pool]),
             Asked::All(pools) => pools,
         };
         let verdicts = match route {
@@ -237,15 +237,10 @@ impl Probing {
     }
 }
 
-/// `ENOENT`: the errno of a connect to a socket file that does not exist.
-fn enoent() -> i32 {
-    rustix::io::Errno::NOENT.raw_os_error()
-}
-
 /// The pool or pools a request asks.
 enum Asked {
     One(Rc<Pool>),
-    All(Vec<Rc<Pool>>),
+    All(Rc<[Rc<Pool>]>),
 }
 
 /// The answer to one request: fixed bytes, or a status with a text of a content type.
