@@ -2,15 +2,19 @@
 //!
 //! For Docker `HEALTHCHECK`, Kubernetes `exec` probes and cron jobs in images without curl or a
 //! shell. Healthy: `ok` on stdout, exit 0. Unhealthy: one line on stderr (the reason word first,
-//! as in the HTTP body), exit 1. Always within `TIMEOUT`.
+//! as in the HTTP body), exit 1. Always within `TIMEOUT` (and a read of the kernel's queue): a
+//! timeout is `busy` when others wait in php-fpm's queue, as `/fcgi-ping` says, and `--live`
+//! asks the server's liveness ([`crate::liveness`]) about this one probe.
 
 use std::io::Write;
 
+use std::time::{Duration, Instant};
+
 use crate::config::{Config, Destination, Pools};
-use crate::deadline;
 use crate::join::join_all;
+use crate::liveness::{self, Liveness};
 use crate::os::discover;
-use crate::probe::busy;
+use crate::os::listen_queue::View;
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Probe, Reason, Verdict};
 use crate::proto::cgi;
@@ -139,7 +143,7 @@ async fn ask(
             .0
             .map_err(|failure| failure.to_string()),
         Question::Status(thresholds) => {
-            let (verdict, answer) = run_reported(&probe).await;
+            let (verdict, answer, _) = run_reported(&probe).await;
             let page = probe
                 .read_status(verdict, answer)
                 .map_err(|failure| failure.to_string())?;
@@ -181,10 +185,12 @@ pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
     }
 }
 
-/// `check --live`: is php-fpm alive? Healthy: yes. Dead (refused, missing, a broken answer):
-/// no, at once. Busy or timing out: alive if php-fpm answers anything (the probe's own
-/// connection, kept open, or a new probe every `TIMEOUT`) within `BUSY_GRACE` of the first
-/// probe; else `stuck`. So it can take up to `BUSY_GRACE` (plus `TIMEOUT`).
+/// `check --live`: is php-fpm alive? One probe, decided within `TIMEOUT` (and a read of the
+/// kernel's queue) by the server's liveness: healthy, or busy (php-fpm holds our connection in
+/// its queue, every worker on a request: exit 0 with a note), or dead (refused, missing, a
+/// broken answer, a listener that does not take the connection: exit 1). One probe has no
+/// history: a pool stuck with our connection in its queue looks busy (php-fpm's own page, read
+/// through `pm.status_listen`, tells them apart).
 pub fn run_live(config: &Config) -> u8 {
     let probe = Probe::new(config);
     let verdict = smol::block_on(live(&probe, config.busy_grace));
@@ -201,74 +207,50 @@ pub fn run_live(config: &Config) -> u8 {
     }
 }
 
-/// The liveness verdict of [`run_live`]; `Ok` carries a note for a busy pool.
-async fn live(probe: &Probe, grace: Option<std::time::Duration>) -> Result<String, Failure> {
-    let started = std::time::Instant::now();
-    let reporter = Reporter::new();
-    loop {
-        let begun = std::time::Instant::now();
-        let (verdict, answer, held) = probe.run_holding().await;
-        let verdict = match verdict {
-            Err(failure) if failure.reason == Reason::Timeout => {
-                let own = u64::from(held.is_some());
-                Err(busy::classify(
-                    failure,
-                    &probe.listen_queue(),
-                    own,
-                    probe.timeout(),
-                ))
-            }
-            other => other,
-        };
-        reporter.report(probe, &verdict, answer.as_ref(), begun.elapsed());
-        let failure = match verdict {
-            Ok(()) => return Ok(String::new()),
-            Err(failure) => failure,
-        };
-        let Some(grace) = grace.filter(|_| busy::waiting(failure.reason)) else {
-            return Err(failure);
-        };
-        let until = deadline::later(started, grace);
-        if let Some(held) = held {
-            if let Some((_, Some(_))) = deadline::at(until, probe.finish(held)).await {
-                return Ok(format!(
-                    " ({}: php-fpm answered after {}ms)",
-                    failure.reason,
-                    started.elapsed().as_millis()
-                ));
-            }
-        }
-        if std::time::Instant::now() >= until {
-            return Err(Failure::new(
-                Reason::Stuck,
-                format!(
-                    "no progress for {grace:?} (BUSY_GRACE) while connections wait; last probe: {failure}"
-                ),
-            ));
-        }
-        // No connection to wait on (a full queue refused it): ask again after a pause.
-        smol::Timer::after(
-            probe
-                .timeout()
-                .min(until.saturating_duration_since(std::time::Instant::now())),
-        )
-        .await;
-    }
+/// The liveness verdict of [`run_live`]; `Ok` carries a note for a pool that did not answer.
+async fn live(probe: &Probe, grace: Option<Duration>) -> Result<String, Failure> {
+    let started = Instant::now();
+    let (verdict, _, view) = run_reported(probe).await;
+    let now = Instant::now();
+    let mut liveness = Liveness::new(grace);
+    liveness.probed(&verdict, started, now);
+    liveness.live(&verdict, now)?;
+    let Err(failure) = verdict else {
+        return Ok(String::new());
+    };
+    Ok(match view {
+        Some(View::Seen(_)) if failure.reason == Reason::Timeout => format!(
+            " ({failure}; php-fpm holds our connection in its queue: every worker is on a request)"
+        ),
+        Some(View::Unavailable(why)) => format!(" ({failure}; {why})"),
+        _ => format!(" ({failure})"),
+    })
 }
 
 /// Runs `probe` once and logs its outcome (shown with `RUST_LOG`), before the verdict line.
 fn run_logged(probe: &Probe) -> (Verdict, Option<Answer>) {
-    let outcome = smol::block_on(run_reported(probe));
+    let (verdict, answer, _) = smol::block_on(run_reported(probe));
     crate::os::log::flush();
-    outcome
+    (verdict, answer)
 }
 
-/// Runs `probe` once and logs its outcome.
-async fn run_reported(probe: &Probe) -> (Verdict, Option<Answer>) {
-    let started = std::time::Instant::now();
-    let (verdict, answer) = probe.run().await;
+/// Runs `probe` once and logs its outcome. A timeout is judged by the kernel's view of the
+/// queue (`busy` when others wait there, as `/fcgi-ping` judges it), returned when it was read.
+async fn run_reported(probe: &Probe) -> (Verdict, Option<Answer>, Option<View>) {
+    let started = Instant::now();
+    let (verdict, answer, held) = probe.run_holding().await;
+    let (verdict, view) = match verdict {
+        Err(failure) if failure.reason == Reason::Timeout => {
+            let view = probe.listen_queue();
+            let own = u64::from(held.is_some());
+            let failure = liveness::classify(failure, &view, own, probe.timeout());
+            (Err(failure), Some(view))
+        }
+        other => (other, None),
+    };
+    drop(held);
     Reporter::new().report(probe, &verdict, answer.as_ref(), started.elapsed());
-    (verdict, answer)
+    (verdict, answer, view)
 }
 
 /// The line of failed thresholds (without its newline).

@@ -28,7 +28,7 @@ pub enum Command {
         config: Config,
         /// Print the FastCGI answer.
         verbose: bool,
-        /// `--live`: the liveness question (busy is alive; waits up to `BUSY_GRACE` for progress).
+        /// `--live`: the liveness question (busy is alive; dead is not), within `TIMEOUT`.
         live: bool,
         /// `--status` and its thresholds: check the status page instead of the ping.
         status: Option<Vec<Threshold>>,
@@ -450,6 +450,15 @@ where
                 .to_owned(),
         ));
     }
+    if let Some(grace) = config.busy_grace.filter(|grace| *grace <= config.timeout) {
+        // Liveness waits BUSY_GRACE for progress after a probe timed out at TIMEOUT.
+        return Err(ConfigError(format!(
+            "BUSY_GRACE={grace:?} must be longer than TIMEOUT={:?}: a busy pool is alive until it \
+             made no progress for BUSY_GRACE, which a probe that waits TIMEOUT cannot see; raise \
+             BUSY_GRACE (default 60s), or set BUSY_GRACE=off",
+            config.timeout
+        )));
+    }
     if pool.is_some() && config.pools == Pools::One {
         return Err(ConfigError(
             "--pool names a pool of POOLS, but POOLS is not set (one pool: DESTINATION)".to_owned(),
@@ -851,7 +860,8 @@ pub fn help() -> String {
          \x20   GET|HEAD /health /healthz /  200 `ok`: this process is alive (no FastCGI)\n\n\
          CHECK:\n\
          \x20   check [-v]                   one ping; exit 0 healthy, 1 unhealthy (reason on stderr)\n\
-         \x20   check --live                 liveness: busy waits up to BUSY_GRACE for php-fpm's answer\n\
+         \x20   check --live                 liveness within TIMEOUT: 0 healthy or busy, 1 dead (stuck needs\n\
+         \x20                                STATUS_LISTEN: one probe has no history)\n\
          \x20   check --status [--max-<field> N] [--min-<field> N] [--<field> N]\n\
          \x20                                the status page against thresholds (--<field>: maximum)\n\
          \x20   check --pool NAME            with POOLS: that pool only (else every pool)\n\n\
@@ -1132,6 +1142,14 @@ mod tests {
             config(&[], &[("BUSY_GRACE", "3s")]).busy_grace,
             Some(Duration::from_secs(3))
         );
+        let message = error(&[], &[("BUSY_GRACE", "2s"), ("TIMEOUT", "2s")]);
+        assert!(
+            message.starts_with("BUSY_GRACE=2s must be longer than TIMEOUT=2s: "),
+            "{message}"
+        );
+        assert!(config(&[], &[("BUSY_GRACE", "off"), ("TIMEOUT", "1m")])
+            .busy_grace
+            .is_none());
         let message = error(&[], &[("BUSY_GRACE", "soon")]);
         assert!(message.starts_with("BUSY_GRACE=\"soon\" "), "{message}");
         assert!(message.contains("off"), "{message}");

@@ -10,6 +10,8 @@
 //!   php-fpm's status page, the metrics text); no I/O, no logging, no clock; fuzzed.
 //! - [`probe`]: a target (name resolution, connect), one FastCGI exchange under one deadline, a
 //!   pure judge, single-flight; the log of its outcomes belongs to the caller.
+//! - `liveness`: healthy, busy, stuck or dead: one pure state machine with an injected clock,
+//!   fed by probe verdicts, the kernel's queue, the kept connection and php-fpm's own page.
 //! - [`server`]: the listener, the connection cap, each connection as read, respond, send, and
 //!   the pools (one, `POOLS`, or a directory of sockets), each with its probes and counters.
 //! - [`os`]: the edges to the operating system: systemd, sockets, the non-blocking log writer,
@@ -35,6 +37,7 @@ pub(crate) mod deadline;
 pub mod fpm_healthcheck;
 pub(crate) mod join;
 pub mod limits;
+pub(crate) mod liveness;
 pub mod os;
 pub mod probe;
 pub mod proto;

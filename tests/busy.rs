@@ -245,34 +245,104 @@ fn a_dead_pool_fails_liveness_at_once() {
     }
 }
 
-/// `check --live` on a busy pool waits for php-fpm's answer (within BUSY_GRACE): alive.
+/// `check --live` answers within `TIMEOUT` in every state, from one probe and the kernel's
+/// queue: healthy 0; busy 0 with a note (others queued, or every worker on a long request with
+/// only our connection waiting); dead 1 (refused, a socket file missing). Plain `check` says
+/// `busy` under saturation, as `/fcgi-ping` does.
 #[test]
-fn check_live_waits_out_a_busy_pool() {
-    let fpm = PhpFpm::unix();
+fn check_live_answers_within_the_timeout_in_every_state() {
+    let timeout = Duration::from_millis(300);
+    let mut fpm = PhpFpm::unix();
     let docroot = Docroot::new();
-    let clients = sleepers(fpm.listen(), &docroot, 3, 2000);
     let path = fpm.socket_path().display().to_string();
-    // Once the sleepers hold both workers, a plain check fails and a live one waits.
-    wait_until(Duration::from_secs(5), "a plain check to time out", || {
-        let finished = run_to_exit(
-            &[("DESTINATION", path.as_str()), ("TIMEOUT", "300ms")],
-            &["check"],
-        );
-        (finished.status.code() == Some(1)).then_some(())
+    let env = [("DESTINATION", path.as_str()), ("TIMEOUT", "300ms")];
+    let check = |args: &[&str]| {
+        let started = Instant::now();
+        let finished = run_to_exit(&env, args);
+        (finished, started.elapsed())
+    };
+    let (healthy, took) = check(&["check", "--live"]);
+    assert_eq!(healthy.status.code(), Some(0), "{healthy:?}");
+    assert_eq!(healthy.stdout, "ok");
+    eprintln!("check --live, healthy: {took:?}");
+
+    // Every worker on a long request, only our connection waiting.
+    let long = sleepers(fpm.listen(), &docroot, 2, 4000);
+    let (alone, took) = wait_until(Duration::from_secs(5), "every worker to be taken", || {
+        let (finished, took) = check(&["check", "--live"]);
+        (finished.stdout.starts_with("ok (")).then_some((finished, took))
     });
+    assert_eq!(alone.status.code(), Some(0), "{alone:?}");
+    assert!(
+        alone.stdout.starts_with("ok (timeout: ")
+            && alone
+                .stdout
+                .contains("php-fpm holds our connection in its queue"),
+        "{alone:?}"
+    );
+    assert!(took < timeout + SLACK, "check --live took {took:?}");
+    eprintln!("check --live, every worker on a long request: {took:?}");
+
+    // Others queued: busy, for --live (alive) and for a plain check (unhealthy), as /fcgi-ping.
+    let crowd = sleepers(fpm.listen(), &docroot, 3, 3000);
+    let (busy, took) = wait_until(
+        Duration::from_secs(5),
+        "others to wait in the queue",
+        || {
+            let (finished, took) = check(&["check", "--live"]);
+            (finished.stdout.starts_with("ok (busy: ")).then_some((finished, took))
+        },
+    );
+    assert_eq!(busy.status.code(), Some(0), "{busy:?}");
+    assert!(took < timeout + SLACK, "check --live took {took:?}");
+    eprintln!("check --live, busy: {took:?}: {}", busy.stdout.trim_end());
+    let (plain, took) = check(&["check"]);
+    assert_eq!(plain.status.code(), Some(1), "{plain:?}");
+    assert!(
+        plain
+            .stderr
+            .starts_with("busy: no worker answered within 300ms; "),
+        "{plain:?}"
+    );
+    assert!(took < timeout + SLACK, "check took {took:?}");
+
+    // Dead: refused (the socket file left by a crash), then missing.
+    fpm.kill();
+    let (refused, took) = check(&["check", "--live"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(refused.stderr.starts_with("connect_"), "{refused:?}");
+    assert!(took < timeout + SLACK, "check --live took {took:?}");
+    drop(fpm);
+    let (missing, _) = check(&["check", "--live"]);
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(
+        missing.stderr.starts_with("connect_failed: "),
+        "{missing:?}"
+    );
+    for client in long.into_iter().chain(crowd) {
+        let _ = client.join();
+    }
+}
+
+/// Frozen workers (`kill -STOP`) with only our connection queued look like every worker on a
+/// long request to one probe: `check --live` exits 0 within `TIMEOUT` (one shot has no history:
+/// failing `stuck` needs php-fpm's own page, through `pm.status_listen`), and never waits for
+/// `BUSY_GRACE`.
+#[test]
+fn check_live_on_frozen_workers_answers_within_the_timeout() {
+    let fpm = PhpFpm::unix();
+    let path = fpm.socket_path().display().to_string();
+    fpm.stop_workers();
+    let started = Instant::now();
     let finished = run_to_exit(
-        &[
-            ("DESTINATION", path.as_str()),
-            ("TIMEOUT", "300ms"),
-            ("BUSY_GRACE", "20s"),
-        ],
+        &[("DESTINATION", path.as_str()), ("TIMEOUT", "300ms")],
         &["check", "--live"],
     );
-    assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
-    assert!(finished.stdout.starts_with("ok ("), "{:?}", finished.stdout);
-    for client in clients {
-        assert!(client.join().unwrap());
-    }
+    let took = started.elapsed();
+    fpm.resume_workers();
+    assert_eq!(finished.status.code(), Some(0), "{finished:?}");
+    assert!(finished.stdout.starts_with("ok (timeout: "), "{finished:?}");
+    assert!(took < Duration::from_millis(300) + SLACK, "took {took:?}");
 }
 
 /// php-fpm in a network namespace of its own (`unshare -n`), reached through its Unix socket's
@@ -297,8 +367,8 @@ fn another_network_namespace_has_no_kernel_figures_and_nothing_breaks() {
     assert!(!text.contains("fastcgi_healthcheck_listen_queue_connections"));
     tool.wait_for_log(&[
         "WARN",
-        "listen queue figures unavailable",
-        "this is said once",
+        "listen queue figures unavailable: no listening Unix socket of this network namespace",
+        "said again when the cause changes",
     ]);
     let clients = sleepers(fpm.listen(), &docroot, 4, 2000);
     let response = wait_until(Duration::from_secs(5), "/fcgi-ping to fail", || {
@@ -321,6 +391,22 @@ fn another_network_namespace_has_no_kernel_figures_and_nothing_breaks() {
     wait_until(Duration::from_secs(5), "healthy again", || {
         (get(tool.addr(), "/fcgi-ping").status == 200).then_some(())
     });
+    // Another cause: php-fpm stopped and its socket file is gone. Said once more, naming it.
+    drop(fpm);
+    wait_until(Duration::from_secs(5), "the new cause to be said", || {
+        metrics(&tool);
+        tool.logs()
+            .iter()
+            .any(|l| l.contains("listen queue figures unavailable: the socket file "))
+            .then_some(())
+    });
+    metrics(&tool);
+    let said = tool
+        .logs()
+        .iter()
+        .filter(|l| l.contains("listen queue figures unavailable"))
+        .count();
+    assert_eq!(said, 2, "{:?}", tool.logs());
 }
 
 /// One kept connection at most, however many probes fail; a stop and an idle exit do not wait
@@ -443,4 +529,199 @@ fn busy_grace_off_keeps_nothing_and_liveness_follows_the_ping() {
     for client in clients {
         let _ = client.join();
     }
+}
+
+/// Stuck is counted from when waiting began, not from the last answer seen: a `/fcgi-live` asked
+/// less often than `BUSY_GRACE` is alive at its first busy probe, and stuck `BUSY_GRACE` after it.
+#[test]
+fn stuck_counts_from_when_waiting_began() {
+    let fpm = PhpFpm::tcp();
+    let docroot = Docroot::new();
+    let tool = tool_for(&fpm, &[("BUSY_GRACE", "3s"), ("TIMEOUT", "500ms")]);
+    get(tool.addr(), "/fcgi-live").assert_ok();
+    let answered = Instant::now();
+    let clients = sleepers(fpm.listen(), &docroot, 3, 30_000);
+    wait_until(Duration::from_secs(5), "a sleeper to queue", || {
+        (common::sys::listen_queue(fpm.port()) >= 1).then_some(())
+    });
+    // Nobody asks for longer than the grace after the last answer (the scenario's gap, not a
+    // wait for readiness).
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(answered.elapsed()));
+    let first = Instant::now();
+    let live = get(tool.addr(), "/fcgi-live");
+    assert_eq!(
+        live.status,
+        200,
+        "the first busy probe, {:?} after the last answer: {live:?}",
+        answered.elapsed()
+    );
+    let stuck = wait_until(Duration::from_secs(10), "/fcgi-live to fail stuck", || {
+        let response = get(tool.addr(), "/fcgi-live");
+        (response.status != 200).then_some(response)
+    });
+    stuck.assert_failure(503, "stuck");
+    assert!(
+        first.elapsed() >= Duration::from_secs(3),
+        "stuck {:?} after waiting began, before BUSY_GRACE=3s",
+        first.elapsed()
+    );
+    drop(fpm);
+    for client in clients {
+        let _ = client.join();
+    }
+}
+
+/// A hung pool with no traffic is not busy: the pool's own status-page reads, in flight beside a
+/// ping (a `/metrics` scrape), are our connections in its queue, not others'.
+#[test]
+fn a_hung_pool_with_a_scrape_in_flight_is_not_busy() {
+    let fpm = PhpFpm::unix();
+    // Nothing kept (BUSY_GRACE=off): every scrape reads the page beside the ping.
+    let env = [
+        ("TIMEOUT", "500ms"),
+        ("PROCESS_METRICS", "aggregates"),
+        ("BUSY_GRACE", "off"),
+    ];
+    let tool = tool_for(&fpm, &env);
+    // No scrape before: the kernel's view is first read by the first round.
+    get(tool.addr(), "/fcgi-ping").assert_ok();
+    fpm.stop_workers();
+    let addr = tool.addr();
+    for round in 0..3 {
+        let scrape = std::thread::spawn(move || get(addr, "/metrics"));
+        let ping = get(addr, "/fcgi-ping");
+        ping.assert_failure(503, "timeout");
+        assert_eq!(scrape.join().unwrap().status, 200, "round {round}");
+    }
+    fpm.resume_workers();
+}
+
+/// Starts the tool as a Kubernetes sidecar would run: its own mount and PID namespaces (the
+/// pod's network), with php-fpm's socket directory `dir` mounted at `at`, probing
+/// `at/NAME` where php-fpm listens on `dir/NAME`.
+fn sidecar(dir: &std::path::Path, at: &std::path::Path, name: &str) -> Tool {
+    assert!(
+        std::path::Path::new("/usr/bin/unshare").exists(),
+        "this test needs unshare: apt-get install util-linux"
+    );
+    assert_eq!(
+        rustix::process::geteuid().as_raw(),
+        0,
+        "this test mounts in a namespace of its own: run it as root (CI does)"
+    );
+    let (dir, at) = (dir.to_str().unwrap(), at.to_str().unwrap());
+    let destination = format!("{at}/{name}");
+    Tool::start_under(
+        &[
+            "unshare",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" \"$1\" && shift && exec \"$@\"",
+            dir,
+            at,
+        ],
+        &[("DESTINATION", destination.as_str())],
+    )
+}
+
+/// Saturates `fpm` and asks `tool` (a sidecar) for `/fcgi-ping` until it fails: `busy`, with the
+/// kernel's queue, which the sidecar found by the socket file.
+fn sidecar_sees_busy(fpm: &PhpFpm, tool: &Tool) {
+    get(tool.addr(), "/fcgi-ping").assert_ok();
+    let text = metrics(tool);
+    assert_eq!(
+        metric(&text, "fastcgi_healthcheck_listen_queue_available"),
+        Some(1.0),
+        "{text}\n{:?}",
+        tool.logs()
+    );
+    let docroot = Docroot::new();
+    let clients = sleepers(fpm.listen(), &docroot, 4, 2500);
+    let busy = wait_until(Duration::from_secs(5), "/fcgi-ping to fail busy", || {
+        let response = get(tool.addr(), "/fcgi-ping");
+        (response.body.starts_with("busy: ")).then_some(response)
+    });
+    busy.assert_failure(503, "busy");
+    get(tool.addr(), "/fcgi-live").assert_ok();
+    for client in clients {
+        assert!(client.join().unwrap());
+    }
+}
+
+/// A sidecar mounts the socket's directory at another path than php-fpm's: the name php-fpm
+/// bound is not the path probed, the socket file is the same, and the queue is seen.
+#[test]
+fn a_sidecar_with_the_socket_at_another_path_sees_the_queue() {
+    let fpm = PhpFpm::unix();
+    let at = common::TempDir::new();
+    let dir = fpm.socket_path().parent().unwrap().to_owned();
+    let tool = sidecar(&dir, at.path(), "fpm.sock");
+    sidecar_sees_busy(&fpm, &tool);
+}
+
+/// An overlayfs mount, unmounted (lazily) on drop.
+struct Overlay {
+    merged: common::TempDir,
+    _layers: common::TempDir,
+}
+
+impl Overlay {
+    fn mount() -> Self {
+        let layers = common::TempDir::new();
+        let merged = common::TempDir::new();
+        for dir in ["lower", "upper", "work"] {
+            std::fs::create_dir(layers.join(dir)).unwrap();
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            layers.join("lower").display(),
+            layers.join("upper").display(),
+            layers.join("work").display()
+        );
+        let status = std::process::Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(merged.path())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mount -t overlay failed (run as root, as CI does)"
+        );
+        Self {
+            merged,
+            _layers: layers,
+        }
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.merged.path())
+            .status();
+    }
+}
+
+/// php-fpm's socket on overlayfs (as on a container's root), seen by a sidecar at another path.
+#[test]
+fn a_socket_on_overlayfs_is_found_by_its_file() {
+    assert_eq!(
+        rustix::process::geteuid().as_raw(),
+        0,
+        "this test mounts overlayfs: run it as root (CI does)"
+    );
+    let overlay = Overlay::mount();
+    let socket = overlay.merged.join("fpm.sock");
+    let fpm = PhpFpm::start(Listen::Unix(socket));
+    let at = common::TempDir::new();
+    let tool = sidecar(overlay.merged.path(), at.path(), "fpm.sock");
+    sidecar_sees_busy(&fpm, &tool);
+    drop(tool);
+    drop(fpm);
 }

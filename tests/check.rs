@@ -127,6 +127,30 @@ fn invalid_settings_exit_2_naming_them() {
     let (finished, _) = check(&[], &["--bogus"]);
     assert_eq!(finished.status.code(), Some(2));
     assert!(finished.stderr.contains("--bogus"), "{:?}", finished.stderr);
+    // Liveness waits BUSY_GRACE after a probe that waited TIMEOUT: no shorter, for check and
+    // for the server alike.
+    let grace = [
+        ("TIMEOUT", "5s".to_owned()),
+        ("BUSY_GRACE", "5s".to_owned()),
+    ];
+    let (finished, _) = check(&grace, &["--live"]);
+    assert_eq!(finished.status.code(), Some(2), "{:?}", finished.stderr);
+    assert!(
+        finished
+            .stderr
+            .contains("BUSY_GRACE=5s must be longer than TIMEOUT=5s"),
+        "{:?}",
+        finished.stderr
+    );
+    let served = run_to_exit(&[("TIMEOUT", "2m")], &[]);
+    assert_eq!(served.status.code(), Some(2), "{:?}", served.stderr);
+    assert!(
+        served
+            .stderr
+            .contains("BUSY_GRACE=60s must be longer than TIMEOUT=120s"),
+        "{:?}",
+        served.stderr
+    );
 }
 
 /// A full stderr (`2>/dev/full`) loses the reason line; it does not change the exit status.

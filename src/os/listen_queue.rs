@@ -7,11 +7,18 @@
 //!   the accept queue (its `tx_queue` is not the backlog: the kernel prints the send queue there,
 //!   0 for a listener; `ss` reads the backlog through inet_diag).
 //! - Unix: a NETLINK_SOCK_DIAG dump of listening Unix sockets (unix_diag) with
-//!   `UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN`; the listener is the one bound to the destination's
-//!   path, its `udiag_rqueue` the pending connections and `udiag_wqueue` the backlog.
+//!   `UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN`; the listener is the one whose socket
+//!   file is the destination's (its device and inode, as `stat` shows them), or else the one
+//!   bound to the destination's path, or else the only one with the file's inode; its
+//!   `udiag_rqueue` is the pending connections and `udiag_wqueue` the backlog. The file, not the
+//!   path: a Kubernetes sidecar mounts the socket's volume at another path than php-fpm's, and
+//!   `listen = /var/run/...` may be probed as `/run/...`; the name php-fpm bound is then not
+//!   ours, the file is. The inode alone (when unique) covers a file system that shows `stat`
+//!   another device than the one the socket was bound on (overlayfs may).
 //!
 //! Both are readable unprivileged, in our own network namespace only: a php-fpm in another one
-//! (two containers without a shared network) is not found, and the view is [`View::Unavailable`].
+//! (two containers without a shared network) is not found, and the view is [`View::Unavailable`]
+//! with the cause ([`Unseen`]).
 //!
 //! Invariants: the parsers ([`tcp_listener`], [`unix_listener`]) are pure and total over any bytes;
 //! every read is bounded ([`MAX_PROC_BYTES`], [`MAX_NETLINK_READS`] of [`NETLINK_BUFFER`] bytes)
@@ -38,8 +45,31 @@ pub struct Queue {
 pub enum View {
     /// The listener's queue.
     Seen(Queue),
-    /// Not readable from here; why, on one line.
-    Unavailable(String),
+    /// Not readable from here, and why.
+    Unavailable(Unseen),
+}
+
+/// Why the kernel's view of a listener is unavailable: the cause, with its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unseen {
+    /// The kernel would not show its queues (a sandbox's seccomp filter, a kernel without
+    /// sock_diag and an unreadable `/proc/net/tcp`).
+    Refused(String),
+    /// The destination's socket file does not exist (php-fpm has not made it, or removed it).
+    NoSocketFile(String),
+    /// No listener of this network namespace is the destination's: php-fpm listens in another
+    /// one (another container or pod sharing the socket's volume), on another host, or not at all.
+    Elsewhere(String),
+}
+
+impl std::fmt::Display for Unseen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unseen::Refused(line) | Unseen::NoSocketFile(line) | Unseen::Elsewhere(line) => {
+                f.write_str(line)
+            }
+        }
+    }
 }
 
 /// Most bytes read from one `/proc/net/tcp*` file. Listeners come first in these files (the
@@ -75,9 +105,9 @@ pub fn tcp(port: u16, ip: Option<IpAddr>) -> View {
     }
     match (found, failed) {
         (Some(queue), _) => View::Seen(queue),
-        (None, None) => View::Unavailable(format!(
-            "no listener on TCP port {port} in this network namespace (sock_diag): php-fpm is in another one, or on another host"
-        )),
+        (None, None) => View::Unavailable(Unseen::Elsewhere(format!(
+            "no listener on TCP port {port} in this network namespace (sock_diag): php-fpm is on another host, in another network namespace, or not listening"
+        ))),
         (None, Some(_)) => tcp_from_proc(port),
     }
 }
@@ -96,11 +126,14 @@ fn tcp_from_proc(port: u16) -> View {
         }
     }
     if errors.len() == 2 {
-        return View::Unavailable(format!("cannot read {}", errors.join("; ")));
+        return View::Unavailable(Unseen::Refused(format!(
+            "NETLINK_SOCK_DIAG refused, and cannot read {}",
+            errors.join("; ")
+        )));
     }
-    View::Unavailable(format!(
-        "no listener on port {port} in /proc/net/tcp{{,6}}: php-fpm is in another network namespace (or host)"
-    ))
+    View::Unavailable(Unseen::Elsewhere(format!(
+        "no listener on TCP port {port} in /proc/net/tcp{{,6}}: php-fpm is on another host, in another network namespace, or not listening"
+    )))
 }
 
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -143,13 +176,15 @@ const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const UDIAG_SHOW_NAME: u32 = 0x1;
+const UDIAG_SHOW_VFS: u32 = 0x2;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
 const UNIX_DIAG_MSG: usize = 16;
 const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_RQLEN: u16 = 4;
 
 /// The dump request: an `nlmsghdr` and a `unix_diag_req` for listening sockets, with their
-/// names and queue lengths.
+/// names, socket files and queue lengths.
 pub fn unix_request() -> [u8; 40] {
     let mut req = [0u8; 40];
     let mut at = 0;
@@ -169,7 +204,7 @@ pub fn unix_request() -> [u8; 40] {
     put(&[libc::AF_UNIX as u8, 0, 0, 0]); // sdiag_family, sdiag_protocol, pad
     put(&(1u32 << TCP_LISTEN).to_ne_bytes()); // udiag_states
     put(&0u32.to_ne_bytes()); // udiag_ino
-    put(&(UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN).to_ne_bytes()); // udiag_show
+    put(&(UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN).to_ne_bytes()); // udiag_show
     put(&[0xff; 8]); // udiag_cookie: INET_DIAG_NOCOOKIE
     req
 }
@@ -193,10 +228,10 @@ pub fn inet_request(family: i32) -> Vec<u8> {
 
 const IPPROTO_TCP: u8 = 6;
 
-/// What one read of a unix_diag dump held.
+/// What one read of a sock_diag dump held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
-    /// The listener bound to the path.
+    /// The listener looked for (for a Unix socket: the one whose socket file it is).
     Found(Queue),
     /// Not in this part; more parts follow.
     More,
@@ -226,10 +261,72 @@ fn align4(len: usize) -> Option<usize> {
     Some(len.checked_add(3)? & !3)
 }
 
-/// Looks for the listener bound to `path` in one read of a unix_diag dump. Pure and total:
-/// malformed messages end the part (as [`Part::More`]: the caller's read bound ends the dump).
-pub fn unix_listener(part: &[u8], path: &[u8]) -> Part {
-    walk(part, |msg| listener_in(msg, path))
+/// The Unix socket looked for: the path as given, the path with its links resolved, and the
+/// socket file's device and inode (as `stat` shows them), when it could be read.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    /// The destination's path.
+    pub path: &'a [u8],
+    /// The path with its links resolved, if it differs.
+    pub real: Option<&'a [u8]>,
+    /// `st_dev` and `st_ino` of the socket file.
+    pub file: Option<(u64, u64)>,
+}
+
+/// The listeners of a unix_diag dump that may be the one looked for, by how they match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Matches {
+    /// Bound to the path (as given or resolved).
+    by_name: Option<Queue>,
+    /// With the socket file's inode, on another device.
+    by_inode: Option<Queue>,
+    /// How many listeners have that inode (the inode alone is trusted when only one has it).
+    inode_matches: u32,
+}
+
+impl Matches {
+    /// The listener found when no socket file's device and inode matched: the one bound to the
+    /// path, or else the only one with the file's inode.
+    pub fn best(&self) -> Option<Queue> {
+        self.by_name
+            .or(self.by_inode.filter(|_| self.inode_matches == 1))
+    }
+}
+
+/// Looks for the listener of `wanted` in one read of a unix_diag dump: [`Part::Found`] for the
+/// one with the socket file's device and inode; the others that may be it go in `matches`
+/// (see [`Matches::best`]). Pure and total: malformed messages end the part (as [`Part::More`]:
+/// the caller's read bound ends the dump).
+pub fn unix_listener(part: &[u8], wanted: &Wanted<'_>, matches: &mut Matches) -> Part {
+    walk(part, |msg| {
+        let listener = listener_in(msg)?;
+        let queue = listener.queue?;
+        let named = listener.name.is_some_and(|name| {
+            name == wanted.path || wanted.real.is_some_and(|real| name == real)
+        });
+        match (listener.file, wanted.file) {
+            (Some((ino, dev)), Some((file_dev, file_ino)))
+                if u64::from(ino) == file_ino & 0xffff_ffff =>
+            {
+                if user_dev(dev) == file_dev {
+                    return Some(queue);
+                }
+                matches.inode_matches = matches.inode_matches.saturating_add(1);
+                matches.by_inode = Some(queue);
+            }
+            _ => {}
+        }
+        if named && matches.by_name.is_none() {
+            matches.by_name = Some(queue);
+        }
+        None
+    })
+}
+
+/// A device number as unix_diag gives it (the kernel's own: major in the top 12 bits, minor in
+/// the low 20) as `stat` shows it.
+fn user_dev(kernel: u32) -> u64 {
+    rustix::fs::makedev(kernel >> 20, kernel & 0xf_ffff)
 }
 
 /// Looks for the listener on local `port` in one read of an inet_diag dump (pure and total, as
@@ -269,7 +366,7 @@ fn inet_in(msg: &[u8], port: u16, ip: Option<IpAddr>) -> Option<Queue> {
 }
 
 /// Walks the netlink messages of one read, applying `find` to each sock_diag message's payload.
-fn walk(part: &[u8], find: impl Fn(&[u8]) -> Option<Queue>) -> Part {
+fn walk(part: &[u8], mut find: impl FnMut(&[u8]) -> Option<Queue>) -> Part {
     let mut at = 0usize;
     while let (Some(len), Some(kind)) = (u32_at(part, at), u16_at(part, at.saturating_add(4))) {
         let len = usize::try_from(len).unwrap_or(0);
@@ -300,21 +397,35 @@ fn walk(part: &[u8], find: impl Fn(&[u8]) -> Option<Queue>) -> Part {
     Part::More
 }
 
-/// The queue of one `unix_diag_msg` and its attributes, if it is a listener bound to `path`.
-fn listener_in(msg: &[u8], path: &[u8]) -> Option<Queue> {
+/// What a `unix_diag_msg` and its attributes say of a listener.
+struct Listener<'a> {
+    name: Option<&'a [u8]>,
+    /// `udiag_vfs_ino` and `udiag_vfs_dev` of the socket file it was bound to.
+    file: Option<(u32, u32)>,
+    queue: Option<Queue>,
+}
+
+/// A listener's name, socket file and queue, if `msg` is a listener's `unix_diag_msg`.
+fn listener_in(msg: &[u8]) -> Option<Listener<'_>> {
     let state = *msg.get(2)?;
     if u32::from(state) != TCP_LISTEN {
         return None;
     }
     let mut at = UNIX_DIAG_MSG;
-    let (mut name, mut queue) = (None, None);
+    let mut listener = Listener {
+        name: None,
+        file: None,
+        queue: None,
+    };
     while let (Some(len), Some(kind)) = (u16_at(msg, at), u16_at(msg, at.saturating_add(2))) {
         let len = usize::from(len);
         let value = msg.get(at.checked_add(4)?..at.checked_add(len)?)?;
         match kind {
-            UNIX_DIAG_NAME => name = Some(value),
+            // The kernel may count the bind's trailing NUL in the name.
+            UNIX_DIAG_NAME => listener.name = Some(value.strip_suffix(b"\0").unwrap_or(value)),
+            UNIX_DIAG_VFS => listener.file = Some((u32_at(value, 0)?, u32_at(value, 4)?)),
             UNIX_DIAG_RQLEN => {
-                queue = Some(Queue {
+                listener.queue = Some(Queue {
                     queued: u64::from(u32_at(value, 0)?),
                     backlog: Some(u64::from(u32_at(value, 4)?)),
                 });
@@ -323,53 +434,57 @@ fn listener_in(msg: &[u8], path: &[u8]) -> Option<Queue> {
         }
         at = at.checked_add(align4(len)?.max(4))?;
     }
-    // The kernel may count the bind's trailing NUL in the name.
-    let name = name?;
-    let name = name.strip_suffix(b"\0").unwrap_or(name);
-    (name == path).then_some(queue).flatten()
+    Some(listener)
 }
 
-/// Reads the queue of the Unix listener bound to `path` through NETLINK_SOCK_DIAG.
+/// Reads the queue of the Unix listener of the socket file at `path` through
+/// NETLINK_SOCK_DIAG (see the module's doc for how it is matched).
 pub fn unix(path: &Path) -> View {
     use std::os::unix::ffi::OsStrExt;
 
-    let given = path.as_os_str().as_bytes().to_vec();
-    let mut candidates = vec![given.clone()];
-    if let Ok(real) = std::fs::canonicalize(path) {
-        let real = real.as_os_str().as_bytes().to_vec();
-        if real != given {
-            candidates.push(real);
+    let file = match rustix::fs::stat(path) {
+        Ok(stat) => Some((stat.st_dev, stat.st_ino)),
+        Err(rustix::io::Errno::NOENT) => {
+            return View::Unavailable(Unseen::NoSocketFile(format!(
+                "the socket file {} does not exist: php-fpm has not made it (not started, or listening elsewhere)",
+                path.display()
+            )))
         }
-    }
-    let request = unix_request();
-    let found = dump(&request, |part| {
-        let mut outcome = Part::Done;
-        for path in &candidates {
-            match unix_listener(part, path) {
-                Part::Done => {}
-                other => outcome = other,
-            }
-            if matches!(outcome, Part::Found(_) | Part::Error(_)) {
-                break;
-            }
-        }
-        outcome
+        Err(_) => None,
+    };
+    let given = path.as_os_str().as_bytes();
+    let real = std::fs::canonicalize(path).ok();
+    let real = real
+        .as_ref()
+        .map(|real| real.as_os_str().as_bytes())
+        .filter(|real| *real != given);
+    let wanted = Wanted {
+        path: given,
+        real,
+        file,
+    };
+    let mut matches = Matches::default();
+    let found = dump(&unix_request(), |part| {
+        unix_listener(part, &wanted, &mut matches)
     });
     match found {
         Ok(Some(queue)) => View::Seen(queue),
-        Ok(None) => View::Unavailable(format!(
-            "no listening Unix socket bound to {} in this network namespace (sock_diag): php-fpm is in another one",
-            path.display()
-        )),
-        Err(error) => View::Unavailable(format!(
+        Ok(None) => match matches.best() {
+            Some(queue) => View::Seen(queue),
+            None => View::Unavailable(Unseen::Elsewhere(format!(
+                "no listening Unix socket of this network namespace has the socket file {} (sock_diag): php-fpm listens in another network namespace (another container sharing the socket's volume), or has stopped and left the file",
+                path.display()
+            ))),
+        },
+        Err(error) => View::Unavailable(Unseen::Refused(format!(
             "cannot read the Unix listen queues (NETLINK_SOCK_DIAG): {error}"
-        )),
+        ))),
     }
 }
 
 /// Sends one sock_diag dump `request` and reads its parts (at most [`MAX_NETLINK_READS`]), asking
 /// `find` about each, until it finds the listener or the dump ends.
-fn dump(request: &[u8], find: impl Fn(&[u8]) -> Part) -> std::io::Result<Option<Queue>> {
+fn dump(request: &[u8], mut find: impl FnMut(&[u8]) -> Part) -> std::io::Result<Option<Queue>> {
     use rustix::net::netlink::{SocketAddrNetlink, SOCK_DIAG};
     use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
@@ -454,8 +569,9 @@ mod tests {
         }
     }
 
-    /// A dump part with one listener bound to `name`, then DONE.
-    fn dump(name: &[u8], state: u8, queued: u32, backlog: u32) -> Vec<u8> {
+    /// A dump part with one listener bound to `name` on the socket file `file` (inode, device
+    /// as the kernel encodes it), then DONE.
+    fn dump(name: &[u8], file: (u32, u32), state: u8, queued: u32, backlog: u32) -> Vec<u8> {
         let mut msg = vec![libc::AF_UNIX as u8, 1, state, 0];
         msg.extend_from_slice(&7u32.to_ne_bytes());
         msg.extend_from_slice(&[0; 8]);
@@ -464,6 +580,10 @@ mod tests {
         msg.extend_from_slice(&UNIX_DIAG_NAME.to_ne_bytes());
         msg.extend_from_slice(name);
         msg.resize(msg.len() + (align4(name_len).unwrap() - name_len), 0);
+        msg.extend_from_slice(&12u16.to_ne_bytes());
+        msg.extend_from_slice(&UNIX_DIAG_VFS.to_ne_bytes());
+        msg.extend_from_slice(&file.0.to_ne_bytes());
+        msg.extend_from_slice(&file.1.to_ne_bytes());
         msg.extend_from_slice(&12u16.to_ne_bytes());
         msg.extend_from_slice(&UNIX_DIAG_RQLEN.to_ne_bytes());
         msg.extend_from_slice(&queued.to_ne_bytes());
@@ -479,45 +599,80 @@ mod tests {
         out
     }
 
+    const PATH: &[u8] = b"/run/php/fpm.sock";
+
+    /// Device 254:3 as unix_diag gives it, and as `stat` does.
+    const KERNEL_DEV: u32 = (254 << 20) | 3;
+    const STAT_DEV: u64 = (254 << 8) | 3;
+
+    fn wanted(path: &[u8], file: Option<(u64, u64)>) -> Wanted<'_> {
+        Wanted {
+            path,
+            real: None,
+            file,
+        }
+    }
+
+    fn find(part: &[u8], wanted: &Wanted<'_>) -> (Part, Option<Queue>) {
+        let mut matches = Matches::default();
+        let part = unix_listener(part, wanted, &mut matches);
+        (part, matches.best())
+    }
+
     #[test]
-    fn finds_a_unix_listener_by_path() {
-        let part = dump(b"/run/php/fpm.sock\0", 10, 3, 511);
-        assert_eq!(
-            unix_listener(&part, b"/run/php/fpm.sock"),
-            Part::Found(Queue {
-                queued: 3,
-                backlog: Some(511)
-            })
-        );
-        assert_eq!(unix_listener(&part, b"/run/other.sock"), Part::Done);
+    fn finds_a_unix_listener_by_its_file_then_by_path() {
+        let queue = Queue {
+            queued: 3,
+            backlog: Some(511),
+        };
+        let part = dump(b"/var/run/php/fpm.sock\0", (77, KERNEL_DEV), 10, 3, 511);
+        // The socket file's device and inode: found, whatever path it was bound at.
+        let by_file = wanted(PATH, Some((STAT_DEV, 77)));
+        assert_eq!(find(&part, &by_file), (Part::Found(queue), None));
+        // Another file at the bound path: the name decides.
+        let by_name = wanted(b"/var/run/php/fpm.sock", Some((STAT_DEV, 78)));
+        assert_eq!(find(&part, &by_name), (Part::Done, Some(queue)));
+        // The inode on another device (overlayfs): the only listener with it.
+        let by_inode = wanted(PATH, Some((1, 77)));
+        assert_eq!(find(&part, &by_inode), (Part::Done, Some(queue)));
+        // Neither.
+        let other = wanted(PATH, Some((STAT_DEV, 78)));
+        assert_eq!(find(&part, &other), (Part::Done, None));
+        assert_eq!(find(&part, &wanted(PATH, None)), (Part::Done, None));
         // Not a listener: skipped.
-        let part = dump(b"/run/php/fpm.sock", 1, 3, 511);
-        assert_eq!(unix_listener(&part, b"/run/php/fpm.sock"), Part::Done);
+        let part = dump(PATH, (77, KERNEL_DEV), 1, 3, 511);
+        assert_eq!(find(&part, &by_file), (Part::Done, None));
+        // Two listeners with the inode (on two other devices): the inode alone is not trusted.
+        let mut two = dump(b"/a", (77, 1 << 20), 10, 3, 511);
+        two.truncate(two.len() - 20);
+        two.extend_from_slice(&dump(b"/b", (77, 2 << 20), 10, 3, 511));
+        assert_eq!(find(&two, &by_inode), (Part::Done, None));
         let mut error = Vec::new();
         error.extend_from_slice(&36u32.to_ne_bytes());
         error.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
         error.extend_from_slice(&[0; 10]);
         error.extend_from_slice(&(-2i32).to_ne_bytes());
         error.extend_from_slice(&[0; 16]);
-        assert_eq!(unix_listener(&error, b"/x"), Part::Error(2));
+        assert_eq!(find(&error, &by_file).0, Part::Error(2));
     }
 
     #[test]
     fn unix_parser_is_total() {
-        let part = dump(b"/run/php/fpm.sock", 10, 3, 511);
+        let part = dump(PATH, (77, KERNEL_DEV), 10, 3, 511);
+        let by_file = wanted(PATH, Some((STAT_DEV, 77)));
         for end in 0..part.len() {
-            let _ = unix_listener(&part[..end], b"/run/php/fpm.sock");
+            let _ = find(&part[..end], &by_file);
         }
         let mut broken = part.clone();
         for i in 0..broken.len() {
             broken[i] = 0xff;
-            let _ = unix_listener(&broken, b"/run/php/fpm.sock");
+            let _ = find(&broken, &by_file);
         }
-        assert_eq!(unix_listener(&[0; 16], b"/x"), Part::More);
+        assert_eq!(find(&[0; 16], &by_file).0, Part::More);
     }
 
     #[test]
-    fn reads_a_real_unix_listener() {
+    fn reads_a_real_unix_listener_by_its_file() {
         let dir = std::env::temp_dir().join(format!("lq-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("s.sock");
@@ -529,9 +684,26 @@ mod tests {
             View::Seen(queue) => assert_eq!(queue.queued, 2, "{queue:?}"),
             other => panic!("{other:?}"),
         }
+        // The same socket file at another path (a hard link: the bound name is not ours).
+        let other = dir.join("other.sock");
+        let _ = std::fs::remove_file(&other);
+        std::fs::hard_link(&path, &other).unwrap();
+        match unix(&other) {
+            View::Seen(queue) => assert_eq!(queue.queued, 2, "{queue:?}"),
+            other => panic!("{other:?}"),
+        }
         drop(listener);
+        assert!(
+            matches!(unix(&path), View::Unavailable(Unseen::Elsewhere(_))),
+            "{:?}",
+            unix(&path)
+        );
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(matches!(unix(&path), View::Unavailable(_)));
+        assert!(
+            matches!(unix(&path), View::Unavailable(Unseen::NoSocketFile(_))),
+            "{:?}",
+            unix(&path)
+        );
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //! Rooms: `target` (where to connect: name resolution, the connect), `request` (the FastCGI
 //! request, rendered once and logged at start), this file (the exchange
 //! under one deadline), `judge` (a pure verdict on a complete answer), `report` (the log
-//! lines and their throttles, kept by the caller). The probe itself never logs.
+//! lines and their throttles, kept by the caller), `keep` (a timed-out probe's connection kept
+//! open for its answer). The probe itself never logs; what a failure means for liveness is
+//! [`crate::liveness`]'s.
 
-pub mod busy;
 pub(crate) mod coalesce;
 pub(crate) mod counters;
 mod judge;
+pub(crate) mod keep;
 pub(crate) mod report;
 mod request;
 mod target;
@@ -120,6 +122,8 @@ pub struct Failure {
     /// The operating system's error number, when a connect failed with one (`ECONNREFUSED`,
     /// `ENOENT`, `EACCES`...): the exit status of the php-fpm-healthcheck mode.
     pub errno: Option<i32>,
+    /// For a timeout: what the probe was waiting for when its deadline passed.
+    pub stage: Option<Stage>,
 }
 
 impl Failure {
@@ -128,15 +132,15 @@ impl Failure {
             reason,
             detail,
             errno: None,
+            stage: None,
         }
     }
 
     /// As [`Failure::new`], for a failure with the OS error `errno`.
     pub(crate) fn with_errno(reason: Reason, detail: String, errno: Option<i32>) -> Self {
         Self {
-            reason,
-            detail,
             errno,
+            ..Self::new(reason, detail)
         }
     }
 }
@@ -190,10 +194,11 @@ pub(crate) struct Held {
     pub(crate) since: Instant,
 }
 
-/// What a probe waits for, for the detail of a timeout (and whether a timed-out probe's
-/// connection can be handed over: only while it waits for its answer).
-#[derive(Debug, Clone, Copy)]
-enum WaitingFor {
+/// What a probe waits for: the detail of a timeout, whether a timed-out probe's connection can
+/// be handed over (only while it waits for its answer), and what liveness makes of it (a
+/// listener that does not take the connection is at fault, as one that refuses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
     /// The name's addresses.
     Name,
     /// The connect and the write of the request.
@@ -424,7 +429,7 @@ impl Probe {
     /// caller to keep open, or to drop: that closes it).
     pub(crate) async fn run_holding(&self) -> (Verdict, Option<Answer>, Option<Held>) {
         let started = Instant::now();
-        let waiting = Cell::new(WaitingFor::Name);
+        let waiting = Cell::new(Stage::Name);
         let mut slot = None;
         let mut decoder = self.decoder();
         let exchange = self.exchange(&waiting, &mut slot, &mut decoder);
@@ -440,7 +445,7 @@ impl Probe {
             None => {
                 let failure = self.timed_out(waiting.get(), decoder.received());
                 let held = match (waiting.get(), slot) {
-                    (WaitingFor::Answer, Some(stream)) => Some(Held {
+                    (Stage::Answer, Some(stream)) => Some(Held {
                         stream,
                         decoder,
                         since: started,
@@ -488,14 +493,14 @@ impl Probe {
     /// caller's deadline drops this future.
     async fn exchange(
         &self,
-        waiting: &Cell<WaitingFor>,
+        waiting: &Cell<Stage>,
         slot: &mut Option<Stream>,
         decoder: &mut Decoder,
     ) -> Result<Answer, Failure> {
         let addresses = self.target.addresses().await?;
         let mut last = None;
         for endpoint in addresses.endpoints() {
-            waiting.set(WaitingFor::Connect);
+            waiting.set(Stage::Connect);
             if last.is_some() {
                 // Another address after a failed connect: a fresh decoder on the same storage.
                 let stdout = decoder.take_stdout();
@@ -531,7 +536,7 @@ impl Probe {
     async fn talk(
         &self,
         stream: &mut Stream,
-        waiting: &Cell<WaitingFor>,
+        waiting: &Cell<Stage>,
         decoder: &mut Decoder,
     ) -> Result<Answer, Failure> {
         stream.write_all(&self.request).await.map_err(|e| {
@@ -544,7 +549,7 @@ impl Probe {
                 )
             }
         })?;
-        waiting.set(WaitingFor::Answer);
+        waiting.set(Stage::Answer);
         self.read_answer(stream, decoder).await
     }
 
@@ -600,19 +605,22 @@ impl Probe {
         Failure::new(reason, format!("{} sent {error}", self.label()))
     }
 
-    fn timed_out(&self, waiting: WaitingFor, received: usize) -> Failure {
+    fn timed_out(&self, waiting: Stage, received: usize) -> Failure {
         let doing = match waiting {
-            WaitingFor::Name => "resolving the name".to_owned(),
-            WaitingFor::Connect => "connecting and sending the request".to_owned(),
-            WaitingFor::Answer => format!("reading the answer, {received} bytes received"),
+            Stage::Name => "resolving the name".to_owned(),
+            Stage::Connect => "connecting and sending the request".to_owned(),
+            Stage::Answer => format!("reading the answer, {received} bytes received"),
         };
-        Failure::new(
-            Reason::Timeout,
-            format!(
-                "no complete answer from {} within {:?} (while {doing})",
-                self.label(),
-                self.timeout
-            ),
-        )
+        Failure {
+            stage: Some(waiting),
+            ..Failure::new(
+                Reason::Timeout,
+                format!(
+                    "no complete answer from {} within {:?} (while {doing})",
+                    self.label(),
+                    self.timeout
+                ),
+            )
+        }
     }
 }

@@ -1,15 +1,20 @@
-//! One pool: its probes, their single-flight and cache, what they count, and whether it moves.
-//! A pool owns no socket but its probes' own; [`super::pools`] holds every pool of the process.
+//! One pool: its probes, their single-flight and cache, what they count, and the inputs of its
+//! liveness (what each probe got, the kernel's view of its queue, the kept connection's answer),
+//! which [`crate::liveness`] judges. A pool owns no socket but its probes' own; [`super::pools`]
+//! holds every pool of the process.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use log::{info, warn};
+
 use crate::config::{Config, Destination, ProcessMetrics};
+use crate::liveness::{self, Liveness};
 use crate::os::listen_queue::View;
-use crate::probe::busy::{self, Progress};
 use crate::probe::coalesce::{Coalescer, Via};
 use crate::probe::counters::{Counters, ProbeKind};
+use crate::probe::keep::Keeper;
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Held, Probe, Reason, Verdict};
 use crate::proto::metrics::Writer;
@@ -65,8 +70,13 @@ pub(crate) struct Pool {
     /// Whether `/metrics` reads the full page (`PROCESS_METRICS` is not `off`).
     metrics_full: bool,
     counters: Counters,
-    /// When the pool last moved, the one kept connection, liveness (`/fcgi-live`).
-    progress: Progress,
+    /// Healthy, busy, stuck or dead (`/fcgi-live`, the stuck gauge).
+    live: RefCell<Liveness>,
+    /// The one kept connection.
+    keeper: Keeper,
+    /// Probes of this pool running now (ping, status page, full page): each may have a
+    /// connection in php-fpm's queue, ours, not others'.
+    in_flight: Cell<u64>,
     /// The last status page of the kind `/metrics` reads (full or not) and when it was read,
     /// repeated (marked stale) while php-fpm is busy.
     last_page: RefCell<Option<(Rc<Status>, Instant)>>,
@@ -99,7 +109,9 @@ impl Pool {
             full_page: Coalescer::new(config.coalesce, config.cache_ttl),
             metrics_full: config.process_metrics != ProcessMetrics::Off,
             counters: Counters::default(),
-            progress: Progress::new(config.busy_grace, Instant::now()),
+            live: RefCell::new(Liveness::new(config.busy_grace)),
+            keeper: Keeper::new(config.busy_grace),
+            in_flight: Cell::new(0),
             last_page: RefCell::new(None),
             queue_view: RefCell::new(None),
             rediscover,
@@ -107,19 +119,38 @@ impl Pool {
     }
 
     /// The kernel's view of this pool's listen queue and how many of the connections it counts
-    /// were ours (`own`, the caller's, and the kept and abandoned ones): read now, or the
-    /// reading of less than [`QUEUE_VIEW_AGE`] ago, with its count of then.
-    fn queue_view(&self, now: Instant, own: u64) -> (View, u64) {
+    /// were ours (the running probes', the kept and the abandoned ones): read now, or the
+    /// reading of less than [`QUEUE_VIEW_AGE`] ago, with its count of then. A change in whether
+    /// it can be read (or why not) is logged.
+    fn queue_view(&self, now: Instant) -> (View, u64) {
         if let Some((view, own, read)) = &*self.queue_view.borrow() {
             if now.saturating_duration_since(*read) < QUEUE_VIEW_AGE {
                 return (view.clone(), *own);
             }
         }
         let view = self.probe.listen_queue();
-        self.progress.unavailable(&view);
-        let own = own.saturating_add(self.progress.ours());
+        match (self.live.borrow_mut().saw(&view), &view) {
+            (Some(line), View::Seen(_)) => info!("{}{line}", self.log_prefix()),
+            (Some(line), View::Unavailable(_)) => warn!("{}{line}", self.log_prefix()),
+            (None, _) => {}
+        }
+        let own = self.in_flight.get().saturating_add(self.keeper.ours());
         *self.queue_view.borrow_mut() = Some((view.clone(), own, now));
         (view, own)
+    }
+
+    /// `pool NAME: ` for a log line of a named pool; empty for the one pool.
+    fn log_prefix(&self) -> String {
+        match &self.name {
+            Some(name) => format!("pool {name}: "),
+            None => String::new(),
+        }
+    }
+
+    /// Counts a probe of this pool as running until the guard is dropped.
+    fn flight(&self) -> Flight<'_> {
+        self.in_flight.set(self.in_flight.get().saturating_add(1));
+        Flight(&self.in_flight)
     }
 
     /// Its name in `POOLS` (`None`: the one pool).
@@ -132,35 +163,44 @@ impl Pool {
         self.probe.label()
     }
 
-    /// The keeper of this pool's busy probe connection (see [`Progress::keep`]): runs until
-    /// dropped.
+    /// The keeper of this pool's kept connection (see [`Keeper::keep`]): runs until dropped.
     pub(crate) async fn keep(&self) {
-        self.progress.keep(&self.probe).await;
+        let answered = || self.live.borrow_mut().answered();
+        self.keeper.keep(&self.probe, answered).await;
     }
 
-    /// After a probe of `probe`: a healthy answer is progress; a timeout becomes `busy` when the
-    /// kernel shows others queued, and its connection is offered to the keeper. Only a failed
-    /// probe reads the kernel's view.
-    fn settle(&self, probe: &Probe, verdict: Verdict, held: Option<Held>) -> Verdict {
-        let failure = match verdict {
+    /// After a probe of `probe` that started at `started` (still counted as running): a
+    /// timeout becomes `busy` when the kernel shows others queued, and its connection is
+    /// offered to the keeper (only a timeout reads the kernel's view); liveness hears the
+    /// verdict.
+    fn settle(
+        &self,
+        probe: &Probe,
+        verdict: Verdict,
+        held: Option<Held>,
+        started: Instant,
+    ) -> Verdict {
+        let now = Instant::now();
+        let verdict = match verdict {
             Ok(()) => {
-                self.progress.moved(Instant::now());
-                return Ok(());
+                self.keeper.moved();
+                Ok(())
             }
-            Err(failure) if failure.reason == Reason::Timeout => failure,
+            Err(failure) if failure.reason == Reason::Timeout => {
+                let (view, own) = self.queue_view(now);
+                let failure = liveness::classify(failure, &view, own, probe.timeout());
+                self.keeper.hold(held);
+                Err(failure)
+            }
             Err(failure) => {
                 if let (Some(nudge), true) = (&self.rediscover, failure.errno == Some(ENOENT)) {
                     nudge.ask();
                 }
-                self.progress.waited(busy::waiting(failure.reason));
-                return Err(failure);
+                Err(failure)
             }
         };
-        let (view, own) = self.queue_view(Instant::now(), u64::from(held.is_some()));
-        let failure = busy::classify(failure, &view, own, probe.timeout());
-        self.progress.waited(true);
-        self.progress.hold(held);
-        Err(failure)
+        self.live.borrow_mut().probed(&verdict, started, now);
+        verdict
     }
 
     /// The ping through the single-flight (one FastCGI request for concurrent callers), counted.
@@ -174,8 +214,9 @@ impl Pool {
     /// One ping, logged.
     async fn ping_once(&self) -> Verdict {
         let started = Instant::now();
+        let _flight = self.flight();
         let (verdict, answer, held) = self.probe.run_holding().await;
-        let verdict = self.settle(&self.probe, verdict, held);
+        let verdict = self.settle(&self.probe, verdict, held, started);
         self.ping_log
             .report(&self.probe, &verdict, answer.as_ref(), started.elapsed());
         if let Some(answer) = answer {
@@ -188,7 +229,7 @@ impl Pool {
     /// liveness (busy is alive until stuck), counted.
     pub(crate) async fn live(&self) -> Verdict {
         let verdict = self.ping().await;
-        let live = self.progress.live(&verdict, Instant::now());
+        let live = self.live.borrow().live(&verdict, Instant::now());
         self.counters.record_live(&live);
         live
     }
@@ -205,8 +246,9 @@ impl Pool {
         let (page, via) = flight
             .run(|| async {
                 let started = Instant::now();
+                let _flight = self.flight();
                 let (verdict, answer, held) = probe.run_holding().await;
-                let verdict = self.settle(probe, verdict, held);
+                let verdict = self.settle(probe, verdict, held, started);
                 self.status_log
                     .report(probe, &verdict, answer.as_ref(), started.elapsed());
                 probe.read_status(verdict, answer).map(Rc::new)
@@ -228,7 +270,7 @@ impl Pool {
     /// php-fpm's queue (a page asked now would wait behind it), or after the page failed `busy`,
     /// `timeout` or `fcgi_overloaded`.
     async fn metrics_page(&self) -> (Page, Option<Instant>) {
-        if self.progress.kept() > 0 {
+        if self.keeper.kept() > 0 {
             if let Some((last, read)) = self.last_page.borrow().clone() {
                 return (Ok(last), Some(read));
             }
@@ -238,7 +280,7 @@ impl Pool {
             self.counters.scrape_failed();
         }
         let stale = match &page {
-            Err(failure) if busy::waiting(failure.reason) => self.last_page.borrow().clone(),
+            Err(failure) if liveness::waiting(failure) => self.last_page.borrow().clone(),
             _ => None,
         };
         match stale {
@@ -263,8 +305,10 @@ impl Pool {
                 .write_php_fpm(&mut w, self.name.as_deref(), page, per_process);
         }
         let now = Instant::now();
-        let (view, _) = self.queue_view(now, 0);
-        self.progress.write_metrics(&mut w, &view, now);
+        let (view, _) = self.queue_view(now);
+        write_queue(&mut w, &view);
+        self.keeper.write_metrics(&mut w);
+        w.gauge("fastcgi_healthcheck_stuck", "1 while php-fpm made no progress for BUSY_GRACE while probes waited (what /fcgi-live fails as stuck).", u8::from(self.live.borrow().stuck(now)));
         self.counters.write_live(&mut w);
         if let Some((_, stale)) = page {
             w.gauge("fastcgi_healthcheck_status_page_stale", "1 when the phpfpm_* figures are the last status page read, repeated because php-fpm is busy; 0 when read for this scrape.", u8::from(stale.is_some()));
@@ -275,6 +319,30 @@ impl Pool {
                     now.saturating_duration_since(read).as_secs(),
                 );
             }
+        }
+    }
+}
+
+/// Counts a running probe of a pool (see [`Pool::flight`]).
+struct Flight<'a>(&'a Cell<u64>);
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+/// The kernel's view of a pool's listen queue, read now, for `/metrics`.
+fn write_queue(w: &mut Writer<'_>, view: &View) {
+    w.gauge("fastcgi_healthcheck_listen_queue_available", "Whether the kernel's view of php-fpm's listen queue can be read (0: php-fpm is in another network namespace, its socket file is missing, or the kernel refused; the log says which).", u8::from(matches!(view, View::Seen(_))));
+    if let View::Seen(queue) = view {
+        w.gauge("fastcgi_healthcheck_listen_queue_connections", "Connections waiting in php-fpm's listen queue, read from the kernel now (no worker needed).", queue.queued);
+        if let Some(backlog) = queue.backlog {
+            w.gauge(
+                "fastcgi_healthcheck_listen_queue_backlog",
+                "The backlog of php-fpm's listener, read from the kernel.",
+                backlog,
+            );
         }
     }
 }
@@ -307,11 +375,12 @@ mod tests {
         let destination = Destination::Unix(path.clone());
         let pool = Pool::new(&config, None, &destination, &Requests::new(&config), None);
         let read = Instant::now();
-        assert_eq!(queued(pool.queue_view(read, 0)), (0, 0));
+        assert_eq!(queued(pool.queue_view(read)), (0, 0));
         let _waiting = UnixStream::connect(&path).unwrap();
+        let _probe = pool.flight();
         let almost = read + QUEUE_VIEW_AGE - Duration::from_millis(1);
-        assert_eq!(queued(pool.queue_view(almost, 1)), (0, 0), "read again");
-        assert_eq!(queued(pool.queue_view(read + QUEUE_VIEW_AGE, 1)), (1, 1));
+        assert_eq!(queued(pool.queue_view(almost)), (0, 0), "read again");
+        assert_eq!(queued(pool.queue_view(read + QUEUE_VIEW_AGE)), (1, 1));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -341,6 +341,7 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
 }
 
 /// Result of a run that is expected to end by itself.
+#[derive(Debug)]
 pub struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
