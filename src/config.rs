@@ -34,6 +34,8 @@ pub enum Command {
         status: Option<Vec<Threshold>>,
         /// `--pool NAME`: only that pool of `POOLS` (`None`: every pool).
         pool: Option<String>,
+        /// Probe logs asked for (`RUST_LOG` or `--log-level`); without, the verdict line alone.
+        logs: bool,
     },
     /// Print the manual.
     Help,
@@ -335,6 +337,9 @@ where
     let mut flags: [Option<String>; SETTINGS.len()] = Default::default();
     let check = args.first().is_some_and(|first| first == "check");
     let mut verbose = false;
+    // The flag that asked for the status page (`--status` or the first threshold), as given.
+    let mut status_flag: Option<&str> = None;
+    let mut verbose_flag: Option<&str> = None;
     let mut live = false;
     let mut status: Option<Vec<Threshold>> = None;
     let mut pool: Option<String> = None;
@@ -348,6 +353,7 @@ where
             "-V" | "--version" => return Ok(Command::Version),
             "-v" | "--verbose" if check => {
                 verbose = true;
+                verbose_flag.get_or_insert(arg);
                 continue;
             }
             "--live" if check => {
@@ -356,6 +362,7 @@ where
             }
             "--status" if check => {
                 status.get_or_insert_with(Vec::new);
+                status_flag.get_or_insert(arg);
                 continue;
             }
             _ => {}
@@ -391,6 +398,7 @@ where
                 let threshold = status::parse_threshold(&threshold, &value)
                     .map_err(|e| ConfigError(format!("--{e}")))?;
                 status.get_or_insert_with(Vec::new).push(threshold);
+                status_flag.get_or_insert(name);
                 continue;
             }
             return Err(ConfigError(format!(
@@ -410,6 +418,7 @@ where
         }
     }
 
+    let flagged = flags.each_ref().map(Option::is_some);
     let mut config = Config::unset();
     let mut destination_given = None;
     for (setting, flag) in SETTINGS.iter().zip(flags) {
@@ -463,17 +472,104 @@ where
             config.cache_ttl
         )));
     }
+    if check {
+        let mode = CheckMode {
+            live,
+            status: status_flag,
+            verbose: verbose_flag.filter(|_| config.pools == Pools::One || pool.is_some()),
+        };
+        let unread = SETTINGS
+            .iter()
+            .zip(flagged)
+            .filter(|(_, flagged)| *flagged)
+            .find_map(|(setting, _)| mode.unread(setting.var).map(|why| (setting.flag, why)));
+        if let Some((flag, why)) = mode.unused_flag().or(unread) {
+            return Err(ConfigError(format!(
+                "{flag} is ignored by {}: {why}; drop it",
+                mode.name()
+            )));
+        }
+    }
     Ok(if check {
+        let logs = env("RUST_LOG").is_some()
+            || SETTINGS
+                .iter()
+                .zip(flagged)
+                .any(|(setting, flagged)| flagged && setting.var == "RUST_LOG");
         Command::Check {
             config,
             verbose,
             live,
             status,
             pool,
+            logs,
         }
     } else {
         Command::Serve(config)
     })
+}
+
+/// The mode of `check` asked for, and the flags that chose it, to refuse what it would ignore.
+struct CheckMode<'a> {
+    /// `--live`.
+    live: bool,
+    /// `--status` or the first threshold flag, as given.
+    status: Option<&'a str>,
+    /// `-v` or `--verbose` as given, where the mode prints the FastCGI answer (one pool) or
+    /// nothing (`None` with every pool of `POOLS`, where it prints each pool's line).
+    verbose: Option<&'a str>,
+}
+
+impl CheckMode<'_> {
+    /// The mode's name, as the command line spells it.
+    fn name(&self) -> &'static str {
+        match (self.live, self.status) {
+            (true, _) => "check --live",
+            (false, Some(_)) => "check --status",
+            (false, None) => "check",
+        }
+    }
+
+    /// A flag of `check` itself that this mode ignores, and why.
+    fn unused_flag(&self) -> Option<(&str, &'static str)> {
+        if !self.live {
+            return None;
+        }
+        if let Some(flag) = self.status {
+            return Some((
+                flag,
+                "the status page and its thresholds are check --status's, a probe of its own \
+                 (run it separately)",
+            ));
+        }
+        self.verbose
+            .map(|flag| (flag, "it prints no FastCGI answer"))
+    }
+
+    /// Why this mode does not read the setting `var`, if it does not. A flag for it is refused,
+    /// since a deadline or threshold silently ignored reads as one that holds. Variables are not
+    /// refused: the environment is the server's too.
+    fn unread(&self, var: &str) -> Option<&'static str> {
+        let status = self.status.is_some();
+        match var {
+            "SERVER" | "CLIENT_TIMEOUT" | "MAX_CONNECTIONS" | "IDLE_EXIT" => {
+                Some("it is for the HTTP server, and check serves no HTTP")
+            }
+            "FAIL_STATUS" => Some("check answers with its exit status (1: unhealthy), not HTTP"),
+            "COALESCE" | "CACHE_TTL" => {
+                Some("it shares probes among HTTP requests, and check makes one")
+            }
+            "PROCESS_METRICS" => {
+                Some("it chooses what /metrics reads, and check serves no /metrics")
+            }
+            "BUSY_GRACE" if !self.live => Some("only check --live waits for a busy pool"),
+            "STATUS_PATH" if !status => Some("only check --status reads the status page"),
+            "PING_PATH" | "PING_RESPONSE" if status => {
+                Some("it reads the status page (STATUS_PATH), not the ping")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The threshold name of a `check` flag without its dashes: `max-listen-queue` and `min-...` as
@@ -702,33 +798,63 @@ fn parse_idle_exit(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
     if matches!(raw.value.trim(), "off" | "") {
         return Ok(None);
     }
-    match parse_span(&raw.value) {
-        Some(Duration::ZERO) => Ok(None),
-        Some(span) if span >= MIN_DURATION => Ok(Some(span)),
-        _ => Err(raw.error("is not off, 0 or a duration between 1ms and 1h (examples: 30s, 5m)")),
-    }
+    let span = setting_duration(raw, true, "off, 0 or a duration", "30s, 5m")?;
+    Ok((!span.is_zero()).then_some(span))
 }
 
 fn parse_busy_grace(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
     if raw.value.trim() == "off" {
         return Ok(None);
     }
-    parse_duration(&raw.value).map(Some).ok_or_else(|| {
-        raw.error("is not off or a duration between 1ms and 1h (examples: 60s, 5m, off)")
-    })
+    setting_duration(raw, false, "off or a duration", "60s, 5m, off").map(Some)
 }
 
 fn parse_ttl(raw: &Raw) -> Result<Duration, ConfigError> {
-    match parse_span(&raw.value) {
-        Some(span) if span == Duration::ZERO || span >= MIN_DURATION => Ok(span),
-        _ => Err(raw.error("is not 0 or a duration between 1ms and 1h (examples: 0, 250ms, 2s)")),
-    }
+    setting_duration(raw, true, "0 or a duration", "0, 250ms, 2s")
 }
 
 fn parse_duration_setting(raw: &Raw) -> Result<Duration, ConfigError> {
-    parse_duration(&raw.value).ok_or_else(|| {
-        raw.error("is not a duration between 1ms and 1h (examples: 500ms, 2s, 1.5, 1m)")
-    })
+    setting_duration(raw, false, "a duration", "500ms, 2s, 1m")
+}
+
+/// The largest bare number a duration setting takes: a bare number is seconds, and
+/// `TIMEOUT=800` meant 800 ms far more often than 13 minutes, so above this a unit is required.
+const MAX_BARE_SECONDS: u64 = 60;
+
+/// The value of a duration setting: the one reading behind every one of them. `zero` says
+/// whether `0` is accepted; `what` and `examples` word the error, which always says what a bare
+/// number means. A bare number above [`MAX_BARE_SECONDS`] is refused with the two spellings it
+/// may have meant.
+fn setting_duration(
+    raw: &Raw,
+    zero: bool,
+    what: &str,
+    examples: &str,
+) -> Result<Duration, ConfigError> {
+    let text = raw.value.trim();
+    let span = parse_span(text);
+    let bare = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if bare && span.is_none_or(|span| span > Duration::from_secs(MAX_BARE_SECONDS)) {
+        let meant: Vec<String> = ["ms", "s"]
+            .iter()
+            .map(|unit| format!("{text}{unit}"))
+            .filter(|spelled| parse_span(spelled).is_some())
+            .collect();
+        if !meant.is_empty() {
+            return Err(raw.error(&format!(
+                "is {text} seconds: a bare number means seconds, at most {MAX_BARE_SECONDS}; \
+                 write {}",
+                meant.join(" or ")
+            )));
+        }
+    }
+    span.filter(|span| (zero && span.is_zero()) || *span >= MIN_DURATION)
+        .ok_or_else(|| {
+            raw.error(&format!(
+                "is not {what} between 1ms and 1h (examples: {examples}; a bare number means \
+                 seconds, at most {MAX_BARE_SECONDS})"
+            ))
+        })
 }
 
 /// Shortest accepted duration other than zero.
@@ -738,7 +864,7 @@ const MIN_DURATION: Duration = Duration::from_millis(1);
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds (`2`, `0.5`).
-/// Accepts 1 ms to 1 h; anything else is `None`. Exact decimal arithmetic (no floating point):
+/// Accepts 1 ms to 1 h (the settings take bare numbers up to a minute only: [`setting_duration`]); anything else is `None`. Exact decimal arithmetic (no floating point):
 /// `0.001` is exactly 1 ms; digits below a nanosecond are dropped.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     parse_span(text).filter(|span| *span >= MIN_DURATION)
@@ -1053,6 +1179,48 @@ mod tests {
         }
     }
 
+    /// Every duration setting: `800` is 800 seconds, so above a minute a bare number is refused
+    /// with the two spellings it may have meant, and every duration error says what a bare
+    /// number means.
+    #[test]
+    fn a_bare_number_above_a_minute_needs_a_unit() {
+        for var in [
+            "TIMEOUT",
+            "CLIENT_TIMEOUT",
+            "CACHE_TTL",
+            "IDLE_EXIT",
+            "BUSY_GRACE",
+        ] {
+            assert_eq!(
+                error(&[], &[(var, "800")]),
+                format!(
+                    "{var}=\"800\" is 800 seconds: a bare number means seconds, at most 60; \
+                     write 800ms or 800s"
+                )
+            );
+            // Beyond an hour in seconds: only the milliseconds are offered.
+            let message = error(&[], &[(var, " 5000 ")]);
+            assert!(message.ends_with("write 5000ms"), "{message}");
+            assert!(error(&[], &[(var, "60.5")]).ends_with("write 60.5ms or 60.5s"));
+            for bad in ["soon", "1.2.3", "99999999", "2h"] {
+                let message = error(&[], &[(var, bad)]);
+                assert!(
+                    message.contains("a bare number means seconds, at most 60"),
+                    "{var}={bad}: {message}"
+                );
+            }
+        }
+        let c = config(&[], &[("TIMEOUT", "60"), ("CLIENT_TIMEOUT", "1.5")]);
+        assert_eq!(c.timeout, Duration::from_secs(60));
+        assert_eq!(c.client_timeout, Duration::from_millis(1500));
+        let c = config(&["--timeout", "800ms", "--idle-exit=800s"], &[]);
+        assert_eq!(c.timeout, Duration::from_millis(800));
+        assert_eq!(c.idle_exit, Some(Duration::from_secs(800)));
+        assert!(error(&["--timeout", "800"], &[]).starts_with("--timeout=\"800\" is 800 seconds"));
+        // php-fpm-healthcheck's --timeout is whole seconds by its own interface: not a setting.
+        assert_eq!(parse_duration("800"), Some(Duration::from_secs(800)));
+    }
+
     #[test]
     fn coalescing_settings() {
         let c = config(&[], &[]);
@@ -1162,6 +1330,144 @@ mod tests {
             "verbose is for check only"
         );
         assert!(error(&["check", "--timeout", "soon"], &[]).starts_with("--timeout="));
+    }
+
+    /// A flag the chosen `check` mode would ignore is refused, naming it; the same settings
+    /// from the environment (shared with the server) are not.
+    #[test]
+    fn check_refuses_what_its_mode_ignores() {
+        for (args, flag, mode) in [
+            (
+                &["--live", "--min-idle-processes", "5"][..],
+                "--min-idle-processes",
+                "check --live",
+            ),
+            (&["--status", "--live"], "--status", "check --live"),
+            (
+                &["--live", "--listen-queue=1"],
+                "--listen-queue",
+                "check --live",
+            ),
+            (&["--live", "-v"], "-v", "check --live"),
+            (&["--verbose", "--live"], "--verbose", "check --live"),
+            (&["--server", "0.0.0.0:80"], "--server", "check"),
+            (
+                &["--live", "--fail-status=404"],
+                "--fail-status",
+                "check --live",
+            ),
+            (&["--client-timeout", "1s"], "--client-timeout", "check"),
+            (&["--max-connections", "5"], "--max-connections", "check"),
+            (&["--coalesce", "off"], "--coalesce", "check"),
+            (
+                &["--status", "--cache-ttl", "1s"],
+                "--cache-ttl",
+                "check --status",
+            ),
+            (&["--idle-exit", "1m"], "--idle-exit", "check"),
+            (
+                &["--process-metrics", "aggregates"],
+                "--process-metrics",
+                "check",
+            ),
+            (&["--busy-grace", "20s"], "--busy-grace", "check"),
+            (
+                &["--status", "--busy-grace=20s"],
+                "--busy-grace",
+                "check --status",
+            ),
+            (&["--status-path", "/status"], "--status-path", "check"),
+            (
+                &["--live", "--status-path", "/status"],
+                "--status-path",
+                "check --live",
+            ),
+            (
+                &["--status", "--ping-path", "/ping"],
+                "--ping-path",
+                "check --status",
+            ),
+            (
+                &["--max-idle-processes=3", "--ping-response", "x"],
+                "--ping-response",
+                "check --status",
+            ),
+        ] {
+            let mut all = vec!["check"];
+            all.extend_from_slice(args);
+            let message = error(&all, &[]);
+            assert!(
+                message.starts_with(&format!("{flag} is ignored by {mode}: "))
+                    && message.ends_with("; drop it"),
+                "{args:?}: {message}"
+            );
+        }
+        for args in [
+            &[
+                "--live",
+                "--busy-grace",
+                "20s",
+                "--ping-path",
+                "/p",
+                "--timeout=1s",
+            ][..],
+            &[
+                "--status",
+                "--status-path",
+                "/s",
+                "-v",
+                "--max-listen-queue=1",
+            ],
+            &[
+                "-v",
+                "--ping-response",
+                "pong",
+                "--log-level",
+                "debug",
+                "--destination",
+                "/x.sock",
+            ],
+        ] {
+            let mut all = vec!["check"];
+            all.extend_from_slice(args);
+            assert!(
+                matches!(run(&all, &[]), Ok(Command::Check { .. })),
+                "{args:?}"
+            );
+        }
+        // Every pool's line is what -v prints with --live and POOLS (no --pool).
+        let pools = [("POOLS", "a=/a.sock,b=/b.sock")];
+        assert!(matches!(
+            run(&["check", "--live", "-v"], &pools),
+            Ok(Command::Check { .. })
+        ));
+        let message = error(&["check", "--live", "-v", "--pool", "a"], &pools);
+        assert!(
+            message.starts_with("-v is ignored by check --live"),
+            "{message}"
+        );
+        // The environment is shared with the server: never refused.
+        let env = [
+            ("SERVER", "0.0.0.0:8080"),
+            ("BUSY_GRACE", "20s"),
+            ("STATUS_PATH", "/status"),
+            ("FAIL_STATUS", "404"),
+            ("IDLE_EXIT", "1m"),
+        ];
+        for args in [&["check"][..], &["check", "--live"], &["check", "--status"]] {
+            assert!(
+                matches!(run(args, &env), Ok(Command::Check { .. })),
+                "{args:?}"
+            );
+        }
+        // --log-level asks check for its probe logs, as RUST_LOG does.
+        let logs = |args: &[&str], env: &[(&str, &str)]| match run(args, env) {
+            Ok(Command::Check { logs, .. }) => logs,
+            other => panic!("expected check, got {other:?}"),
+        };
+        assert!(!logs(&["check"], &[]));
+        assert!(logs(&["check", "--log-level", "debug"], &[]));
+        assert!(logs(&["check"], &[("RUST_LOG", "warn")]));
     }
 
     #[test]
