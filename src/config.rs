@@ -202,7 +202,8 @@ pub struct Setting {
     pub flag: &'static str,
     /// The default, as text (parsed like any value).
     pub default: &'static str,
-    /// One line for `--help`.
+    /// What it means: the README table's last cell, and `--help`'s text under the setting's
+    /// line (the same words, wrapped). One line of Markdown: code in backquotes, no `|`.
     pub help: &'static str,
     /// Parses the value and sets its field.
     apply: fn(&Raw, &mut Config) -> Result<(), ConfigError>,
@@ -217,13 +218,13 @@ pub const DEFAULT_TIMEOUT: &str = "800ms";
 #[rustfmt::skip]
 pub const SETTINGS: [Setting; 17] = [
     Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
-        help: "address:port to listen on (IPv4, or [IPv6]:port)",
+        help: "address:port to listen on: IPv4, or `[IPv6]:port`; port `0` picks a free port (logged)",
         apply: |raw, c| parse_server(raw).map(|v| c.server = v) },
     Setting { var: "DESTINATION", flag: "--destination", default: "127.0.0.1",
-        help: "FastCGI server: host name, IP address, or Unix socket (/path or unix:/path)",
+        help: "FastCGI server: host name, IPv4, IPv6 (`::1` or `[::1]`), or a Unix socket by its absolute path, `/path` or `unix:/path`",
         apply: |raw, c| parse_destination(raw).map(|v| c.destination = v) },
     Setting { var: "DESTINATION_PORT", flag: "--destination-port", default: "9000",
-        help: "FastCGI TCP port (ignored for a Unix socket)",
+        help: "FastCGI TCP port, 1-65535 (ignored for a Unix socket, but still checked)",
         apply: |raw, c| {
             let port = parse_port(raw)?;
             if let Destination::Tcp { port: slot, .. } = &mut c.destination {
@@ -232,46 +233,46 @@ pub const SETTINGS: [Setting; 17] = [
             Ok(())
         } },
     Setting { var: "POOLS", flag: "--pools", default: "off",
-        help: "several pools: name=/path.sock,name=host:port,... or dir:/run/php (every socket there)",
+        help: "several pools from one process: `www=/run/php/www.sock,api=127.0.0.1:9001` (a name is letters, digits, `_`, `-`, `.`), or `dir:/run/php` (every socket there, named after its file less `.sock`); at most 128; not with `DESTINATION`",
         apply: |raw, c| parse_pools(raw, &c.destination).map(|v| c.pools = v) },
     Setting { var: "PING_PATH", flag: "--ping-path", default: "/fpm-ping",
-        help: "php-fpm's ping.path",
+        help: "php-fpm's `ping.path`, sent as `SCRIPT_NAME`, `SCRIPT_FILENAME`, `REQUEST_URI`, `DOCUMENT_URI`",
         apply: |raw, c| parse_ping_path(raw).map(|v| c.ping_path = v) },
     Setting { var: "PING_RESPONSE", flag: "--ping-response", default: "pong",
-        help: "text the answer must contain (php-fpm's ping.response)",
+        help: "text the answer's body must contain (php-fpm's `ping.response`; empty: any body)",
         apply: |raw, c| parse_ping_response(raw).map(|v| c.ping_response = v) },
     Setting { var: "TIMEOUT", flag: "--timeout", default: DEFAULT_TIMEOUT,
-        help: "deadline for one whole probe: 500ms, 2s, or seconds",
+        help: "one deadline for the whole probe: resolve, connect, write, read. `500ms`, `2s`, `1m`, between `1ms` and `1h`; a bare number is seconds, at most `60` (write `800ms`, not `800`)",
         apply: |raw, c| parse_duration_setting(raw).map(|v| c.timeout = v) },
     Setting { var: "FAIL_STATUS", flag: "--fail-status", default: "503",
-        help: "HTTP status of an unhealthy answer, 400-599 (404: as the original tool)",
+        help: "HTTP status of an unhealthy answer, 400-599; `404` reproduces the original tool",
         apply: |raw, c| parse_fail_status(raw).map(|v| c.fail_status = v) },
     Setting { var: "CLIENT_TIMEOUT", flag: "--client-timeout", default: "5s",
-        help: "deadline for a client's request head; idle keep-alive limit",
+        help: "a client must send its request within this (else `408`); idle keep-alive connections close after it",
         apply: |raw, c| parse_duration_setting(raw).map(|v| c.client_timeout = v) },
     Setting { var: "MAX_CONNECTIONS", flag: "--max-connections", default: "1024",
-        help: "cap on open HTTP connections",
+        help: "cap on open HTTP connections, 1-1048576",
         apply: |raw, c| parse_max_connections(raw).map(|v| c.max_connections = v) },
     Setting { var: "COALESCE", flag: "--coalesce", default: "on",
-        help: "on: concurrent probes share one FastCGI request; off: one each (benchmarks)",
+        help: "`on`: concurrent probes share one FastCGI request; `off`: one request per probe (for benchmarks; not with `POOLS`)",
         apply: |raw, c| parse_switch(raw).map(|v| c.coalesce = v) },
     Setting { var: "CACHE_TTL", flag: "--cache-ttl", default: "0",
-        help: "reuse a verdict for this long after its probe (0: only share in-flight)",
+        help: "reuse a verdict for this long after its probe finished (`250ms`, `1s`); `0`: only share a probe in flight; needs `COALESCE=on`",
         apply: |raw, c| parse_ttl(raw).map(|v| c.cache_ttl = v) },
     Setting { var: "STATUS_PATH", flag: "--status-path", default: "/fpm-status",
-        help: "php-fpm's pm.status_path, for /fcgi-status, /metrics, check --status (off: none)",
+        help: "php-fpm's `pm.status_path`, for `/fcgi-status`, `/metrics` and `check --status`; `off`: none",
         apply: |raw, c| parse_status_path(raw).map(|v| c.status_path = v) },
     Setting { var: "PROCESS_METRICS", flag: "--process-metrics", default: "off",
-        help: "/metrics from php-fpm's full status page: off, aggregates (no pid labels), per-process",
+        help: "what `/metrics` reads of php-fpm's full status page (`?full`): `off`: nothing (the summary only); `aggregates`: children by state, the oldest running request, the largest last request memory and cpu, no process ids; `per-process`: also php-fpm_exporter's per-child series (at most 1,000 children)",
         apply: |raw, c| parse_process_metrics(raw).map(|v| c.process_metrics = v) },
     Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
-        help: "exit 0 after this long without a connection (systemd socket activation)",
+        help: "exit 0 after this long without a connection (`30s`, `5m`), for systemd socket activation; `off` or `0`: never",
         apply: |raw, c| parse_idle_exit(raw).map(|v| c.idle_exit = v) },
     Setting { var: "BUSY_GRACE", flag: "--busy-grace", default: "60s",
-        help: "/fcgi-live: a busy pool is alive until it made no progress this long (off: busy fails it)",
+        help: "`/fcgi-live` and `check --live`: a busy pool (every worker taken, connections queued) stays alive until it made no progress this long, then fails `stuck`; `off`: busy fails liveness at once, as `/fcgi-ping`",
         apply: |raw, c| parse_busy_grace(raw).map(|v| c.busy_grace = v) },
     Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
-        help: "log level: error, warn, info, debug, trace, off",
+        help: "log level: `error`, `warn`, `info`, `debug`, `trace`, `off`, or `module=level` pairs, comma-separated (`warn,fastcgi_healthcheck=debug`)",
         apply: |raw, c| parse_log(raw).map(|v| c.log = v) },
 ];
 
@@ -946,8 +947,101 @@ pub fn parse_log_spec(text: &str) -> Option<LogSpec> {
     Some(spec)
 }
 
-/// The manual printed by `--help`.
+/// The endpoints: the request and its answer, as the README's table has them (a test compares
+/// them) and `--help` prints them. One line of Markdown each: code in backquotes, no `|`.
+pub const ENDPOINTS: [(&str, &str); 8] = [
+    (
+        "`GET` or `HEAD /fcgi-ping`",
+        "readiness: one FastCGI request to `PING_PATH`: `200` body `ok`; or `FAIL_STATUS` with a \
+         one-line body `reason: detail` (`busy` at once when every worker is taken)",
+    ),
+    (
+        "`GET` or `HEAD /fcgi-live`",
+        "liveness: the same probe (shared with `/fcgi-ping`), but a busy pool is alive: `200` \
+         while php-fpm's listener accepts and the pool made progress within `BUSY_GRACE`; \
+         `FAIL_STATUS` at once when php-fpm is dead (`connect_refused`, `connect_failed`, \
+         `resolve_failed`, a broken answer), and `stuck` when nothing moved for `BUSY_GRACE` \
+         while connections waited",
+    ),
+    (
+        "`GET` or `HEAD /fcgi-status?max-listen-queue=10&min-idle-processes=1`",
+        "php-fpm's status page (`STATUS_PATH`) and thresholds on it: `200`, or `FAIL_STATUS` \
+         with the failed thresholds first; `404` with `STATUS_PATH=off`",
+    ),
+    (
+        "`GET` or `HEAD /metrics`",
+        "Prometheus text: probe results, durations, coalescing, connections, and php-fpm's pool \
+         figures (`phpfpm_*`)",
+    ),
+    (
+        "`GET` or `HEAD /fcgi-ping/NAME`, `/fcgi-live/NAME`, `/fcgi-status/NAME`",
+        "with `POOLS`: that pool, as above; without a name, every pool: one line per failing \
+         pool, `NAME reason: detail`; an unknown name is `404` naming the known pools",
+    ),
+    (
+        "`GET` or `HEAD /health`, `/healthz`, `/`",
+        "`200` body `ok`: this process is alive (no FastCGI)",
+    ),
+    ("any other path", "`404`"),
+    (
+        "another method on a known path",
+        "`405` with `Allow: GET, HEAD`",
+    ),
+];
+
+/// The exit codes: the code, what it means while serving, and for `check`, as the README's
+/// table has them (a test compares them) and `--help` prints them.
+pub const EXIT_CODES: [(&str, &str, &str); 3] = [
+    (
+        "0",
+        "stopped by SIGTERM or SIGINT (answers in progress get `TIMEOUT` + 1 s; a second signal \
+         ends it at once), or by `IDLE_EXIT`; `--help`, `--version`",
+        "healthy (`ok` on stdout)",
+    ),
+    (
+        "1",
+        "cannot listen on `SERVER`, or the socket inherited from systemd (`LISTEN_FDS`) fails \
+         (the message names it and the OS error)",
+        "unhealthy: one line on stderr, `reason: detail` as in the HTTP body (with `POOLS`: one \
+         per failing pool, `NAME reason: detail`)",
+    ),
+    (
+        "2",
+        "invalid flag or setting, or a wrong `LISTEN_PID` or `LISTEN_FDS` (the message names it \
+         and the accepted form)",
+        "the same; a flag the mode ignores (`check --live --min-idle-processes 5`); `--status` \
+         with `STATUS_PATH=off`; a `--pool` that names no pool",
+    ),
+];
+
+/// Width of `--help`'s wrapped text (its usage lines may be longer).
+const HELP_WIDTH: usize = 100;
+
+/// Appends `body` to `text`, wrapped at [`HELP_WIDTH`] after `indent`, words kept whole.
+fn push_wrapped(text: &mut String, indent: &str, body: &str) {
+    let mut width = 0usize;
+    for word in body.split(' ') {
+        if width == 0 {
+            text.push_str(indent);
+            width = indent.len();
+        } else if width.saturating_add(1).saturating_add(word.len()) > HELP_WIDTH {
+            text.push('\n');
+            text.push_str(indent);
+            width = indent.len();
+        } else {
+            text.push(' ');
+            width = width.saturating_add(1);
+        }
+        text.push_str(word);
+        width = width.saturating_add(word.len());
+    }
+    text.push('\n');
+}
+
+/// The manual printed by `--help`, and through it the man page (scripts/debian/manpage): the
+/// settings, endpoints and exit codes from their tables, the README's tables' words.
 pub fn help() -> String {
+    const INDENT: &str = "        ";
     let mut text = format!(
         "fastcgi-healthcheck {version}\n\
          Answers HTTP health probes by pinging a FastCGI server (php-fpm).\n\n\
@@ -958,34 +1052,31 @@ pub fn help() -> String {
         version = env!("CARGO_PKG_VERSION")
     );
     for s in &SETTINGS {
-        text.push_str(&format!(
-            "    {:<17} {:<19} {:<15} {}\n",
-            s.var, s.flag, s.default, s.help
-        ));
+        text.push_str(&format!("    {:<17} {:<19} {}\n", s.var, s.flag, s.default));
+        push_wrapped(&mut text, INDENT, s.help);
+    }
+    text.push_str("\nENDPOINTS:\n");
+    for (request, answer) in &ENDPOINTS {
+        push_wrapped(&mut text, "    ", request);
+        push_wrapped(&mut text, INDENT, answer);
     }
     text.push_str(
-        "\nENDPOINTS:\n\
-         \x20   GET|HEAD /fcgi-ping          one FastCGI request to PING_PATH: 200 `ok`, or FAIL_STATUS\n\
-         \x20                                and a one-line reason (connect_refused, timeout, bad_status, ...)\n\
-         \x20   GET|HEAD /fcgi-status        php-fpm's status page (STATUS_PATH); thresholds in the query:\n\
-         \x20                                ?max-listen-queue=10&min-idle-processes=1 (200, or FAIL_STATUS)\n\
-         \x20   GET|HEAD /fcgi-live          liveness: the same probe, but a busy pool is alive (200) until\n\
-         \x20                                it made no progress for BUSY_GRACE (stuck); dead fails at once\n\
-         \x20   GET /metrics                 Prometheus text: probes, durations, php-fpm's pool (phpfpm_*)\n\
-         \x20   GET|HEAD /fcgi-ping/NAME     with POOLS: one pool (also /fcgi-live/NAME, /fcgi-status/NAME);\n\
-         \x20                                without a name every pool: one line per failing pool\n\
-         \x20   GET|HEAD /health /healthz /  200 `ok`: this process is alive (no FastCGI)\n\n\
-         CHECK:\n\
-         \x20   check [-v]                   one ping; exit 0 healthy, 1 unhealthy (reason on stderr)\n\
-         \x20   check --live                 liveness: busy waits up to BUSY_GRACE for php-fpm's answer\n\
+        "\nCHECK (one probe; the settings above, as flags or variables):\n\
+         \x20   check [-v]                   the ping: exit 0 healthy, 1 unhealthy (the reason on stderr)\n\
+         \x20   check --live                 liveness: busy is alive until BUSY_GRACE passes without progress\n\
          \x20   check --status [--max-<field> N] [--min-<field> N] [--<field> N]\n\
          \x20                                the status page against thresholds (--<field>: maximum)\n\
-         \x20   check --pool NAME            with POOLS: that pool only (else every pool)\n\n\
-         EXIT CODES:\n\
-         \x20   0  stopped by SIGTERM or SIGINT, or --help/--version; check: healthy\n\
-         \x20   1  could not listen on SERVER; check: unhealthy (the reason on stderr)\n\
-         \x20   2  invalid flag or setting (the message names it); check --pool: unknown pool\n\n\
-         php-fpm needs `ping.path = /fpm-ping` (and optionally `ping.response = pong`) in the pool.\n",
+         \x20   check --pool NAME            with POOLS: that pool only (else every pool)\n\
+         \x20   A flag the mode does not read is refused (exit 2): check --live takes no threshold.\n\n\
+         EXIT CODES:\n",
+    );
+    for (code, serving, check) in &EXIT_CODES {
+        text.push_str(&format!("    {code}\n"));
+        push_wrapped(&mut text, INDENT, &format!("serving: {serving}"));
+        push_wrapped(&mut text, INDENT, &format!("check: {check}"));
+    }
+    text.push_str(
+        "\nphp-fpm needs `ping.path = /fpm-ping` (and optionally `ping.response = pong`) in the pool.\n",
     );
     text
 }
