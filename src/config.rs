@@ -221,7 +221,8 @@ pub const SETTINGS: [Setting; 17] = [
         help: "address:port to listen on: IPv4, or `[IPv6]:port`; port `0` picks a free port (logged)",
         apply: |raw, c| parse_server(raw).map(|v| c.server = v) },
     Setting { var: "DESTINATION", flag: "--destination", default: "127.0.0.1",
-        help: "FastCGI server: host name, IPv4, IPv6 (`::1` or `[::1]`), or a Unix socket by its absolute path, `/path` or `unix:/path`",
+        help: "FastCGI server: host name, IPv4, IPv6 (`::1` or `[::1]`), or a Unix socket by its \
+              absolute path, `/path` or `unix:/path`",
         apply: |raw, c| parse_destination(raw).map(|v| c.destination = v) },
     Setting { var: "DESTINATION_PORT", flag: "--destination-port", default: "9000",
         help: "FastCGI TCP port, 1-65535 (ignored for a Unix socket, but still checked)",
@@ -233,46 +234,62 @@ pub const SETTINGS: [Setting; 17] = [
             Ok(())
         } },
     Setting { var: "POOLS", flag: "--pools", default: "off",
-        help: "several pools from one process: `www=/run/php/www.sock,api=127.0.0.1:9001` (a name is letters, digits, `_`, `-`, `.`), or `dir:/run/php` (every socket there, named after its file less `.sock`); at most 128; not with `DESTINATION`",
+        help: "several pools from one process: `www=/run/php/www.sock,api=127.0.0.1:9001` (a name is \
+              letters, digits, `_`, `-`, `.`), or `dir:/run/php` (every socket there, named after its \
+              file less `.sock`); at most 128; not with `DESTINATION`",
         apply: |raw, c| parse_pools(raw, &c.destination).map(|v| c.pools = v) },
     Setting { var: "PING_PATH", flag: "--ping-path", default: "/fpm-ping",
-        help: "php-fpm's `ping.path`, sent as `SCRIPT_NAME`, `SCRIPT_FILENAME`, `REQUEST_URI`, `DOCUMENT_URI`",
+        help: "php-fpm's `ping.path`, sent as `SCRIPT_NAME`, `SCRIPT_FILENAME`, `REQUEST_URI`, \
+              `DOCUMENT_URI`",
         apply: |raw, c| parse_ping_path(raw).map(|v| c.ping_path = v) },
     Setting { var: "PING_RESPONSE", flag: "--ping-response", default: "pong",
         help: "text the answer's body must contain (php-fpm's `ping.response`; empty: any body)",
         apply: |raw, c| parse_ping_response(raw).map(|v| c.ping_response = v) },
     Setting { var: "TIMEOUT", flag: "--timeout", default: DEFAULT_TIMEOUT,
-        help: "one deadline for the whole probe: resolve, connect, write, read. `500ms`, `2s`, `1m`, between `1ms` and `1h`; a bare number is seconds, at most `60` (write `800ms`, not `800`)",
+        help: "one deadline for the whole probe: resolve, connect, write, read. `500ms`, `2s`, `1m`, \
+              between `1ms` and `1h`; a bare number is seconds, at most `60` (write `800ms`, not \
+              `800`)",
         apply: |raw, c| parse_duration_setting(raw).map(|v| c.timeout = v) },
     Setting { var: "FAIL_STATUS", flag: "--fail-status", default: "503",
         help: "HTTP status of an unhealthy answer, 400-599; `404` reproduces the original tool",
         apply: |raw, c| parse_fail_status(raw).map(|v| c.fail_status = v) },
     Setting { var: "CLIENT_TIMEOUT", flag: "--client-timeout", default: "5s",
-        help: "a client must send its request within this (else `408`); idle keep-alive connections close after it",
+        help: "a client must send its request within this (else `408`); idle keep-alive connections \
+              close after it",
         apply: |raw, c| parse_duration_setting(raw).map(|v| c.client_timeout = v) },
     Setting { var: "MAX_CONNECTIONS", flag: "--max-connections", default: "1024",
         help: "cap on open HTTP connections, 1-1048576",
         apply: |raw, c| parse_max_connections(raw).map(|v| c.max_connections = v) },
     Setting { var: "COALESCE", flag: "--coalesce", default: "on",
-        help: "`on`: concurrent probes share one FastCGI request; `off`: one request per probe (for benchmarks; not with `POOLS`)",
+        help: "`on`: concurrent probes share one FastCGI request; `off`: one request per probe (for \
+              benchmarks; not with `POOLS`)",
         apply: |raw, c| parse_switch(raw).map(|v| c.coalesce = v) },
     Setting { var: "CACHE_TTL", flag: "--cache-ttl", default: "0",
-        help: "reuse a verdict for this long after its probe finished (`250ms`, `1s`); `0`: only share a probe in flight; needs `COALESCE=on`",
+        help: "reuse a verdict for this long after its probe finished (`250ms`, `1s`); `0`: only share \
+              a probe in flight; needs `COALESCE=on`",
         apply: |raw, c| parse_ttl(raw).map(|v| c.cache_ttl = v) },
     Setting { var: "STATUS_PATH", flag: "--status-path", default: "/fpm-status",
-        help: "php-fpm's `pm.status_path`, for `/fcgi-status`, `/metrics` and `check --status`; `off`: none",
+        help: "php-fpm's `pm.status_path`, for `/fcgi-status`, `/metrics` and `check --status`; `off`: \
+              none",
         apply: |raw, c| parse_status_path(raw).map(|v| c.status_path = v) },
     Setting { var: "PROCESS_METRICS", flag: "--process-metrics", default: "off",
-        help: "what `/metrics` reads of php-fpm's full status page (`?full`): `off`: nothing (the summary only); `aggregates`: children by state, the oldest running request, the largest last request memory and cpu, no process ids; `per-process`: also php-fpm_exporter's per-child series (at most 1,000 children)",
+        help: "what `/metrics` reads of php-fpm's full status page (`?full`): `off`: nothing (the \
+              summary only); `aggregates`: children by state, the oldest running request, the largest \
+              last request memory and cpu, no process ids; `per-process`: also php-fpm_exporter's \
+              per-child series (at most 1,000 children)",
         apply: |raw, c| parse_process_metrics(raw).map(|v| c.process_metrics = v) },
     Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
-        help: "exit 0 after this long without a connection (`30s`, `5m`), for systemd socket activation; `off` or `0`: never",
+        help: "exit 0 after this long without a connection (`30s`, `5m`), for systemd socket \
+              activation; `off` or `0`: never",
         apply: |raw, c| parse_idle_exit(raw).map(|v| c.idle_exit = v) },
     Setting { var: "BUSY_GRACE", flag: "--busy-grace", default: "60s",
-        help: "`/fcgi-live` and `check --live`: a busy pool (every worker taken, connections queued) stays alive until it made no progress this long, then fails `stuck`; `off`: busy fails liveness at once, as `/fcgi-ping`",
+        help: "`/fcgi-live` and `check --live`: a busy pool (every worker taken, connections queued) \
+              stays alive until it made no progress this long, then fails `stuck`; `off`: busy fails \
+              liveness at once, as `/fcgi-ping`",
         apply: |raw, c| parse_busy_grace(raw).map(|v| c.busy_grace = v) },
     Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
-        help: "log level: `error`, `warn`, `info`, `debug`, `trace`, `off`, or `module=level` pairs, comma-separated (`warn,fastcgi_healthcheck=debug`)",
+        help: "log level: `error`, `warn`, `info`, `debug`, `trace`, `off`, or `module=level` pairs, \
+              comma-separated (`warn,fastcgi_healthcheck=debug`)",
         apply: |raw, c| parse_log(raw).map(|v| c.log = v) },
 ];
 
@@ -516,8 +533,8 @@ struct CheckMode<'a> {
     live: bool,
     /// `--status` or the first threshold flag, as given.
     status: Option<&'a str>,
-    /// `-v` or `--verbose` as given, where the mode prints the FastCGI answer (one pool) or
-    /// nothing (`None` with every pool of `POOLS`, where it prints each pool's line).
+    /// `-v` or `--verbose` as given; `None` when every pool of `POOLS` is asked (no `--pool`),
+    /// where `-v` prints each pool's line in every mode.
     verbose: Option<&'a str>,
 }
 
@@ -865,8 +882,10 @@ const MIN_DURATION: Duration = Duration::from_millis(1);
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds (`2`, `0.5`).
-/// Accepts 1 ms to 1 h (the settings take bare numbers up to a minute only: [`setting_duration`]); anything else is `None`. Exact decimal arithmetic (no floating point):
-/// `0.001` is exactly 1 ms; digits below a nanosecond are dropped.
+/// Accepts 1 ms to 1 h; anything else is `None`. Exact decimal arithmetic (no floating point):
+/// `0.001` is exactly 1 ms; digits below a nanosecond are dropped. The settings take a bare
+/// number up to a minute only ([`setting_duration`]); php-fpm-healthcheck's `--timeout` is
+/// seconds by that interface.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     parse_span(text).filter(|span| *span >= MIN_DURATION)
 }
