@@ -416,7 +416,7 @@ pub(crate) fn outcome(
 /// No answer: a connect failure exits with its errno, a timeout with 124, anything else 8.
 fn without_answer(mut out: Outcome, failure: &Failure) -> Outcome {
     out.stderr
-        .push_str(&format!("{NAME}: {failure}{}\n", hint(failure.reason)));
+        .push_str(&format!("{NAME}: {failure}{}\n", hint(failure)));
     out.code = match failure.reason {
         Reason::Timeout => EXIT_TIMEOUT,
         Reason::ResolveFailed => EXIT_UNKNOWN_HOST,
@@ -431,9 +431,11 @@ fn without_answer(mut out: Outcome, failure: &Failure) -> Outcome {
     out
 }
 
-/// What to look at after a failure without an answer, naming the setting.
-fn hint(reason: Reason) -> &'static str {
-    match reason {
+/// What to look at after a failure without an answer, naming the setting (a permission
+/// failure's detail says what to do already: the address is right).
+fn hint(failure: &Failure) -> &'static str {
+    match failure.reason {
+        Reason::ConnectFailed if failure.errno == Some(libc::EACCES) => "",
         Reason::ConnectFailed | Reason::ResolveFailed => {
             "; is FCGI_CONNECT php-fpm's listen address?"
         }
@@ -901,7 +903,9 @@ mod tests {
         for (reason, errno, code, hint) in [
             (Reason::ConnectRefused, Some(111), 111, ""),
             (Reason::ConnectFailed, Some(2), 2, listen),
-            (Reason::ConnectFailed, Some(13), 13, listen),
+            (Reason::ConnectFailed, Some(111), 111, listen),
+            // The detail of a permission failure says what to do; the address is right.
+            (Reason::ConnectFailed, Some(13), 13, ""),
             (Reason::FcgiOverloaded, Some(11), 11, ""),
             (Reason::Timeout, None, EXIT_TIMEOUT, hung),
             (Reason::ResolveFailed, None, EXIT_UNKNOWN_HOST, listen),

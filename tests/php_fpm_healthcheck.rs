@@ -19,7 +19,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::sys::{children_of, poll, signal};
+use common::sys::{children_of, poll, signal, which, Ipv6OffNamespace};
 use common::tool::{self, scaled};
 use common::{free_port, Listen, PhpFpm, TempDir};
 
@@ -34,10 +34,7 @@ struct Installed {
 impl Installed {
     fn new() -> Self {
         let dir = TempDir::new();
-        let to = dir.join(NAME);
-        if std::fs::hard_link(tool::bin(), &to).is_err() {
-            std::fs::copy(tool::bin(), &to).expect("copy the binary under test");
-        }
+        tool::install_as(dir.path(), NAME);
         Self { dir }
     }
 
@@ -72,26 +69,6 @@ impl Installed {
     fn run(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         finish(self.command(&[], env, args))
     }
-}
-
-/// The full path of `program` on the test's own `PATH` (the child's holds only the installed
-/// binary); fails the test, saying how to install it, when there is none.
-fn which(program: &str) -> String {
-    if program.contains('/') {
-        return program.to_owned();
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            let package = match program {
-                "setpriv" => "util-linux",
-                _ => "qemu-user-static",
-            };
-            panic!("{program} is missing: install it with \"apt-get install {package}\"")
-        })
-        .display()
-        .to_string()
 }
 
 /// A finished run: exit status, the whole stdout and stderr, how long it took.
@@ -543,17 +520,60 @@ fn connection_failures_exit_with_the_errno() {
         format!("php-fpm-healthcheck: connect_failed: cannot connect to unix:{missing}: No such file or directory (os error 2); is FCGI_CONNECT php-fpm's listen address?\n")
     );
     assert_eq!(run.stdout, "");
+    // 111 as cgi-fcgi (the kernel refuses a path that is not a socket), saying what it is.
+    std::fs::write(dir.join("file"), "").unwrap();
+    for (name, kind) in [("file", "a regular file"), ("", "a directory")] {
+        let path = dir.join(name).display().to_string();
+        let run = installed.run(&[("FCGI_CONNECT", &path)], &[]);
+        assert_eq!(run.code(), Some(111), "{run:?}");
+        assert_eq!(
+            run.stderr,
+            format!("php-fpm-healthcheck: connect_failed: unix:{path} is {kind}, not a socket; give the path of php-fpm's socket (the pool's listen); is FCGI_CONNECT php-fpm's listen address?\n")
+        );
+    }
 }
 
-/// 13: a socket only root may use (mode 0600), probed as nobody. Root skips the permission
-/// check, so the child runs as uid/gid 65534 (`setpriv`, from util-linux).
+/// Where /etc/hosts maps localhost to 127.0.0.1 and ::1 and IPv6 is off (a Debian container),
+/// `FCGI_CONNECT=localhost:9001` exits 111 as the script's cgi-fcgi does (gethostbyname: the
+/// first IPv4 address, one connect), not 99 from ::1 (upstream's
+/// test_exit_when_fpm_is_not_reachable_apt).
 #[test]
-fn permission_denied_exits_13() {
+fn localhost_is_refused_where_ipv6_is_off() {
+    let namespace = Ipv6OffNamespace::new();
+    let installed = Installed::new();
+    let run = finish(installed.command(
+        &namespace.wrapper(),
+        &[("FCGI_CONNECT", "localhost:9001")],
+        &["-v"],
+    ));
+    assert_eq!(run.code(), Some(111), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "Trying to connect to php-fpm via: localhost:9001/status\n"
+    );
+    assert_eq!(
+        run.stderr,
+        "php-fpm-healthcheck: connect_refused: localhost:9001 refused the connection; is php-fpm running and listening there?\n"
+    );
+}
+
+/// 13: a socket of another group (root:www-data 0660, as Debian's is www-data:www-data 0660),
+/// probed as nobody (`setpriv`: root skips the permission check): the message names the
+/// socket's owner, group and mode, who we are, and what to do, and not the listen address. In
+/// the group, the same probe passes.
+#[test]
+fn permission_denied_exits_13_naming_owner_group_and_mode() {
     // The child's PATH holds only the installed binary: setpriv by its full path.
     let setpriv = which("setpriv");
     let installed = Installed::new();
-    let fpm = PhpFpm::unix();
+    let fpm =
+        PhpFpm::unix_with("listen.owner = root\nlisten.group = www-data\nlisten.mode = 0660\n");
     let socket = connect(&fpm);
+    let mode = std::fs::metadata(fpm.socket_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "the pool's listen.mode applies");
     let env = env_for(&fpm);
     let nobody = [
         setpriv.as_str(),
@@ -561,17 +581,26 @@ fn permission_denied_exits_13() {
         "--regid=65534",
         "--clear-groups",
     ];
-    // The harness's socket is 0666 in a 0755 directory: nobody reaches it...
-    let run = finish(installed.command(&nobody, &borrow(&env), &[]));
-    assert_eq!(run.code(), Some(0), "{run:?}");
-    // ...until only its owner, root, may write to it.
-    std::fs::set_permissions(fpm.socket_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let run = finish(installed.command(&nobody, &borrow(&env), &[]));
     assert_eq!(run.code(), Some(13), "{run:?}");
     assert_eq!(
         run.stderr,
-        format!("php-fpm-healthcheck: connect_failed: cannot connect to unix:{socket}: Permission denied (os error 13); is FCGI_CONNECT php-fpm's listen address?\n")
+        format!(
+            "php-fpm-healthcheck: connect_failed: cannot connect to unix:{socket}: Permission \
+             denied (os error 13); the socket has owner root (0), group www-data (33), mode 0660, \
+             and this process runs as user nobody (65534) with groups nogroup (65534); run it as \
+             a member of group www-data (usermod -aG www-data nobody), or set listen.owner, \
+             listen.group and listen.mode in the php-fpm pool to let it in\n"
+        )
     );
+    let member = [
+        setpriv.as_str(),
+        "--reuid=65534",
+        "--regid=65534",
+        "--groups=33",
+    ];
+    let run = finish(installed.command(&member, &borrow(&env), &[]));
+    assert_eq!((run.code(), run.stderr.as_str()), (Some(0), ""), "{run:?}");
 }
 
 /// A hung pool (workers stopped): exit 124 within the deadline, naming the stage, where the
