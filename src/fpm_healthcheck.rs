@@ -17,9 +17,11 @@
 //!   a failed connect (111 refused, 2 no such socket file, 13 permission denied), 232 unknown
 //!   host (as `cgi-fcgi`), 124 timeout.
 //!
-//! Beyond the original: a deadline (`--timeout=N` seconds, or our `TIMEOUT` variable; 800ms),
-//! one line saying what failed on a connect failure, and a field missing from the page fails
-//! (the original passes silently).
+//! Beyond the original: a deadline (`--timeout=N`, whole seconds as the upstream branch that
+//! adds it, or a duration such as `500ms`; 30 s by default, Docker's `HEALTHCHECK` timeout), one
+//! line saying what failed on a connect failure, and a field missing from the page fails (the
+//! original passes silently). Nothing else from the environment is read: an application's own
+//! `TIMEOUT` is not ours.
 //!
 //! Everything but [`main`] is pure: `parse_args` and `settings` read the command line and the
 //! environment, `outcome` turns the probe's answer into the output and the exit code.
@@ -66,6 +68,12 @@ pub(crate) const EXIT_INVALID: u8 = 3;
 pub(crate) const EXIT_NO_PAGE: u8 = 8;
 /// Exit status: the deadline passed (coreutils' `timeout`).
 pub(crate) const EXIT_TIMEOUT: u8 = 124;
+
+/// The deadline without `--timeout`: Docker's `HEALTHCHECK` default (the script has none of its
+/// own, so under Docker a slow pool passes until Docker's 30 s).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest `--timeout`, in seconds.
+const MAX_TIMEOUT_SECS: u64 = 3600;
 
 const DEFAULT_CONNECT: &str = "localhost:9000";
 const DEFAULT_STATUS_PATH: &str = "/status";
@@ -172,13 +180,7 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
     };
     for (option, value) in pairs {
         if option == "--timeout" {
-            let timeout = config::parse_duration(&value).ok_or_else(|| {
-                Invalid(format!(
-                    "'{option}' option value must be a number of seconds between 0.001 and 3600 \
-                     (0.5, 2, or with a unit: 500ms, 2s), '{value}' given\n"
-                ))
-            })?;
-            options.timeout = Some(timeout);
+            options.timeout = Some(parse_timeout(&value)?);
             continue;
         }
         let limit = parse_integer(&value).ok_or_else(|| {
@@ -190,6 +192,30 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
         options.checks.push(Check { field, limit });
     }
     Ok(options)
+}
+
+/// `--timeout`: whole seconds, as the upstream branch that adds it (`--timeout=N`, with its
+/// message for a value that is not an integer), 1 to [`MAX_TIMEOUT_SECS`]; beyond it, a duration
+/// (`500ms`, `1.5s`).
+fn parse_timeout(value: &str) -> Result<Duration, Invalid> {
+    if let Some(seconds) = parse_integer(value) {
+        return u64::try_from(seconds)
+            .ok()
+            .filter(|seconds| (1..=MAX_TIMEOUT_SECS).contains(seconds))
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                Invalid(format!(
+                    "'--timeout' option value must be between 1 and {MAX_TIMEOUT_SECS} seconds, \
+                     '{value}' given\n"
+                ))
+            });
+    }
+    config::parse_duration(value).ok_or_else(|| {
+        Invalid(format!(
+            "'--timeout' option value must be an integer, '{value}' given (seconds, 1 to \
+             {MAX_TIMEOUT_SECS}; or a duration: 500ms, 1.5s)\n"
+        ))
+    })
 }
 
 /// Why a `--name` is not an option.
@@ -237,12 +263,13 @@ pub(crate) struct Settings {
     pub(crate) destination: Destination,
     /// `FCGI_STATUS_PATH`.
     pub(crate) path: String,
-    /// `TIMEOUT`, unless `--timeout` was given.
+    /// The deadline: `--timeout`, else [`DEFAULT_TIMEOUT`].
     pub(crate) timeout: Duration,
 }
 
-/// Reads `FCGI_CONNECT`, `FCGI_STATUS_PATH` and `TIMEOUT` (an empty one is unset, as the
-/// original's `${VAR:-default}`); `timeout` (from `--timeout`) wins over `TIMEOUT`.
+/// Reads `FCGI_CONNECT` and `FCGI_STATUS_PATH` (an empty one is unset, as the original's
+/// `${VAR:-default}`), and nothing else: a variable such as `TIMEOUT` belongs to the
+/// application's container. `timeout` is `--timeout`.
 pub(crate) fn settings<E>(env: E, timeout: Option<Duration>) -> Result<Settings, Invalid>
 where
     E: Fn(&str) -> Option<OsString>,
@@ -266,23 +293,11 @@ where
              pm.status_path (e.g. /status)\n"
         )));
     }
-    let timeout = match timeout {
-        Some(timeout) => timeout,
-        None => {
-            let text = read("TIMEOUT", config::DEFAULT_TIMEOUT)?;
-            config::parse_duration(&text).ok_or_else(|| {
-                Invalid(format!(
-                    "{NAME}: TIMEOUT={text:?} is not a duration between 1ms and 1h \
-                     (examples: 500ms, 2s, 1.5); or give --timeout=SECONDS\n"
-                ))
-            })?
-        }
-    };
     Ok(Settings {
         destination: destination(&connect)?,
         connect,
         path,
-        timeout,
+        timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
     })
 }
 
@@ -440,7 +455,7 @@ fn hint(failure: &Failure) -> &'static str {
             "; is FCGI_CONNECT php-fpm's listen address?"
         }
         Reason::Timeout => {
-            "; are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)"
+            "; are php-fpm's workers hung? (--timeout=SECONDS sets the deadline, 30 by default)"
         }
         _ => "",
     }
@@ -702,31 +717,74 @@ mod tests {
     }
 
     #[test]
-    fn timeout_flag_in_seconds_wins_over_the_variable() {
-        let options = args(&["--timeout=0.25"]).unwrap();
-        assert_eq!(options.timeout, Some(Duration::from_millis(250)));
+    fn timeout_in_whole_seconds_or_a_duration_and_no_variable() {
         assert_eq!(
-            args(&["--timeout", "2"]).unwrap().timeout,
-            Some(Duration::from_secs(2))
-        );
-        assert!(args(&["--timeout=0"])
-            .unwrap_err()
-            .0
-            .starts_with("'--timeout' option value must be a number of seconds"));
-        let settings = env_settings(&[("TIMEOUT", "5s")], options.timeout).unwrap();
-        assert_eq!(settings.timeout, Duration::from_millis(250));
-        assert_eq!(
-            env_settings(&[("TIMEOUT", "5s")], None).unwrap().timeout,
-            Duration::from_secs(5)
+            args(&["--timeout=1"]).unwrap().timeout,
+            Some(Duration::from_secs(1))
         );
         assert_eq!(
-            env_settings(&[], None).unwrap().timeout,
-            Duration::from_millis(800)
+            args(&["--timeout", "3600"]).unwrap().timeout,
+            Some(Duration::from_secs(3600))
         );
-        assert!(env_settings(&[("TIMEOUT", "soon")], None)
-            .unwrap_err()
-            .0
-            .contains("TIMEOUT=\"soon\""));
+        // Durations are ours, beyond the upstream branch's whole seconds.
+        assert_eq!(
+            args(&["--timeout=0.25"]).unwrap().timeout,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            args(&["--timeout=500ms"]).unwrap().timeout,
+            Some(Duration::from_millis(500))
+        );
+        // The upstream branch's message for what is not a number (its test_timeout.py).
+        // (A number too large for the shell's `test` is not an integer there either.)
+        for bad in ["", "abc", "1x", "99999999999999999999"] {
+            let text = args(&[&format!("--timeout={bad}")]).unwrap_err().0;
+            assert!(
+                text.starts_with(&format!(
+                    "'--timeout' option value must be an integer, '{bad}' given"
+                )),
+                "{text}"
+            );
+        }
+        for bad in ["0", "-1", "3601"] {
+            assert_eq!(
+                args(&[&format!("--timeout={bad}")]).unwrap_err().0,
+                format!(
+                    "'--timeout' option value must be between 1 and 3600 seconds, '{bad}' given\n"
+                )
+            );
+        }
+        // The deadline is --timeout or 30 s (Docker's HEALTHCHECK default); an application's
+        // TIMEOUT is not read, whatever it holds.
+        for vars in [
+            &[][..],
+            &[("TIMEOUT", "7200")][..],
+            &[("TIMEOUT", "0")][..],
+            &[("TIMEOUT", "soon")][..],
+        ] {
+            assert_eq!(
+                env_settings(vars, None).unwrap().timeout,
+                Duration::from_secs(30)
+            );
+            assert_eq!(
+                env_settings(vars, Some(Duration::from_secs(2)))
+                    .unwrap()
+                    .timeout,
+                Duration::from_secs(2)
+            );
+        }
+    }
+
+    /// The variables read: only FCGI_CONNECT and FCGI_STATUS_PATH.
+    #[test]
+    fn reads_only_its_own_variables() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let read = |name: &str| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        };
+        settings(read, None).unwrap();
+        assert_eq!(*asked.borrow(), ["FCGI_CONNECT", "FCGI_STATUS_PATH"]);
     }
 
     #[test]
@@ -899,7 +957,8 @@ mod tests {
             )
         };
         let listen = "; is FCGI_CONNECT php-fpm's listen address?";
-        let hung = "; are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)";
+        let hung =
+            "; are php-fpm's workers hung? (--timeout=SECONDS sets the deadline, 30 by default)";
         for (reason, errno, code, hint) in [
             (Reason::ConnectRefused, Some(111), 111, ""),
             (Reason::ConnectFailed, Some(2), 2, listen),

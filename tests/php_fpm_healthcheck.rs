@@ -603,6 +603,51 @@ fn permission_denied_exits_13_naming_owner_group_and_mode() {
     assert_eq!((run.code(), run.stderr.as_str()), (Some(0), ""), "{run:?}");
 }
 
+/// The deadline is `--timeout` (whole seconds, as the upstream branch that adds it, or a
+/// duration) or 30 s; an application's `TIMEOUT` is not read.
+#[test]
+fn the_deadline_is_the_timeout_option_only() {
+    let installed = Installed::new();
+    let fpm = PhpFpm::unix();
+    let env = env_for(&fpm);
+    // Upstream's test_timeout.py: --timeout=1 passes on a healthy pool; a missing or non-integer
+    // value exits 3.
+    let run = installed.run(&borrow(&env), &["--timeout=1"]);
+    assert_eq!((run.code(), run.stderr.as_str()), (Some(0), ""), "{run:?}");
+    for (args, says) in [
+        (
+            &["--timeout"][..],
+            "option '--timeout' requires an argument",
+        ),
+        (
+            &["--timeout="][..],
+            "'--timeout' option value must be an integer, '' given",
+        ),
+        (
+            &["--timeout=abc"][..],
+            "'--timeout' option value must be an integer, 'abc' given",
+        ),
+    ] {
+        let run = installed.run(&borrow(&env), args);
+        assert_eq!(run.code(), Some(3), "{args:?}: {run:?}");
+        assert!(run.stderr.contains(says), "{args:?}: {run:?}");
+    }
+    // TIMEOUT is the application's: neither refused nor used.
+    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let refused = format!("127.0.0.1:{port}");
+    for timeout in ["7200", "0", "soon", "1ms"] {
+        let run = installed.run(&[("FCGI_CONNECT", &refused), ("TIMEOUT", timeout)], &[]);
+        assert_eq!(run.code(), Some(111), "TIMEOUT={timeout}: {run:?}");
+        let mut env = borrow(&env);
+        env.push(("TIMEOUT", timeout));
+        assert_eq!(
+            installed.run(&env, &[]).code(),
+            Some(0),
+            "TIMEOUT={timeout}"
+        );
+    }
+}
+
 /// A hung pool (workers stopped): exit 124 within the deadline, naming the stage, where the
 /// original waits forever.
 #[test]
@@ -613,16 +658,14 @@ fn a_hung_pool_exits_124_within_the_deadline() {
     let socket = connect(&fpm);
     fpm.stop_workers();
     let mut runs = Vec::new();
-    for (args, timeout_var, deadline) in [
-        (&["--timeout=0.5"][..], None, Duration::from_millis(500)),
-        (&["--timeout", "1"][..], Some("5s"), Duration::from_secs(1)),
-        (&[][..], Some("300ms"), Duration::from_millis(300)),
-        (&[][..], None, Duration::from_millis(800)),
+    for (args, deadline) in [
+        (&["--timeout=1"][..], Duration::from_secs(1)),
+        (&["--timeout", "0.5"][..], Duration::from_millis(500)),
+        (&["--timeout=300ms"][..], Duration::from_millis(300)),
     ] {
+        // An application's TIMEOUT changes nothing.
         let mut env = borrow(&env);
-        if let Some(timeout) = timeout_var {
-            env.push(("TIMEOUT", timeout));
-        }
+        env.push(("TIMEOUT", "5ms"));
         runs.push((installed.run(&env, args), deadline));
     }
     fpm.resume_workers();
@@ -630,7 +673,7 @@ fn a_hung_pool_exits_124_within_the_deadline() {
         assert_eq!(run.code(), Some(124), "{run:?}");
         assert_eq!(
             run.stderr,
-            format!("php-fpm-healthcheck: timeout: no complete answer from unix:{socket} within {deadline:?} (while reading the answer, 0 bytes received); are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)\n")
+            format!("php-fpm-healthcheck: timeout: no complete answer from unix:{socket} within {deadline:?} (while reading the answer, 0 bytes received); are php-fpm's workers hung? (--timeout=SECONDS sets the deadline, 30 by default)\n")
         );
         assert!(run.took >= deadline, "{run:?}");
         assert!(
