@@ -31,7 +31,7 @@ const VARS: [&str; 14] = [
     "RUST_LOG",
 ];
 
-const FLAGS: [&str; 26] = [
+const FLAGS: [&str; 27] = [
     "--server",
     "--destination",
     "--destination-port",
@@ -58,6 +58,7 @@ const FLAGS: [&str; 26] = [
     "--verbose",
     "check",
     "--help",
+    "--live",
 ];
 
 const MS: Duration = Duration::from_millis(1);
@@ -96,7 +97,8 @@ fn check_error(message: &str, env: &[(&str, OsString)]) {
         return;
     }
     assert!(
-        message.starts_with("--")
+        // `--flag=...`, or `-v is ignored by check --live: ...`.
+        message.starts_with('-')
             || message.starts_with("argument ")
             || message.starts_with("unknown argument "),
         "error names no variable, flag or argument: {message:?}"
