@@ -147,7 +147,8 @@ async fn ask(
             let page = probe
                 .read_status(verdict, answer)
                 .map_err(|failure| failure.to_string())?;
-            let failed = status::evaluate(&page, thresholds);
+            let queued = status::needs_queued(thresholds).then(|| probe.listen_queue().queued());
+            let failed = status::evaluate(&page, queued.as_ref(), thresholds);
             match failed.is_empty() {
                 true => Ok(()),
                 false => Err(threshold_line(&failed)),
@@ -299,9 +300,10 @@ fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
     let (verdict, answer) = run_logged(&probe);
     match probe.read_status(verdict, answer) {
         Ok(page) => {
-            let failed = status::evaluate(&page, thresholds);
+            let queued = status::needs_queued(thresholds).then(|| probe.listen_queue().queued());
+            let failed = status::evaluate(&page, queued.as_ref(), thresholds);
             if verbose {
-                out(&status::render(&page, &failed));
+                out(&status::render(&page, queued.as_ref(), &failed));
             }
             if failed.is_empty() {
                 if !verbose {

@@ -221,7 +221,7 @@ fn workers_in_known_states_match_ps_and_a_long_request_fails_its_threshold() {
 fn the_full_page_is_read_only_when_asked() {
     let page = "Content-type: text/plain\r\n\r\npool: www\naccepted conn: 7\ntotal processes: 1\n\n****\npid: 9\nstate: Running\nrequest duration: 3000000\n";
     let peer = FakePeer::start(Behavior::hold(answer(1, page)));
-    let tool = Tool::probing("127.0.0.1", peer.port(), &[]);
+    let tool = Tool::probing("127.0.0.1", peer.port(), &[("PROCESS_METRICS", "off")]);
     get(tool.addr(), "/metrics").assert_ok_status();
     get(tool.addr(), "/fcgi-status?max-accepted-conn=100").assert_ok_status();
     let uris: Vec<String> = peer
