@@ -406,6 +406,10 @@ fn a_busy_scrape_repeats_the_figures_not_the_children() {
     ] {
         assert_eq!(sample(&stale, series), sample(&fresh, series), "{series}");
     }
-    assert_eq!(fresh.matches("\nphpfpm_process_state{").count(), 2, "{fresh}");
+    assert_eq!(
+        fresh.matches("\nphpfpm_process_state{").count(),
+        2,
+        "{fresh}"
+    );
     assert!(!stale.contains("\nphpfpm_process_"), "{stale}");
 }
