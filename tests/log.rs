@@ -272,7 +272,12 @@ fn lines_carry_journal_priorities_only_when_stderr_is_the_journal() {
 
 /// Runs the tool to its exit with `env` and `args`, stderr appended to `log` (with
 /// `JOURNAL_STREAM` naming that file when `journal`); returns its exit code and what it wrote.
-fn run_to_exit(log: &Path, journal: bool, env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+fn exit_with_stderr_in(
+    log: &Path,
+    journal: bool,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (i32, String) {
     File::create(log).unwrap();
     let stream = journal_stream_of(log);
     let mut env = env.to_vec();
@@ -379,7 +384,7 @@ fn fatal_errors_and_check_verdicts_carry_journal_priorities() {
         text,
     } in &cases
     {
-        let (exit, journal) = run_to_exit(&log, true, env, args);
+        let (exit, journal) = exit_with_stderr_in(&log, true, env, args);
         assert_eq!(exit, *code, "{case}: {journal}");
         let first = journal.lines().next().unwrap_or_default();
         assert!(
@@ -390,7 +395,7 @@ fn fatal_errors_and_check_verdicts_carry_journal_priorities() {
             journal.lines().all(|line| line.starts_with('<')),
             "{case}: a line without a priority:\n{journal}"
         );
-        let (exit, plain) = run_to_exit(&log, false, env, args);
+        let (exit, plain) = exit_with_stderr_in(&log, false, env, args);
         assert_eq!(exit, *code, "{case}: {plain}");
         assert!(
             plain.lines().next().unwrap_or_default().starts_with(text),
