@@ -2,7 +2,8 @@
 //!
 //! For Docker `HEALTHCHECK`, Kubernetes `exec` probes and cron jobs in images without curl or a
 //! shell. Healthy: `ok` on stdout, exit 0. Unhealthy: one line on stderr (the reason word first,
-//! as in the HTTP body), exit 1. Always within `TIMEOUT`.
+//! as in the HTTP body), exit 1. Always within `TIMEOUT`. When stderr is the journal, an
+//! unhealthy line starts with `<4>` (a warning) and an unknown `--pool` with `<3>` (an error).
 
 use std::io::Write;
 
@@ -49,13 +50,16 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
     if let Some(name) = pool {
         let Some((_, destination)) = pools.iter().find(|(known, _)| known == name) else {
             let known: Vec<&str> = pools.iter().map(|(n, _)| n.as_str()).collect();
-            err(&format!(
-                "--pool {name:?}: unknown pool; known pools are {}\n",
-                match known.is_empty() {
-                    true => "none".to_owned(),
-                    false => known.join(", "),
-                }
-            ));
+            crate::os::log::to_stderr(
+                log::Level::Error,
+                &format!(
+                    "--pool {name:?}: unknown pool; known pools are {}\n",
+                    match known.is_empty() {
+                        true => "none".to_owned(),
+                        false => known.join(", "),
+                    }
+                ),
+            );
             return UNKNOWN_POOL;
         };
         let config = Config {
@@ -143,7 +147,8 @@ async fn ask(
             let page = probe
                 .read_status(verdict, answer)
                 .map_err(|failure| failure.to_string())?;
-            let failed = status::evaluate(&page, thresholds);
+            let queued = status::needs_queued(thresholds).then(|| probe.listen_queue().queued());
+            let failed = status::evaluate(&page, queued.as_ref(), thresholds);
             match failed.is_empty() {
                 true => Ok(()),
                 false => Err(threshold_line(&failed)),
@@ -281,9 +286,9 @@ fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-/// Writes to stderr, as [`out`].
+/// Writes an unhealthy verdict to stderr (as a warning, for the journal).
 fn err(text: &str) {
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    crate::os::log::to_stderr(log::Level::Warn, text);
 }
 
 /// `check --status`: the status page must be readable and every threshold hold.
@@ -295,9 +300,10 @@ fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
     let (verdict, answer) = run_logged(&probe);
     match probe.read_status(verdict, answer) {
         Ok(page) => {
-            let failed = status::evaluate(&page, thresholds);
+            let queued = status::needs_queued(thresholds).then(|| probe.listen_queue().queued());
+            let failed = status::evaluate(&page, queued.as_ref(), thresholds);
             if verbose {
-                out(&status::render(&page, &failed));
+                out(&status::render(&page, queued.as_ref(), &failed));
             }
             if failed.is_empty() {
                 if !verbose {

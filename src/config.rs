@@ -86,10 +86,10 @@ pub struct Config {
 /// What `/metrics` exports of the per-process part of php-fpm's status page (`PROCESS_METRICS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessMetrics {
-    /// Nothing: a scrape reads the summary only, as without this setting.
+    /// Nothing: a scrape reads the summary only.
     Off,
     /// The aggregates (children by state, oldest request, largest last request memory and
-    /// cpu), without process ids: a scrape reads the full page.
+    /// cpu), without process ids: a scrape reads the full page. The default.
     Aggregates,
     /// The aggregates and php-fpm_exporter's per-child series (at most
     /// [`crate::limits::MAX_PROCESSES`] children).
@@ -272,7 +272,7 @@ pub const SETTINGS: [Setting; 17] = [
         help: "php-fpm's `pm.status_path`, for `/fcgi-status`, `/metrics` and `check --status`; `off`: \
               none",
         apply: |raw, c| parse_status_path(raw).map(|v| c.status_path = v) },
-    Setting { var: "PROCESS_METRICS", flag: "--process-metrics", default: "off",
+    Setting { var: "PROCESS_METRICS", flag: "--process-metrics", default: "aggregates",
         help: "what `/metrics` reads of php-fpm's full status page (`?full`): `off`: nothing (the \
               summary only); `aggregates`: children by state, the oldest running request, the largest \
               last request memory and cpu, no process ids; `per-process`: also php-fpm_exporter's \
@@ -1214,7 +1214,7 @@ mod tests {
 
     #[test]
     fn process_metrics_values() {
-        assert_eq!(config(&[], &[]).process_metrics, ProcessMetrics::Off);
+        assert_eq!(config(&[], &[]).process_metrics, ProcessMetrics::Aggregates);
         for (value, expected) in [
             ("aggregates", ProcessMetrics::Aggregates),
             ("Per-Process", ProcessMetrics::PerProcess),

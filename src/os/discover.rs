@@ -15,6 +15,10 @@ pub struct Found {
     pub unnamed: Vec<String>,
     /// Sockets past [`MAX_POOLS`] (their names, for the log).
     pub over_cap: Vec<String>,
+    /// Sockets left out because another takes their pool name: `www` beside `www.sock`, which
+    /// is kept (the name php-fpm's own configurations give a socket). Their file names, for the
+    /// log.
+    pub shadowed: Vec<String>,
     /// Whether the directory has more than [`MAX_ENTRIES`] entries: only those were looked at.
     pub entries_cut: bool,
 }
@@ -35,6 +39,13 @@ impl Found {
                 "{} socket(s) whose name is not a pool name ({})",
                 self.unnamed.len(),
                 first_ten(&self.unnamed)
+            ));
+        }
+        if !self.shadowed.is_empty() {
+            parts.push(format!(
+                "{} socket(s) whose pool name a NAME.sock beside them takes ({})",
+                self.shadowed.len(),
+                first_ten(&self.shadowed)
             ));
         }
         if self.entries_cut {
@@ -84,7 +95,14 @@ impl Unreadable {
     }
 }
 
-/// The Unix sockets in `dir`, each named after its file less `.sock`.
+/// Whether a socket's file name ends in `.sock`.
+fn ends_in_sock(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "sock")
+}
+
+/// The Unix sockets in `dir`, each named after its file less `.sock`; when both `NAME` and
+/// `NAME.sock` exist, the pool `NAME` is `NAME.sock` and the other is left out, in
+/// [`Found::shadowed`].
 pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
     let entries = fs::read_dir(dir).map_err(|error| Unreadable {
         missing: error.kind() == std::io::ErrorKind::NotFound,
@@ -111,8 +129,24 @@ pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
         }
     }
     found.entries_cut = entries.peek().is_some();
-    found.pools.sort();
-    found.pools.dedup_by(|a, b| a.0 == b.0);
+    // By name, and for one name `NAME.sock` first: it is kept, the bare `NAME` left out (and
+    // said).
+    found
+        .pools
+        .sort_by(|a, b| (&a.0, !ends_in_sock(&a.1)).cmp(&(&b.0, !ends_in_sock(&b.1))));
+    let mut kept: Vec<(String, PathBuf)> = Vec::with_capacity(found.pools.len());
+    for (name, path) in std::mem::take(&mut found.pools) {
+        match kept.last() {
+            Some((last, _)) if *last == name => found.shadowed.push(
+                path.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            _ => kept.push((name, path)),
+        }
+    }
+    found.pools = kept;
     if found.pools.len() > MAX_POOLS {
         found.over_cap = found
             .pools
@@ -122,6 +156,7 @@ pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
             .collect();
     }
     found.unnamed.sort();
+    found.shadowed.sort();
     Ok(found)
 }
 
@@ -146,11 +181,41 @@ mod tests {
         assert_eq!(found.pools[1].1, dir.join("www.sock"));
         assert_eq!(found.unnamed, ["bad name.sock"]);
         assert!(found.over_cap.is_empty());
+        assert!(found.shadowed.is_empty());
         fs::remove_dir_all(&dir).unwrap();
         let missing = sockets(&dir).unwrap_err();
         assert!(
             missing.missing && missing.message.contains("POOLS=dir:"),
             "{missing:?}"
         );
+    }
+
+    /// `www` and `www.sock` both name the pool `www`: `www.sock` is kept (whichever order the
+    /// directory lists them in), and `www` is left out in the log's words, not silently.
+    #[test]
+    fn name_dot_sock_wins_over_a_bare_name_and_the_other_is_said() {
+        let dir = std::env::temp_dir().join(format!("fch-discover-twins-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let _bare = UnixListener::bind(dir.join("www")).unwrap();
+        let _sock = UnixListener::bind(dir.join("www.sock")).unwrap();
+        let _api = UnixListener::bind(dir.join("api.sock")).unwrap();
+        let _zz = UnixListener::bind(dir.join("zz")).unwrap();
+        let found = sockets(&dir).unwrap();
+        assert_eq!(
+            found.pools,
+            [
+                ("api".to_owned(), dir.join("api.sock")),
+                ("www".to_owned(), dir.join("www.sock")),
+                ("zz".to_owned(), dir.join("zz")),
+            ]
+        );
+        assert_eq!(found.shadowed, ["www"]);
+        let said = found.left_out().unwrap();
+        assert!(
+            said.contains("1 socket(s) whose pool name a NAME.sock beside them takes (www)"),
+            "{said}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -59,6 +59,9 @@ pub enum Reason {
     BadStatus,
     /// The answer is not a CGI response with the expected body.
     UnexpectedResponse,
+    /// php-fpm answered the status page's path with 404: `pm.status_path` is not set in the
+    /// pool (status page probes only; a ping answered 404 is `bad_status`).
+    NotConfigured,
     /// No answer within the timeout while other connections wait in the listener's queue
     /// (the kernel's view): every worker is busy.
     Busy,
@@ -68,7 +71,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for documentation and metrics.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::ResolveFailed,
         Reason::ConnectRefused,
         Reason::ConnectFailed,
@@ -80,6 +83,7 @@ impl Reason {
         Reason::FcgiRejected,
         Reason::BadStatus,
         Reason::UnexpectedResponse,
+        Reason::NotConfigured,
         Reason::Busy,
         Reason::Stuck,
     ];
@@ -98,6 +102,7 @@ impl Reason {
             Reason::FcgiRejected => "fcgi_rejected",
             Reason::BadStatus => "bad_status",
             Reason::UnexpectedResponse => "unexpected_response",
+            Reason::NotConfigured => "not_configured",
             Reason::Busy => "busy",
             Reason::Stuck => "stuck",
         }
@@ -160,6 +165,8 @@ pub(crate) struct Probe {
     request: Vec<u8>,
     expect: Vec<u8>,
     timeout: Duration,
+    /// php-fpm's status page as the server and `check` read it: a 404 is `not_configured`.
+    status_page: bool,
     /// php-fpm's full status page (`?full`): stdout is kept up to
     /// [`MAX_FCGI_STATUS_STDOUT`] and truncated past it, and its per-process part is read.
     full: bool,
@@ -237,11 +244,15 @@ impl Probe {
     pub(crate) fn status_at(config: &Config, destination: &Destination, full: bool) -> Self {
         let path = config.status_path.as_deref().unwrap_or("/fpm-status");
         if !full {
-            return Self::for_path(config, destination, path, "", "pm.status_path");
+            return Self {
+                status_page: true,
+                ..Self::for_path(config, destination, path, "", "pm.status_path")
+            };
         }
         let separator = if path.contains('?') { '&' } else { '?' };
         Self {
             full: true,
+            status_page: true,
             ..Self::for_path(
                 config,
                 destination,
@@ -291,6 +302,7 @@ impl Probe {
             request,
             expect: expect.as_bytes().to_vec(),
             timeout,
+            status_page: false,
             full: false,
             buffer: RefCell::default(),
             stdout: RefCell::default(),
@@ -363,6 +375,7 @@ impl Probe {
             path: &self.path,
             setting: self.setting,
             expect: &self.expect,
+            status_page: self.status_page,
         }
     }
 

@@ -1,9 +1,11 @@
 //! One pool: its probes, their single-flight and cache, what they count, and whether it moves.
 //! A pool owns no socket but its probes' own; [`super::pools`] holds every pool of the process.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
+
+use log::warn;
 
 use crate::config::{Config, Destination, ProcessMetrics};
 use crate::os::listen_queue::View;
@@ -12,7 +14,7 @@ use crate::probe::coalesce::{Coalescer, Via};
 use crate::probe::counters::{Counters, ProbeKind};
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Held, Probe, Reason, Verdict};
-use crate::proto::metrics::Writer;
+use crate::proto::metrics::{Figures, Writer};
 use crate::proto::status::Status;
 
 /// A status page shared by concurrent requests, each applying its own thresholds; shared as
@@ -40,9 +42,12 @@ pub(crate) struct Pool {
     counters: Counters,
     /// When the pool last moved, the one kept connection, liveness (`/fcgi-live`).
     progress: Progress,
-    /// The last status page of the kind `/metrics` reads (full or not) and when it was read,
-    /// repeated (marked stale) while php-fpm is busy.
-    last_page: RefCell<Option<(Rc<Status>, Instant)>>,
+    /// The figures of the last status page of the kind `/metrics` reads (full or not) and when
+    /// it was read, repeated (marked stale) while php-fpm is busy: numbers, not the page.
+    last_page: RefCell<Option<(Figures, Instant)>>,
+    /// Whether php-fpm's last answer for the status page was `not_configured`, said once in the
+    /// log (again only after a page was read since).
+    not_configured: Cell<bool>,
 }
 
 impl Pool {
@@ -62,6 +67,7 @@ impl Pool {
             counters: Counters::default(),
             progress: Progress::new(config.busy_grace, Instant::now()),
             last_page: RefCell::new(None),
+            not_configured: Cell::new(false),
         }
     }
 
@@ -149,43 +155,68 @@ impl Pool {
                 let started = Instant::now();
                 let (verdict, answer, held) = probe.run_holding().await;
                 let verdict = self.settle(probe, verdict, held);
-                self.status_log
-                    .report(probe, &verdict, answer.as_ref(), started.elapsed());
+                match &verdict {
+                    // A setting, not an event: said once, not at every scrape.
+                    Err(failure) if failure.reason == Reason::NotConfigured => {
+                        if !self.not_configured.replace(true) {
+                            warn!("probe {} {}: {failure} (said once: /metrics leaves out the phpfpm_* figures until the page is read)", probe.label(), probe.path());
+                        }
+                    }
+                    _ => self
+                        .status_log
+                        .report(probe, &verdict, answer.as_ref(), started.elapsed()),
+                }
                 probe.read_status(verdict, answer).map(Rc::new)
             })
             .await;
         self.counters
             .record(ProbeKind::Status, &page, via, started.elapsed());
         if let (Ok(page), Via::Ran) = (&page, via) {
+            self.not_configured.set(false);
             self.counters.saw_page(page);
             if full == self.metrics_full {
-                *self.last_page.borrow_mut() = Some((Rc::clone(page), Instant::now()));
+                *self.last_page.borrow_mut() = Some((Figures::of(page), Instant::now()));
             }
         }
         page
     }
 
-    /// The status page for `/metrics`, and when it was read if it is the last one repeated
-    /// (stale) because php-fpm is busy: at once while a probe connection of ours waits in
-    /// php-fpm's queue (a page asked now would wait behind it), or after the page failed `busy`,
-    /// `timeout` or `fcgi_overloaded`.
-    async fn metrics_page(&self) -> (Page, Option<Instant>) {
+    /// The kernel's count of connections waiting on the pool's listener, less our own probe
+    /// connections there (the kept one, those given up): the figure of a
+    /// `max-queued-connections` threshold.
+    pub(crate) fn queued(&self) -> Result<u64, String> {
+        let view = self.probe.listen_queue();
+        self.progress.unavailable(&view);
+        view.queued()
+            .map(|queued| queued.saturating_sub(self.progress.ours()))
+    }
+
+    /// The status page for `/metrics`: read now, or the last one's figures repeated (stale)
+    /// because php-fpm is busy: at once while a probe connection of ours waits in php-fpm's
+    /// queue (a page asked now would wait behind it), or after the page failed `busy`, `timeout`
+    /// or `fcgi_overloaded`.
+    async fn metrics_page(&self) -> Scraped {
         if self.progress.kept() > 0 {
             if let Some((last, read)) = self.last_page.borrow().clone() {
-                return (Ok(last), Some(read));
+                return Scraped::Stale(last, read);
             }
         }
         let page = self.status_page(self.metrics_full).await;
-        if page.is_err() {
-            self.counters.scrape_failed();
-        }
-        let stale = match &page {
-            Err(failure) if busy::waiting(failure.reason) => self.last_page.borrow().clone(),
-            _ => None,
+        let failure = match page {
+            Ok(page) => return Scraped::Read(page),
+            Err(failure) if failure.reason == Reason::NotConfigured => {
+                return Scraped::NotConfigured
+            }
+            Err(failure) => failure,
+        };
+        self.counters.scrape_failed();
+        let stale = match busy::waiting(failure.reason) {
+            true => self.last_page.borrow().clone(),
+            false => None,
         };
         match stale {
-            Some((last, read)) => (Ok(last), Some(read)),
-            None => (page, None),
+            Some((last, read)) => Scraped::Stale(last, read),
+            None => Scraped::Failed,
         }
     }
 
@@ -193,23 +224,37 @@ impl Pool {
     /// `status_on` is false), the busy figures, liveness. Labelled with the pool's name, when it
     /// has one.
     pub(crate) async fn write_metrics(&self, out: &mut String, status_on: bool, per_process: bool) {
-        let page = match status_on {
+        let scraped = match status_on {
             true => Some(self.metrics_page().await),
             false => None,
         };
         let mut w = Writer::new(out, self.name.as_deref());
         self.counters.write_probes(&mut w);
-        if let Some((page, _)) = &page {
-            let page = page.as_ref().map(|page| &**page);
+        let (mut stale, mut fresh) = (None, None);
+        // (figures, children) of php-fpm's part; none at all when its page is not configured.
+        let part = match &scraped {
+            Some(Scraped::Read(page)) => Some((
+                Some(&*fresh.insert(Figures::of(page))),
+                page.processes.as_ref().filter(|_| per_process),
+            )),
+            Some(Scraped::Stale(figures, read)) => {
+                stale = Some(*read);
+                Some((Some(figures), None))
+            }
+            Some(Scraped::Failed) => Some((None, None)),
+            Some(Scraped::NotConfigured) | None => None,
+        };
+        if let Some((figures, children)) = part {
             self.counters
-                .write_php_fpm(&mut w, self.name.as_deref(), page, per_process);
+                .write_php_fpm(&mut w, self.name.as_deref(), figures, children);
         }
         let view: View = self.probe.listen_queue();
         self.progress.unavailable(&view);
         let now = Instant::now();
         self.progress.write_metrics(&mut w, &view, now);
         self.counters.write_live(&mut w);
-        if let Some((_, stale)) = page {
+        if let Some(scraped) = &scraped {
+            w.gauge("fastcgi_healthcheck_status_page_configured", "0 when php-fpm answered STATUS_PATH with 404 at this scrape (pm.status_path is not set in the pool): the phpfpm_* figures are left out; else 1.", u8::from(!matches!(scraped, Scraped::NotConfigured)));
             w.gauge("fastcgi_healthcheck_status_page_stale", "1 when the phpfpm_* figures are the last status page read, repeated because php-fpm is busy; 0 when read for this scrape.", u8::from(stale.is_some()));
             if let Some(read) = stale {
                 w.gauge(
@@ -220,4 +265,19 @@ impl Pool {
             }
         }
     }
+}
+
+/// What a scrape got of the status page.
+#[allow(clippy::large_enum_variant)] // one at a time, held by a scrape between no awaits
+enum Scraped {
+    /// The page, read for this scrape.
+    Read(Rc<Status>),
+    /// The figures of the last page, repeated while php-fpm is busy, and when it was read.
+    Stale(Figures, Instant),
+    /// Nothing: the page could not be read (`phpfpm_up 0`).
+    Failed,
+    /// php-fpm answered 404: it has no status page (`pm.status_path` unset). No `phpfpm_*`
+    /// figures at all, as with `STATUS_PATH=off`: php-fpm is up, and `phpfpm_up 0` would page
+    /// someone for a setting.
+    NotConfigured,
 }
