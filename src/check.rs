@@ -2,20 +2,22 @@
 //!
 //! For Docker `HEALTHCHECK`, Kubernetes `exec` probes and cron jobs in images without curl or a
 //! shell. Healthy: `ok` on stdout, exit 0. Unhealthy: one line on stderr (the reason word first,
-//! as in the HTTP body), exit 1. Always within `TIMEOUT`.
+//! as in the HTTP body), exit 1. Always within `TIMEOUT`. `--status` reads the page through the
+//! status lane (`STATUS_LISTEN`, or a pool's `+lane`) when there is one and it answers.
 
 use std::io::Write;
 
-use crate::config::{Config, Destination, Pools};
+use crate::config::{Config, Destination, Listeners, Pools};
 use crate::deadline;
 use crate::join::join_all;
 use crate::os::discover;
 use crate::probe::busy;
+use crate::probe::lane::Lane;
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Probe, Reason, Verdict};
 use crate::proto::cgi;
 use crate::proto::fcgi::Answer;
-use crate::proto::status::{self, Threshold};
+use crate::proto::status::{self, Status, Threshold};
 
 /// Exit status of a healthy check.
 const HEALTHY: u8 = 0;
@@ -47,7 +49,7 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
         }
     };
     if let Some(name) = pool {
-        let Some((_, destination)) = pools.iter().find(|(known, _)| known == name) else {
+        let Some((_, at)) = pools.iter().find(|(known, _)| known == name) else {
             let known: Vec<&str> = pools.iter().map(|(n, _)| n.as_str()).collect();
             err(&format!(
                 "--pool {name:?}: unknown pool; known pools are {}\n",
@@ -59,7 +61,8 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
             return UNKNOWN_POOL;
         };
         let config = Config {
-            destination: destination.clone(),
+            destination: at.main.clone(),
+            status_listen: at.lane.clone(),
             pools: Pools::One,
             ..config.clone()
         };
@@ -77,7 +80,7 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
     }
     let asks = pools
         .iter()
-        .map(|(_, destination)| ask(config, destination, question))
+        .map(|(_, at)| ask(config, at, question))
         .collect();
     let answers = smol::block_on(join_all(asks));
     crate::os::log::flush();
@@ -105,30 +108,28 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
 }
 
 /// The pools of `POOLS`, by name (a `dir:` directory read now).
-fn pool_list(pools: &Pools) -> Result<Vec<(String, Destination)>, String> {
+fn pool_list(pools: &Pools) -> Result<Vec<(String, Listeners)>, String> {
     match pools {
         Pools::One => Ok(Vec::new()),
         Pools::Named(named) => Ok(named.clone()),
-        Pools::Dir(dir) => Ok(discover::sockets(dir)
-            .map_err(|unreadable| unreadable.reason())?
-            .pools
-            .into_iter()
-            .map(|(name, path)| (name, Destination::Unix(path)))
-            .collect()),
+        Pools::Dir(dir) => {
+            let found = discover::sockets(dir).map_err(|unreadable| unreadable.reason())?;
+            Ok(found
+                .pools
+                .iter()
+                .map(|(name, path)| {
+                    let lane = found.lane(name).map(|lane| Destination::Unix(lane.to_owned()));
+                    let main = Destination::Unix(path.clone());
+                    (name.clone(), Listeners { main, lane })
+                })
+                .collect())
+        }
     }
 }
 
 /// One pool's answer to `question`: `Err` with its line when unhealthy.
-async fn ask(
-    config: &Config,
-    destination: &Destination,
-    question: Question<'_>,
-) -> Result<(), String> {
-    let status_full = matches!(question, Question::Status(t) if status::needs_processes(t));
-    let probe = match question {
-        Question::Ping | Question::Live => Probe::ping_at(config, destination),
-        Question::Status(_) => Probe::status_at(config, destination, status_full),
-    };
+async fn ask(config: &Config, at: &Listeners, question: Question<'_>) -> Result<(), String> {
+    let probe = Probe::ping_at(config, &at.main);
     match question {
         Question::Live => live(&probe, config.busy_grace)
             .await
@@ -139,9 +140,9 @@ async fn ask(
             .0
             .map_err(|failure| failure.to_string()),
         Question::Status(thresholds) => {
-            let (verdict, answer) = run_reported(&probe).await;
-            let page = probe
-                .read_status(verdict, answer)
+            let full = status::needs_processes(thresholds);
+            let page = read_page(config, &at.main, at.lane.as_ref(), full)
+                .await
                 .map_err(|failure| failure.to_string())?;
             let failed = status::evaluate(&page, thresholds);
             match failed.is_empty() {
@@ -286,14 +287,35 @@ fn err(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
+/// The status page (`full`: `?full`), logged: through the status lane `lane` when there is one
+/// and it answers, else through `destination` (the lane's log line says why).
+async fn read_page(
+    config: &Config,
+    destination: &Destination,
+    lane: Option<&Destination>,
+    full: bool,
+) -> Result<Status, Failure> {
+    let probe = Probe::status_at(config, destination, full);
+    if let Some(lane) = lane {
+        if let Some(page) = Lane::new(config, lane).read(full, probe.label()).await {
+            return page;
+        }
+    }
+    let (verdict, answer) = run_reported(&probe).await;
+    probe.read_status(verdict, answer)
+}
+
 /// `check --status`: the status page must be readable and every threshold hold.
 fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
-    let probe = match status::needs_processes(thresholds) {
-        true => Probe::status_full(config),
-        false => Probe::status(config),
-    };
-    let (verdict, answer) = run_logged(&probe);
-    match probe.read_status(verdict, answer) {
+    let full = status::needs_processes(thresholds);
+    let page = smol::block_on(read_page(
+        config,
+        &config.destination,
+        config.status_listen.as_ref(),
+        full,
+    ));
+    crate::os::log::flush();
+    match page {
         Ok(page) => {
             let failed = status::evaluate(&page, thresholds);
             if verbose {
