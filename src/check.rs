@@ -12,7 +12,7 @@ use crate::deadline;
 use crate::join::join_all;
 use crate::os::discover;
 use crate::probe::busy;
-use crate::probe::lane::Lane;
+use crate::probe::lane::{self, Lane};
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Probe, Reason, Verdict};
 use crate::proto::cgi;
@@ -88,13 +88,16 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
     for ((name, _), answer) in pools.iter().zip(answers) {
         match answer {
             Err(line) => failed.push_str(&format!("{name} {line}\n")),
-            Ok(()) => healthy.push_str(&format!("{name} ok\n")),
+            // Without -v, a healthy pool's line only when it has a note (a status lane that
+            // refused or is missing).
+            Ok(note) if verbose || !note.is_empty() => {
+                healthy.push_str(&format!("{name} ok{note}\n"));
+            }
+            Ok(_) => {}
         }
     }
     // -v: every pool's line (the FastCGI answers are for --pool NAME -v).
-    if verbose {
-        out(&healthy);
-    }
+    out(&healthy);
     match failed.is_empty() {
         true => {
             out("ok\n");
@@ -127,27 +130,28 @@ fn pool_list(pools: &Pools) -> Result<Vec<(String, Listeners)>, String> {
     }
 }
 
-/// One pool's answer to `question`: `Err` with its line when unhealthy.
-async fn ask(config: &Config, at: &Listeners, question: Question<'_>) -> Result<(), String> {
+/// One pool's answer to `question`: `Err` with its line when unhealthy, else a note for its
+/// `ok` line (empty, or a status lane's fallback).
+async fn ask(config: &Config, at: &Listeners, question: Question<'_>) -> Result<String, String> {
     let probe = Probe::ping_at(config, &at.main);
     match question {
         Question::Live => live(&probe, config.busy_grace)
             .await
-            .map(drop)
+            .map(|_| String::new())
             .map_err(|failure| failure.to_string()),
         Question::Ping => run_reported(&probe)
             .await
             .0
+            .map(|()| String::new())
             .map_err(|failure| failure.to_string()),
         Question::Status(thresholds) => {
             let full = status::needs_processes(thresholds);
-            let page = read_page(config, &at.main, at.lane.as_ref(), full)
-                .await
-                .map_err(|failure| failure.to_string())?;
+            let (page, note) = read_page(config, &at.main, at.lane.as_ref(), full).await;
+            let page = page.map_err(|failure| format!("{failure}{note}"))?;
             let failed = status::evaluate(&page, thresholds);
             match failed.is_empty() {
-                true => Ok(()),
-                false => Err(threshold_line(&failed)),
+                true => Ok(note),
+                false => Err(format!("{}{note}", threshold_line(&failed))),
             }
         }
     }
@@ -288,27 +292,31 @@ fn err(text: &str) {
 }
 
 /// The status page (`full`: `?full`), logged: through the status lane `lane` when there is one
-/// and it answers, else through `destination` (the lane's log line says why).
+/// and it answers, else through `destination`; and the note that says so after the verdict
+/// when the lane refused or is missing (else empty).
 async fn read_page(
     config: &Config,
     destination: &Destination,
     lane: Option<&Destination>,
     full: bool,
-) -> Result<Status, Failure> {
+) -> (Result<Status, Failure>, String) {
     let probe = Probe::status_at(config, destination, full);
+    let mut note = String::new();
     if let Some(lane) = lane {
-        if let Some(page) = Lane::new(config, lane).read(full, probe.label()).await {
-            return page;
+        let lane = Lane::new(config, lane);
+        match lane.read(full, probe.label()).await {
+            lane::Read::Page(page) => return (page, note),
+            lane::Read::Absent(failure) => note = lane.fallback_note(&failure, probe.label()),
         }
     }
     let (verdict, answer) = run_reported(&probe).await;
-    probe.read_status(verdict, answer)
+    (probe.read_status(verdict, answer), note)
 }
 
 /// `check --status`: the status page must be readable and every threshold hold.
 fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
     let full = status::needs_processes(thresholds);
-    let page = smol::block_on(read_page(
+    let (page, note) = smol::block_on(read_page(
         config,
         &config.destination,
         config.status_listen.as_ref(),
@@ -320,19 +328,22 @@ fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
             let failed = status::evaluate(&page, thresholds);
             if verbose {
                 out(&status::render(&page, &failed));
+                if !note.is_empty() {
+                    out(&format!("{}\n", note.trim_start()));
+                }
             }
             if failed.is_empty() {
                 if !verbose {
-                    out("ok\n");
+                    out(&format!("ok{note}\n"));
                 }
                 HEALTHY
             } else {
-                err(&format!("{}\n", threshold_line(&failed)));
+                err(&format!("{}{note}\n", threshold_line(&failed)));
                 UNHEALTHY
             }
         }
         Err(failure) => {
-            err(&format!("{failure}\n"));
+            err(&format!("{failure}{note}\n"));
             UNHEALTHY
         }
     }

@@ -45,6 +45,15 @@ impl Source {
     }
 }
 
+/// What a read through the lane gave.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// The lane answered: the page, or why it is not one.
+    Page(Result<Status, Failure>),
+    /// The lane refused or is missing (the failure): read the page through the main listener.
+    Absent(Failure),
+}
+
 /// One pool's status lane: its probes and whether it answered last.
 #[derive(Debug)]
 pub(crate) struct Lane {
@@ -84,10 +93,10 @@ impl Lane {
         self.absent.get() != Some(true)
     }
 
-    /// Reads the status page (`full`: `?full`) through the lane, within the timeout. `None`:
-    /// the lane refused or is missing, so the caller reads it through `main` (the main
-    /// listener's label, for the log line said when this changes).
-    pub(crate) async fn read(&self, full: bool, main: &str) -> Option<Result<Status, Failure>> {
+    /// Reads the status page (`full`: `?full`) through the lane, within the timeout.
+    /// [`Read::Absent`]: the lane refused or is missing, so the caller reads it through `main`
+    /// (the main listener's label, for the log line said when this changes).
+    pub(crate) async fn read(&self, full: bool, main: &str) -> Read {
         let probe = match full {
             true => &self.full,
             false => &self.summary,
@@ -95,7 +104,7 @@ impl Lane {
         let started = Instant::now();
         let (verdict, answer) = probe.run().await;
         let was_absent = self.absent.get();
-        match &verdict {
+        match verdict {
             Err(failure) if absent(failure.reason) => {
                 self.absent.set(Some(true));
                 if was_absent != Some(true) {
@@ -105,7 +114,7 @@ impl Lane {
                         self.label()
                     );
                 }
-                return None;
+                return Read::Absent(failure);
             }
             _ => {
                 self.absent.set(Some(false));
@@ -120,7 +129,17 @@ impl Lane {
         }
         self.log
             .report(probe, &verdict, answer.as_ref(), started.elapsed());
-        Some(probe.read_status(verdict, answer))
+        Read::Page(probe.read_status(verdict, answer))
+    }
+
+    /// What a one-shot reader says after a fallback, after its verdict:
+    /// ` (status lane LANE: REASON; read through MAIN)`.
+    pub(crate) fn fallback_note(&self, failure: &Failure, main: &str) -> String {
+        format!(
+            " (status lane {}: {}; read through {main})",
+            self.label(),
+            failure.reason
+        )
     }
 }
 

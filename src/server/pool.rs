@@ -12,7 +12,7 @@ use crate::os::listen_queue::View;
 use crate::probe::busy::{self, Progress};
 use crate::probe::coalesce::{Coalescer, Via};
 use crate::probe::counters::{Counters, ProbeKind};
-use crate::probe::lane::{Lane, Source};
+use crate::probe::lane::{self, Lane, Source};
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Held, Probe, Reason, Verdict};
 use crate::proto::metrics::Writer;
@@ -175,7 +175,7 @@ impl Pool {
         let ((page, source), via) = flight
             .run(|| async {
                 if let Some(lane) = &self.lane {
-                    if let Some(page) = lane.read(full, probe.label()).await {
+                    if let lane::Read::Page(page) = lane.read(full, probe.label()).await {
                         return (page.map(Rc::new), Source::Lane);
                     }
                 }
