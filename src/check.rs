@@ -121,7 +121,9 @@ fn pool_list(pools: &Pools) -> Result<Vec<(String, Listeners)>, String> {
                 .pools
                 .iter()
                 .map(|(name, path)| {
-                    let lane = found.lane(name).map(|lane| Destination::Unix(lane.to_owned()));
+                    let lane = found
+                        .lane(name)
+                        .map(|lane| Destination::Unix(lane.to_owned()));
                     let main = Destination::Unix(path.clone());
                     (name.clone(), Listeners { main, lane })
                 })

@@ -694,11 +694,7 @@ fn lane_destination(value: &str, main: &Destination) -> Option<Destination> {
         return (path.len() <= MAX_UNIX_PATH).then(|| Destination::Unix(PathBuf::from(path)));
     }
     let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    let port = |text: &str| {
-        text.parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0 && digits(text))
-    };
+    let port = |text: &str| text.parse::<u16>().ok().filter(|p| *p != 0 && digits(text));
     if digits(value) {
         let host = match main {
             Destination::Tcp { host, .. } => host.clone(),
@@ -1092,7 +1088,10 @@ mod tests {
         }
         let env = [("DESTINATION", "php-fpm"), ("STATUS_LISTEN", " 9001 ")];
         assert_eq!(lane(&env).as_deref(), Some("php-fpm:9001"));
-        let env = [("DESTINATION", "/run/php/www.sock"), ("STATUS_LISTEN", "9001")];
+        let env = [
+            ("DESTINATION", "/run/php/www.sock"),
+            ("STATUS_LISTEN", "9001"),
+        ];
         assert_eq!(lane(&env).as_deref(), Some("127.0.0.1:9001"));
         // Never DESTINATION_PORT: a host alone has no port.
         let env = [("DESTINATION_PORT", "9001"), ("STATUS_LISTEN", "127.0.0.1")];
@@ -1116,7 +1115,10 @@ mod tests {
         }
         let message = error(&["--status-listen", "x"], &[]);
         assert!(message.starts_with("--status-listen=\"x\""), "{message}");
-        let message = error(&[], &[("POOLS", "www=/a.sock"), ("STATUS_LISTEN", "/b.sock")]);
+        let message = error(
+            &[],
+            &[("POOLS", "www=/a.sock"), ("STATUS_LISTEN", "/b.sock")],
+        );
         assert!(
             message.starts_with("STATUS_LISTEN=") && message.contains("www=/run/php/www.sock+"),
             "{message}"
@@ -1150,8 +1152,16 @@ mod tests {
             named[0].1.lane,
             Some(Destination::Unix("/a.status.sock".into()))
         );
-        assert_eq!(named[1].1.lane.as_ref().map(ToString::to_string).as_deref(), Some("[::1]:9001"));
-        for bad in ["www=/a.sock+", "www=/a.sock+relative", "www=/a.sock+0", "www=/a.sock+a.b:x"] {
+        assert_eq!(
+            named[1].1.lane.as_ref().map(ToString::to_string).as_deref(),
+            Some("[::1]:9001")
+        );
+        for bad in [
+            "www=/a.sock+",
+            "www=/a.sock+relative",
+            "www=/a.sock+0",
+            "www=/a.sock+a.b:x",
+        ] {
             let message = error(&[], &[("POOLS", bad)]);
             assert!(
                 message.starts_with("POOLS=") && message.contains("status lane"),

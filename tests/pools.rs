@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::fcgi::fcgi_get;
 use common::pools::{FpmPools, PoolSpec};
+use common::promtool::{samples, value};
 use common::sleeper::{sleepers, Docroot};
 use common::{
     get, run_to_exit, timed_get, wait_until, Behavior, Client, FakePeer, Listen, Response, Tool,
@@ -105,62 +106,6 @@ fn assert_pools_fail(response: &Response, status: u16, failing: &[(&str, &[&str]
             "line {line:?} is not `{name} REASON: detail` with REASON one of {reasons:?}"
         );
     }
-}
-
-/// One sample of the Prometheus text.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Every sample of a `/metrics` text (label values hold no comma, quote or brace here).
-fn samples(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| {
-            let (series, value) = line
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("no value in {line:?}"));
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => (
-                    name,
-                    rest.strip_suffix('}')
-                        .unwrap_or_else(|| panic!("unclosed labels in {line:?}")),
-                ),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split(',')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (key, value) = pair
-                        .split_once('=')
-                        .unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
-                    (key.to_owned(), value.trim_matches('"').to_owned())
-                })
-                .collect();
-            Sample {
-                name: name.to_owned(),
-                labels,
-                value: value.parse().unwrap_or(f64::NAN),
-            }
-        })
-        .collect()
-}
-
-/// The value of the first sample `name` that has every one of `labels`.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    samples(text)
-        .into_iter()
-        .find(|s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
 }
 
 /// The pools whose status page `/metrics` reads (its `phpfpm_up` series), in name order.

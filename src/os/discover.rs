@@ -175,7 +175,10 @@ pub fn pair_lanes(listed: Vec<(String, PathBuf)>) -> Paired {
                 .is_ok()
     };
     for (name, path) in &listed {
-        match name.strip_suffix(LANE_SUFFIX).filter(|pool| !pool.is_empty()) {
+        match name
+            .strip_suffix(LANE_SUFFIX)
+            .filter(|pool| !pool.is_empty())
+        {
             Some(pool) if is_pool(pool) => paired.lanes.push((pool.to_owned(), path.clone())),
             Some(_) => paired.alone.push(name.clone()),
             None => paired.pools.push((name.clone(), path.clone())),
@@ -238,11 +241,16 @@ mod tests {
         assert_eq!(names, ["api", "www"]);
         assert_eq!(found.pools[1].1, dir.join("www.sock"));
         assert_eq!(found.unnamed, ["bad name.sock"]);
-        assert_eq!(found.lane("www"), Some(dir.join("www.status.sock").as_path()));
+        assert_eq!(
+            found.lane("www"),
+            Some(dir.join("www.status.sock").as_path())
+        );
         assert_eq!(found.lane("api"), None);
         assert_eq!(found.lanes_alone, ["gone.status"]);
         assert!(
-            found.left_out().is_some_and(|text| text.contains("(gone.status)")),
+            found
+                .left_out()
+                .is_some_and(|text| text.contains("(gone.status)")),
             "{:?}",
             found.left_out()
         );

@@ -250,7 +250,11 @@ impl Pool {
         if let Some((_, source, stale)) = page {
             let source = [("source", source.as_str())];
             w.family("fastcgi_healthcheck_status_page_stale", "gauge", "1 when the phpfpm_* figures are the last status page read, repeated because php-fpm is busy; 0 when read for this scrape. source: where the page was read: lane (the status lane, pm.status_listen), main (the pool's listener), fallback (the listener, because the lane refused or is missing).");
-            w.sample("fastcgi_healthcheck_status_page_stale", &source, u8::from(stale.is_some()));
+            w.sample(
+                "fastcgi_healthcheck_status_page_stale",
+                &source,
+                u8::from(stale.is_some()),
+            );
             if let Some(read) = stale {
                 w.family(
                     "fastcgi_healthcheck_status_page_age_seconds",

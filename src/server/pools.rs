@@ -236,7 +236,11 @@ impl PoolSet {
         }
         // A pool whose status lane came or went (a reload that changed `pm.status_listen`) is
         // made again, with it.
-        let lane_of = |name: &str| found.lane(name).map(|path| Destination::Unix(path.to_owned()));
+        let lane_of = |name: &str| {
+            found
+                .lane(name)
+                .map(|path| Destination::Unix(path.to_owned()))
+        };
         let gone: Vec<String> = self
             .pools
             .borrow()
