@@ -190,7 +190,7 @@ fn a_missing_lane_falls_back_to_destination_and_says_so() {
     let tool = start(&env);
     assert_eq!(stale(&metrics(&tool), "lane"), Some(0.0));
     let Listen::Unix(lane) = fpm.lane() else {
-        unreachable!()
+        panic!("unix_with_lane has a Unix lane")
     };
     std::fs::remove_file(lane).unwrap();
 
