@@ -248,19 +248,40 @@ fn a_missing_lane_falls_back_to_destination_and_says_so() {
 }
 
 /// php-fpm without a lane (before 8.0, or no `pm.status_listen`): `STATUS_LISTEN` refused, the
-/// page comes through `DESTINATION`.
+/// page comes through `DESTINATION`; once something answers there, through the lane again, said
+/// once each way.
 #[test]
-fn a_refused_lane_falls_back_to_destination() {
+fn a_refused_lane_falls_back_to_destination_until_it_answers() {
     let fpm = PhpFpm::tcp();
     let mut env = destination(&fpm);
-    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    env.push(("STATUS_LISTEN", format!("127.0.0.1:{port}")));
+    let lane = std::net::SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    );
+    env.push(("STATUS_LISTEN", lane.to_string()));
     let tool = start(&env);
     let text = metrics(&tool);
     assert_eq!(stale(&text, "fallback"), Some(0.0), "{text}");
     assert_eq!(figure(&text, "phpfpm_up"), Some(1.0), "{text}");
-    tool.wait_for_log(&["WARN", "status lane 127.0.0.1:", "connect_refused"]);
+    tool.wait_for_log(&["WARN", &format!("status lane {lane}"), "connect_refused"]);
     get(tool.addr(), "/fcgi-ping").assert_ok();
+
+    // A php-fpm answering its status page there (another master's listener stands in for a
+    // lane that comes up).
+    let _answering = PhpFpm::start(Listen::Tcp(lane));
+    let text = metrics(&tool);
+    assert_eq!(stale(&text, "lane"), Some(0.0), "{text}");
+    tool.wait_for_log(&[
+        "INFO",
+        &format!("status lane {lane}"),
+        "accepts connections again",
+    ]);
+    let said = tool
+        .logs()
+        .iter()
+        .filter(|l| l.contains("status lane"))
+        .count();
+    assert_eq!(said, 2, "{:?}", tool.logs());
 }
 
 /// The ping goes to `DESTINATION` only: a lane that answers does not make a missing pool

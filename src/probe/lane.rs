@@ -120,8 +120,8 @@ impl Lane {
                 self.absent.set(Some(false));
                 if was_absent == Some(true) {
                     info!(
-                        "status lane {} (pm.status_listen) answers: the status page is read \
-                         through it again",
+                        "status lane {} (pm.status_listen) accepts connections again: the status \
+                         page is read through it",
                         self.label()
                     );
                 }

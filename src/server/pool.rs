@@ -24,7 +24,7 @@ use crate::proto::status::Status;
 type Page = Result<Rc<Status>, Failure>;
 
 /// The last status page of the kind `/metrics` reads: the page, when it was read, and where.
-type Kept = (Rc<Status>, Instant, Source);
+type LastPage = (Rc<Status>, Instant, Source);
 
 /// One pool's probing.
 pub(crate) struct Pool {
@@ -50,7 +50,7 @@ pub(crate) struct Pool {
     progress: Progress,
     /// The last status page of the kind `/metrics` reads (full or not), when and where it was
     /// read, repeated (marked stale) while php-fpm is busy.
-    last_page: RefCell<Option<Kept>>,
+    last_page: RefCell<Option<LastPage>>,
 }
 
 impl Pool {
