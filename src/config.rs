@@ -34,6 +34,8 @@ pub enum Command {
         status: Option<Vec<Threshold>>,
         /// `--pool NAME`: only that pool of `POOLS` (`None`: every pool).
         pool: Option<String>,
+        /// Probe logs asked for (`RUST_LOG` or `--log-level`); without, the verdict line alone.
+        logs: bool,
     },
     /// Print the manual.
     Help,
@@ -214,7 +216,8 @@ pub struct Setting {
     pub flag: &'static str,
     /// The default, as text (parsed like any value).
     pub default: &'static str,
-    /// One line for `--help`.
+    /// What it means: the README table's last cell, and `--help`'s text under the setting's
+    /// line (the same words, wrapped). One line of Markdown: code in backquotes, no `|`.
     pub help: &'static str,
     /// Parses the value and sets its field.
     apply: fn(&Raw, &mut Config) -> Result<(), ConfigError>,
@@ -229,13 +232,14 @@ pub const DEFAULT_TIMEOUT: &str = "800ms";
 #[rustfmt::skip]
 pub const SETTINGS: [Setting; 18] = [
     Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
-        help: "address:port to listen on (IPv4, or [IPv6]:port)",
+        help: "address:port to listen on: IPv4, or `[IPv6]:port`; port `0` picks a free port (logged)",
         apply: |raw, c| parse_server(raw).map(|v| c.server = v) },
     Setting { var: "DESTINATION", flag: "--destination", default: "127.0.0.1",
-        help: "FastCGI server: host name, IP address, or Unix socket (/path or unix:/path)",
+        help: "FastCGI server: host name, IPv4, IPv6 (`::1` or `[::1]`), or a Unix socket by its \
+              absolute path, `/path` or `unix:/path`",
         apply: |raw, c| parse_destination(raw).map(|v| c.destination = v) },
     Setting { var: "DESTINATION_PORT", flag: "--destination-port", default: "9000",
-        help: "FastCGI TCP port (ignored for a Unix socket)",
+        help: "FastCGI TCP port, 1-65535 (ignored for a Unix socket, but still checked)",
         apply: |raw, c| {
             let port = parse_port(raw)?;
             if let Destination::Tcp { port: slot, .. } = &mut c.destination {
@@ -244,49 +248,69 @@ pub const SETTINGS: [Setting; 18] = [
             Ok(())
         } },
     Setting { var: "POOLS", flag: "--pools", default: "off",
-        help: "several pools: name=/path.sock,name=host:port,... or dir:/run/php (every socket there)",
+        help: "several pools from one process: `www=/run/php/www.sock,api=127.0.0.1:9001` (a name is \
+              letters, digits, `_`, `-`, `.`), or `dir:/run/php` (every socket there, named after its \
+              file less `.sock`); at most 128; not with `DESTINATION`",
         apply: |raw, c| parse_pools(raw, &c.destination).map(|v| c.pools = v) },
     Setting { var: "PING_PATH", flag: "--ping-path", default: "/fpm-ping",
-        help: "php-fpm's ping.path",
+        help: "php-fpm's `ping.path`, sent as `SCRIPT_NAME`, `SCRIPT_FILENAME`, `REQUEST_URI`, \
+              `DOCUMENT_URI`",
         apply: |raw, c| parse_ping_path(raw).map(|v| c.ping_path = v) },
     Setting { var: "PING_RESPONSE", flag: "--ping-response", default: "pong",
-        help: "text the answer must contain (php-fpm's ping.response)",
+        help: "text the answer's body must contain (php-fpm's `ping.response`; empty: any body)",
         apply: |raw, c| parse_ping_response(raw).map(|v| c.ping_response = v) },
     Setting { var: "TIMEOUT", flag: "--timeout", default: DEFAULT_TIMEOUT,
-        help: "deadline for one whole probe: 500ms, 2s, or seconds",
+        help: "one deadline for the whole probe: resolve, connect, write, read. `500ms`, `2s`, `1m`, \
+              between `1ms` and `1h`; a bare number is seconds, at most `60` (write `800ms`, not \
+              `800`)",
         apply: |raw, c| parse_duration_setting(raw).map(|v| c.timeout = v) },
     Setting { var: "FAIL_STATUS", flag: "--fail-status", default: "503",
-        help: "HTTP status of an unhealthy answer, 400-599 (404: as the original tool)",
+        help: "HTTP status of an unhealthy answer, 400-599; `404` reproduces the original tool",
         apply: |raw, c| parse_fail_status(raw).map(|v| c.fail_status = v) },
     Setting { var: "CLIENT_TIMEOUT", flag: "--client-timeout", default: "5s",
-        help: "deadline for a client's request head; idle keep-alive limit",
+        help: "a client must send its request within this (else `408`); idle keep-alive connections \
+              close after it",
         apply: |raw, c| parse_duration_setting(raw).map(|v| c.client_timeout = v) },
     Setting { var: "MAX_CONNECTIONS", flag: "--max-connections", default: "1024",
-        help: "cap on open HTTP connections",
+        help: "cap on open HTTP connections, 1-1048576",
         apply: |raw, c| parse_max_connections(raw).map(|v| c.max_connections = v) },
     Setting { var: "COALESCE", flag: "--coalesce", default: "on",
-        help: "on: concurrent probes share one FastCGI request; off: one each (benchmarks)",
+        help: "`on`: concurrent probes share one FastCGI request; `off`: one request per probe (for \
+              benchmarks; not with `POOLS`)",
         apply: |raw, c| parse_switch(raw).map(|v| c.coalesce = v) },
     Setting { var: "CACHE_TTL", flag: "--cache-ttl", default: "0",
-        help: "reuse a verdict for this long after its probe (0: only share in-flight)",
+        help: "reuse a verdict for this long after its probe finished (`250ms`, `1s`); `0`: only share \
+              a probe in flight; needs `COALESCE=on`",
         apply: |raw, c| parse_ttl(raw).map(|v| c.cache_ttl = v) },
     Setting { var: "STATUS_PATH", flag: "--status-path", default: "/fpm-status",
-        help: "php-fpm's pm.status_path, for /fcgi-status, /metrics, check --status (off: none)",
+        help: "php-fpm's `pm.status_path`, for `/fcgi-status`, `/metrics` and `check --status`; `off`: \
+              none",
         apply: |raw, c| parse_status_path(raw).map(|v| c.status_path = v) },
     Setting { var: "STATUS_LISTEN", flag: "--status-listen", default: "off",
-        help: "php-fpm's pm.status_listen, where the status page is read (POOLS: name=main+lane)",
+        help: "php-fpm 8.0+'s `pm.status_listen`, where the status page is read, fresh while every \
+              worker is busy: `127.0.0.1:9001`, `[::1]:9001`, `9001` (on `DESTINATION`'s host), \
+              `/run/php/www.status.sock`; through `DESTINATION` while it refuses or is missing. With \
+              `POOLS`: `www=/run/php/www.sock+/run/php/www.status.sock`; `dir:` pairs \
+              `NAME.status.sock` with `NAME.sock`",
         apply: |raw, c| parse_status_listen(raw, c).map(|v| c.status_listen = v) },
     Setting { var: "PROCESS_METRICS", flag: "--process-metrics", default: "off",
-        help: "/metrics from php-fpm's full status page: off, aggregates (no pid labels), per-process",
+        help: "what `/metrics` reads of php-fpm's full status page (`?full`): `off`: nothing (the \
+              summary only); `aggregates`: children by state, the oldest running request, the largest \
+              last request memory and cpu, no process ids; `per-process`: also php-fpm_exporter's \
+              per-child series (at most 1,000 children)",
         apply: |raw, c| parse_process_metrics(raw).map(|v| c.process_metrics = v) },
     Setting { var: "IDLE_EXIT", flag: "--idle-exit", default: "off",
-        help: "exit 0 after this long without a connection (systemd socket activation)",
+        help: "exit 0 after this long without a connection (`30s`, `5m`), for systemd socket \
+              activation; `off` or `0`: never",
         apply: |raw, c| parse_idle_exit(raw).map(|v| c.idle_exit = v) },
     Setting { var: "BUSY_GRACE", flag: "--busy-grace", default: "60s",
-        help: "/fcgi-live: a busy pool is alive until it made no progress this long (off: busy fails it)",
+        help: "`/fcgi-live` and `check --live`: a busy pool (every worker taken, connections queued) \
+              stays alive until it made no progress this long, then fails `stuck`; `off`: busy fails \
+              liveness at once, as `/fcgi-ping`",
         apply: |raw, c| parse_busy_grace(raw).map(|v| c.busy_grace = v) },
     Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
-        help: "log level: error, warn, info, debug, trace, off",
+        help: "log level: `error`, `warn`, `info`, `debug`, `trace`, `off`, or `module=level` pairs, \
+              comma-separated (`warn,fastcgi_healthcheck=debug`)",
         apply: |raw, c| parse_log(raw).map(|v| c.log = v) },
 ];
 
@@ -353,6 +377,9 @@ where
     let mut flags: [Option<String>; SETTINGS.len()] = Default::default();
     let check = args.first().is_some_and(|first| first == "check");
     let mut verbose = false;
+    // The flag that asked for the status page (`--status` or the first threshold), as given.
+    let mut status_flag: Option<&str> = None;
+    let mut verbose_flag: Option<&str> = None;
     let mut live = false;
     let mut status: Option<Vec<Threshold>> = None;
     let mut pool: Option<String> = None;
@@ -366,6 +393,7 @@ where
             "-V" | "--version" => return Ok(Command::Version),
             "-v" | "--verbose" if check => {
                 verbose = true;
+                verbose_flag.get_or_insert(arg);
                 continue;
             }
             "--live" if check => {
@@ -374,6 +402,7 @@ where
             }
             "--status" if check => {
                 status.get_or_insert_with(Vec::new);
+                status_flag.get_or_insert(arg);
                 continue;
             }
             _ => {}
@@ -409,6 +438,7 @@ where
                 let threshold = status::parse_threshold(&threshold, &value)
                     .map_err(|e| ConfigError(format!("--{e}")))?;
                 status.get_or_insert_with(Vec::new).push(threshold);
+                status_flag.get_or_insert(name);
                 continue;
             }
             return Err(ConfigError(format!(
@@ -428,6 +458,7 @@ where
         }
     }
 
+    let flagged = flags.each_ref().map(Option::is_some);
     let mut config = Config::unset();
     let mut destination_given = None;
     for (setting, flag) in SETTINGS.iter().zip(flags) {
@@ -481,17 +512,104 @@ where
             config.cache_ttl
         )));
     }
+    if check {
+        let mode = CheckMode {
+            live,
+            status: status_flag,
+            verbose: verbose_flag.filter(|_| config.pools == Pools::One || pool.is_some()),
+        };
+        let unread = SETTINGS
+            .iter()
+            .zip(flagged)
+            .filter(|(_, flagged)| *flagged)
+            .find_map(|(setting, _)| mode.unread(setting.var).map(|why| (setting.flag, why)));
+        if let Some((flag, why)) = mode.unused_flag().or(unread) {
+            return Err(ConfigError(format!(
+                "{flag} is ignored by {}: {why}; drop it",
+                mode.name()
+            )));
+        }
+    }
     Ok(if check {
+        let logs = env("RUST_LOG").is_some()
+            || SETTINGS
+                .iter()
+                .zip(flagged)
+                .any(|(setting, flagged)| flagged && setting.var == "RUST_LOG");
         Command::Check {
             config,
             verbose,
             live,
             status,
             pool,
+            logs,
         }
     } else {
         Command::Serve(config)
     })
+}
+
+/// The mode of `check` asked for, and the flags that chose it, to refuse what it would ignore.
+struct CheckMode<'a> {
+    /// `--live`.
+    live: bool,
+    /// `--status` or the first threshold flag, as given.
+    status: Option<&'a str>,
+    /// `-v` or `--verbose` as given; `None` when every pool of `POOLS` is asked (no `--pool`),
+    /// where `-v` prints each pool's line in every mode.
+    verbose: Option<&'a str>,
+}
+
+impl CheckMode<'_> {
+    /// The mode's name, as the command line spells it.
+    fn name(&self) -> &'static str {
+        match (self.live, self.status) {
+            (true, _) => "check --live",
+            (false, Some(_)) => "check --status",
+            (false, None) => "check",
+        }
+    }
+
+    /// A flag of `check` itself that this mode ignores, and why.
+    fn unused_flag(&self) -> Option<(&str, &'static str)> {
+        if !self.live {
+            return None;
+        }
+        if let Some(flag) = self.status {
+            return Some((
+                flag,
+                "the status page and its thresholds are check --status's, a probe of its own \
+                 (run it separately)",
+            ));
+        }
+        self.verbose
+            .map(|flag| (flag, "it prints no FastCGI answer"))
+    }
+
+    /// Why this mode does not read the setting `var`, if it does not. A flag for it is refused,
+    /// since a deadline or threshold silently ignored reads as one that holds. Variables are not
+    /// refused: the environment is the server's too.
+    fn unread(&self, var: &str) -> Option<&'static str> {
+        let status = self.status.is_some();
+        match var {
+            "SERVER" | "CLIENT_TIMEOUT" | "MAX_CONNECTIONS" | "IDLE_EXIT" => {
+                Some("it is for the HTTP server, and check serves no HTTP")
+            }
+            "FAIL_STATUS" => Some("check answers with its exit status (1: unhealthy), not HTTP"),
+            "COALESCE" | "CACHE_TTL" => {
+                Some("it shares probes among HTTP requests, and check makes one")
+            }
+            "PROCESS_METRICS" => {
+                Some("it chooses what /metrics reads, and check serves no /metrics")
+            }
+            "BUSY_GRACE" if !self.live => Some("only check --live waits for a busy pool"),
+            "STATUS_PATH" if !status => Some("only check --status reads the status page"),
+            "PING_PATH" | "PING_RESPONSE" if status => {
+                Some("it reads the status page (STATUS_PATH), not the ping")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The threshold name of a `check` flag without its dashes: `max-listen-queue` and `min-...` as
@@ -792,33 +910,63 @@ fn parse_idle_exit(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
     if matches!(raw.value.trim(), "off" | "") {
         return Ok(None);
     }
-    match parse_span(&raw.value) {
-        Some(Duration::ZERO) => Ok(None),
-        Some(span) if span >= MIN_DURATION => Ok(Some(span)),
-        _ => Err(raw.error("is not off, 0 or a duration between 1ms and 1h (examples: 30s, 5m)")),
-    }
+    let span = setting_duration(raw, true, "off, 0 or a duration", "30s, 5m")?;
+    Ok((!span.is_zero()).then_some(span))
 }
 
 fn parse_busy_grace(raw: &Raw) -> Result<Option<Duration>, ConfigError> {
     if raw.value.trim() == "off" {
         return Ok(None);
     }
-    parse_duration(&raw.value).map(Some).ok_or_else(|| {
-        raw.error("is not off or a duration between 1ms and 1h (examples: 60s, 5m, off)")
-    })
+    setting_duration(raw, false, "off or a duration", "60s, 5m, off").map(Some)
 }
 
 fn parse_ttl(raw: &Raw) -> Result<Duration, ConfigError> {
-    match parse_span(&raw.value) {
-        Some(span) if span == Duration::ZERO || span >= MIN_DURATION => Ok(span),
-        _ => Err(raw.error("is not 0 or a duration between 1ms and 1h (examples: 0, 250ms, 2s)")),
-    }
+    setting_duration(raw, true, "0 or a duration", "0, 250ms, 2s")
 }
 
 fn parse_duration_setting(raw: &Raw) -> Result<Duration, ConfigError> {
-    parse_duration(&raw.value).ok_or_else(|| {
-        raw.error("is not a duration between 1ms and 1h (examples: 500ms, 2s, 1.5, 1m)")
-    })
+    setting_duration(raw, false, "a duration", "500ms, 2s, 1m")
+}
+
+/// The largest bare number a duration setting takes: a bare number is seconds, and
+/// `TIMEOUT=800` meant 800 ms far more often than 13 minutes, so above this a unit is required.
+const MAX_BARE_SECONDS: u64 = 60;
+
+/// The value of a duration setting: the one reading behind every one of them. `zero` says
+/// whether `0` is accepted; `what` and `examples` word the error, which always says what a bare
+/// number means. A bare number above [`MAX_BARE_SECONDS`] is refused with the two spellings it
+/// may have meant.
+fn setting_duration(
+    raw: &Raw,
+    zero: bool,
+    what: &str,
+    examples: &str,
+) -> Result<Duration, ConfigError> {
+    let text = raw.value.trim();
+    let span = parse_span(text);
+    let bare = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if bare && span.is_none_or(|span| span > Duration::from_secs(MAX_BARE_SECONDS)) {
+        let meant: Vec<String> = ["ms", "s"]
+            .iter()
+            .map(|unit| format!("{text}{unit}"))
+            .filter(|spelled| parse_span(spelled).is_some())
+            .collect();
+        if !meant.is_empty() {
+            return Err(raw.error(&format!(
+                "is {text} seconds: a bare number means seconds, at most {MAX_BARE_SECONDS}; \
+                 write {}",
+                meant.join(" or ")
+            )));
+        }
+    }
+    span.filter(|span| (zero && span.is_zero()) || *span >= MIN_DURATION)
+        .ok_or_else(|| {
+            raw.error(&format!(
+                "is not {what} between 1ms and 1h (examples: {examples}; a bare number means \
+                 seconds, at most {MAX_BARE_SECONDS})"
+            ))
+        })
 }
 
 /// Shortest accepted duration other than zero.
@@ -829,7 +977,9 @@ const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds (`2`, `0.5`).
 /// Accepts 1 ms to 1 h; anything else is `None`. Exact decimal arithmetic (no floating point):
-/// `0.001` is exactly 1 ms; digits below a nanosecond are dropped.
+/// `0.001` is exactly 1 ms; digits below a nanosecond are dropped. The settings take a bare
+/// number up to a minute only ([`setting_duration`]); php-fpm-healthcheck's `--timeout` is
+/// seconds by that interface.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     parse_span(text).filter(|span| *span >= MIN_DURATION)
 }
@@ -910,8 +1060,101 @@ pub fn parse_log_spec(text: &str) -> Option<LogSpec> {
     Some(spec)
 }
 
-/// The manual printed by `--help`.
+/// The endpoints: the request and its answer, as the README's table has them (a test compares
+/// them) and `--help` prints them. One line of Markdown each: code in backquotes, no `|`.
+pub const ENDPOINTS: [(&str, &str); 8] = [
+    (
+        "`GET` or `HEAD /fcgi-ping`",
+        "readiness: one FastCGI request to `PING_PATH`: `200` body `ok`; or `FAIL_STATUS` with a \
+         one-line body `reason: detail` (`busy` at once when every worker is taken)",
+    ),
+    (
+        "`GET` or `HEAD /fcgi-live`",
+        "liveness: the same probe (shared with `/fcgi-ping`), but a busy pool is alive: `200` \
+         while php-fpm's listener accepts and the pool made progress within `BUSY_GRACE`; \
+         `FAIL_STATUS` at once when php-fpm is dead (`connect_refused`, `connect_failed`, \
+         `resolve_failed`, a broken answer), and `stuck` when nothing moved for `BUSY_GRACE` \
+         while connections waited",
+    ),
+    (
+        "`GET` or `HEAD /fcgi-status?max-listen-queue=10&min-idle-processes=1`",
+        "php-fpm's status page (`STATUS_PATH`) and thresholds on it: `200`, or `FAIL_STATUS` \
+         with the failed thresholds first; `404` with `STATUS_PATH=off`",
+    ),
+    (
+        "`GET` or `HEAD /metrics`",
+        "Prometheus text: probe results, durations, coalescing, connections, and php-fpm's pool \
+         figures (`phpfpm_*`)",
+    ),
+    (
+        "`GET` or `HEAD /fcgi-ping/NAME`, `/fcgi-live/NAME`, `/fcgi-status/NAME`",
+        "with `POOLS`: that pool, as above; without a name, every pool: one line per failing \
+         pool, `NAME reason: detail`; an unknown name is `404` naming the known pools",
+    ),
+    (
+        "`GET` or `HEAD /health`, `/healthz`, `/`",
+        "`200` body `ok`: this process is alive (no FastCGI)",
+    ),
+    ("any other path", "`404`"),
+    (
+        "another method on a known path",
+        "`405` with `Allow: GET, HEAD`",
+    ),
+];
+
+/// The exit codes: the code, what it means while serving, and for `check`, as the README's
+/// table has them (a test compares them) and `--help` prints them.
+pub const EXIT_CODES: [(&str, &str, &str); 3] = [
+    (
+        "0",
+        "stopped by SIGTERM or SIGINT (answers in progress get `TIMEOUT` + 1 s; a second signal \
+         ends it at once), or by `IDLE_EXIT`; `--help`, `--version`",
+        "healthy (`ok` on stdout)",
+    ),
+    (
+        "1",
+        "cannot listen on `SERVER`, or the socket inherited from systemd (`LISTEN_FDS`) fails \
+         (the message names it and the OS error)",
+        "unhealthy: one line on stderr, `reason: detail` as in the HTTP body (with `POOLS`: one \
+         per failing pool, `NAME reason: detail`)",
+    ),
+    (
+        "2",
+        "invalid flag or setting, or a wrong `LISTEN_PID` or `LISTEN_FDS` (the message names it \
+         and the accepted form)",
+        "the same; a flag the mode ignores (`check --live --min-idle-processes 5`); `--status` \
+         with `STATUS_PATH=off`; a `--pool` that names no pool",
+    ),
+];
+
+/// Width of `--help`'s wrapped text (its usage lines may be longer).
+const HELP_WIDTH: usize = 100;
+
+/// Appends `body` to `text`, wrapped at [`HELP_WIDTH`] after `indent`, words kept whole.
+fn push_wrapped(text: &mut String, indent: &str, body: &str) {
+    let mut width = 0usize;
+    for word in body.split(' ') {
+        if width == 0 {
+            text.push_str(indent);
+            width = indent.len();
+        } else if width.saturating_add(1).saturating_add(word.len()) > HELP_WIDTH {
+            text.push('\n');
+            text.push_str(indent);
+            width = indent.len();
+        } else {
+            text.push(' ');
+            width = width.saturating_add(1);
+        }
+        text.push_str(word);
+        width = width.saturating_add(word.len());
+    }
+    text.push('\n');
+}
+
+/// The manual printed by `--help`, and through it the man page (scripts/debian/manpage): the
+/// settings, endpoints and exit codes from their tables, the README's tables' words.
 pub fn help() -> String {
+    const INDENT: &str = "        ";
     let mut text = format!(
         "fastcgi-healthcheck {version}\n\
          Answers HTTP health probes by pinging a FastCGI server (php-fpm).\n\n\
@@ -922,34 +1165,31 @@ pub fn help() -> String {
         version = env!("CARGO_PKG_VERSION")
     );
     for s in &SETTINGS {
-        text.push_str(&format!(
-            "    {:<17} {:<19} {:<15} {}\n",
-            s.var, s.flag, s.default, s.help
-        ));
+        text.push_str(&format!("    {:<17} {:<19} {}\n", s.var, s.flag, s.default));
+        push_wrapped(&mut text, INDENT, s.help);
+    }
+    text.push_str("\nENDPOINTS:\n");
+    for (request, answer) in &ENDPOINTS {
+        push_wrapped(&mut text, "    ", request);
+        push_wrapped(&mut text, INDENT, answer);
     }
     text.push_str(
-        "\nENDPOINTS:\n\
-         \x20   GET|HEAD /fcgi-ping          one FastCGI request to PING_PATH: 200 `ok`, or FAIL_STATUS\n\
-         \x20                                and a one-line reason (connect_refused, timeout, bad_status, ...)\n\
-         \x20   GET|HEAD /fcgi-status        php-fpm's status page (STATUS_PATH); thresholds in the query:\n\
-         \x20                                ?max-listen-queue=10&min-idle-processes=1 (200, or FAIL_STATUS)\n\
-         \x20   GET|HEAD /fcgi-live          liveness: the same probe, but a busy pool is alive (200) until\n\
-         \x20                                it made no progress for BUSY_GRACE (stuck); dead fails at once\n\
-         \x20   GET /metrics                 Prometheus text: probes, durations, php-fpm's pool (phpfpm_*)\n\
-         \x20   GET|HEAD /fcgi-ping/NAME     with POOLS: one pool (also /fcgi-live/NAME, /fcgi-status/NAME);\n\
-         \x20                                without a name every pool: one line per failing pool\n\
-         \x20   GET|HEAD /health /healthz /  200 `ok`: this process is alive (no FastCGI)\n\n\
-         CHECK:\n\
-         \x20   check [-v]                   one ping; exit 0 healthy, 1 unhealthy (reason on stderr)\n\
-         \x20   check --live                 liveness: busy waits up to BUSY_GRACE for php-fpm's answer\n\
+        "\nCHECK (one probe; the settings above, as flags or variables):\n\
+         \x20   check [-v]                   the ping: exit 0 healthy, 1 unhealthy (the reason on stderr)\n\
+         \x20   check --live                 liveness: busy is alive until BUSY_GRACE passes without progress\n\
          \x20   check --status [--max-<field> N] [--min-<field> N] [--<field> N]\n\
          \x20                                the status page against thresholds (--<field>: maximum)\n\
-         \x20   check --pool NAME            with POOLS: that pool only (else every pool)\n\n\
-         EXIT CODES:\n\
-         \x20   0  stopped by SIGTERM or SIGINT, or --help/--version; check: healthy\n\
-         \x20   1  could not listen on SERVER; check: unhealthy (the reason on stderr)\n\
-         \x20   2  invalid flag or setting (the message names it); check --pool: unknown pool\n\n\
-         php-fpm needs `ping.path = /fpm-ping` (and optionally `ping.response = pong`) in the pool.\n",
+         \x20   check --pool NAME            with POOLS: that pool only (else every pool)\n\
+         \x20   A flag the mode does not read is refused (exit 2): check --live takes no threshold.\n\n\
+         EXIT CODES:\n",
+    );
+    for (code, serving, check) in &EXIT_CODES {
+        text.push_str(&format!("    {code}\n"));
+        push_wrapped(&mut text, INDENT, &format!("serving: {serving}"));
+        push_wrapped(&mut text, INDENT, &format!("check: {check}"));
+    }
+    text.push_str(
+        "\nphp-fpm needs `ping.path = /fpm-ping` (and optionally `ping.response = pong`) in the pool.\n",
     );
     text
 }
@@ -1247,6 +1487,48 @@ mod tests {
         }
     }
 
+    /// Every duration setting: `800` is 800 seconds, so above a minute a bare number is refused
+    /// with the two spellings it may have meant, and every duration error says what a bare
+    /// number means.
+    #[test]
+    fn a_bare_number_above_a_minute_needs_a_unit() {
+        for var in [
+            "TIMEOUT",
+            "CLIENT_TIMEOUT",
+            "CACHE_TTL",
+            "IDLE_EXIT",
+            "BUSY_GRACE",
+        ] {
+            assert_eq!(
+                error(&[], &[(var, "800")]),
+                format!(
+                    "{var}=\"800\" is 800 seconds: a bare number means seconds, at most 60; \
+                     write 800ms or 800s"
+                )
+            );
+            // Beyond an hour in seconds: only the milliseconds are offered.
+            let message = error(&[], &[(var, " 5000 ")]);
+            assert!(message.ends_with("write 5000ms"), "{message}");
+            assert!(error(&[], &[(var, "60.5")]).ends_with("write 60.5ms or 60.5s"));
+            for bad in ["soon", "1.2.3", "99999999", "2h"] {
+                let message = error(&[], &[(var, bad)]);
+                assert!(
+                    message.contains("a bare number means seconds, at most 60"),
+                    "{var}={bad}: {message}"
+                );
+            }
+        }
+        let c = config(&[], &[("TIMEOUT", "60"), ("CLIENT_TIMEOUT", "1.5")]);
+        assert_eq!(c.timeout, Duration::from_secs(60));
+        assert_eq!(c.client_timeout, Duration::from_millis(1500));
+        let c = config(&["--timeout", "800ms", "--idle-exit=800s"], &[]);
+        assert_eq!(c.timeout, Duration::from_millis(800));
+        assert_eq!(c.idle_exit, Some(Duration::from_secs(800)));
+        assert!(error(&["--timeout", "800"], &[]).starts_with("--timeout=\"800\" is 800 seconds"));
+        // php-fpm-healthcheck's --timeout is whole seconds by its own interface: not a setting.
+        assert_eq!(parse_duration("800"), Some(Duration::from_secs(800)));
+    }
+
     #[test]
     fn coalescing_settings() {
         let c = config(&[], &[]);
@@ -1356,6 +1638,144 @@ mod tests {
             "verbose is for check only"
         );
         assert!(error(&["check", "--timeout", "soon"], &[]).starts_with("--timeout="));
+    }
+
+    /// A flag the chosen `check` mode would ignore is refused, naming it; the same settings
+    /// from the environment (shared with the server) are not.
+    #[test]
+    fn check_refuses_what_its_mode_ignores() {
+        for (args, flag, mode) in [
+            (
+                &["--live", "--min-idle-processes", "5"][..],
+                "--min-idle-processes",
+                "check --live",
+            ),
+            (&["--status", "--live"], "--status", "check --live"),
+            (
+                &["--live", "--listen-queue=1"],
+                "--listen-queue",
+                "check --live",
+            ),
+            (&["--live", "-v"], "-v", "check --live"),
+            (&["--verbose", "--live"], "--verbose", "check --live"),
+            (&["--server", "0.0.0.0:80"], "--server", "check"),
+            (
+                &["--live", "--fail-status=404"],
+                "--fail-status",
+                "check --live",
+            ),
+            (&["--client-timeout", "1s"], "--client-timeout", "check"),
+            (&["--max-connections", "5"], "--max-connections", "check"),
+            (&["--coalesce", "off"], "--coalesce", "check"),
+            (
+                &["--status", "--cache-ttl", "1s"],
+                "--cache-ttl",
+                "check --status",
+            ),
+            (&["--idle-exit", "1m"], "--idle-exit", "check"),
+            (
+                &["--process-metrics", "aggregates"],
+                "--process-metrics",
+                "check",
+            ),
+            (&["--busy-grace", "20s"], "--busy-grace", "check"),
+            (
+                &["--status", "--busy-grace=20s"],
+                "--busy-grace",
+                "check --status",
+            ),
+            (&["--status-path", "/status"], "--status-path", "check"),
+            (
+                &["--live", "--status-path", "/status"],
+                "--status-path",
+                "check --live",
+            ),
+            (
+                &["--status", "--ping-path", "/ping"],
+                "--ping-path",
+                "check --status",
+            ),
+            (
+                &["--max-idle-processes=3", "--ping-response", "x"],
+                "--ping-response",
+                "check --status",
+            ),
+        ] {
+            let mut all = vec!["check"];
+            all.extend_from_slice(args);
+            let message = error(&all, &[]);
+            assert!(
+                message.starts_with(&format!("{flag} is ignored by {mode}: "))
+                    && message.ends_with("; drop it"),
+                "{args:?}: {message}"
+            );
+        }
+        for args in [
+            &[
+                "--live",
+                "--busy-grace",
+                "20s",
+                "--ping-path",
+                "/p",
+                "--timeout=1s",
+            ][..],
+            &[
+                "--status",
+                "--status-path",
+                "/s",
+                "-v",
+                "--max-listen-queue=1",
+            ],
+            &[
+                "-v",
+                "--ping-response",
+                "pong",
+                "--log-level",
+                "debug",
+                "--destination",
+                "/x.sock",
+            ],
+        ] {
+            let mut all = vec!["check"];
+            all.extend_from_slice(args);
+            assert!(
+                matches!(run(&all, &[]), Ok(Command::Check { .. })),
+                "{args:?}"
+            );
+        }
+        // Every pool's line is what -v prints with --live and POOLS (no --pool).
+        let pools = [("POOLS", "a=/a.sock,b=/b.sock")];
+        assert!(matches!(
+            run(&["check", "--live", "-v"], &pools),
+            Ok(Command::Check { .. })
+        ));
+        let message = error(&["check", "--live", "-v", "--pool", "a"], &pools);
+        assert!(
+            message.starts_with("-v is ignored by check --live"),
+            "{message}"
+        );
+        // The environment is shared with the server: never refused.
+        let env = [
+            ("SERVER", "0.0.0.0:8080"),
+            ("BUSY_GRACE", "20s"),
+            ("STATUS_PATH", "/status"),
+            ("FAIL_STATUS", "404"),
+            ("IDLE_EXIT", "1m"),
+        ];
+        for args in [&["check"][..], &["check", "--live"], &["check", "--status"]] {
+            assert!(
+                matches!(run(args, &env), Ok(Command::Check { .. })),
+                "{args:?}"
+            );
+        }
+        // --log-level asks check for its probe logs, as RUST_LOG does.
+        let logs = |args: &[&str], env: &[(&str, &str)]| match run(args, env) {
+            Ok(Command::Check { logs, .. }) => logs,
+            other => panic!("expected check, got {other:?}"),
+        };
+        assert!(!logs(&["check"], &[]));
+        assert!(logs(&["check", "--log-level", "debug"], &[]));
+        assert!(logs(&["check"], &[("RUST_LOG", "warn")]));
     }
 
     #[test]

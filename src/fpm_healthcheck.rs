@@ -16,10 +16,18 @@
 //! - Exit codes: 0 healthy, 1 a check failed, 3 invalid options, 8 no status page, the errno of
 //!   a failed connect (111 refused, 2 no such socket file, 13 permission denied), 232 unknown
 //!   host (as `cgi-fcgi`), 124 timeout.
+//! - Exit 8 by the script's own rule: only when its answer from the fifth line on (`tail +5` of
+//!   `cgi-fcgi`'s output: the CGI headers, a blank line, the body) is exactly `File not found.`.
+//!   php-fpm's 404 has two header lines without `X-Powered-By` (Debian's `expose_php = Off`), so
+//!   the script passes on it there; any other answer (a 403 `Access denied.`...) passes too.
+//!   We pass where the script passes, and say on stderr what is wrong with the answer.
+//! - A host name resolves as `cgi-fcgi` resolves it: its first IPv4 address, one connect.
 //!
-//! Beyond the original: a deadline (`--timeout=N` seconds, or our `TIMEOUT` variable; 800ms),
-//! one line saying what failed on a connect failure, and a field missing from the page fails
-//! (the original passes silently).
+//! Beyond the original: a deadline (`--timeout=N`, whole seconds as the upstream branch that
+//! adds it, or a duration such as `500ms`; 30 s by default, Docker's `HEALTHCHECK` timeout), one
+//! line saying what failed on a connect failure, and a field missing from the page fails (the
+//! original passes silently). Nothing else from the environment is read: an application's own
+//! `TIMEOUT` is not ours.
 //!
 //! Everything but [`main`] is pure: `parse_args` and `settings` read the command line and the
 //! environment, `outcome` turns the probe's answer into the output and the exit code.
@@ -66,6 +74,14 @@ pub(crate) const EXIT_INVALID: u8 = 3;
 pub(crate) const EXIT_NO_PAGE: u8 = 8;
 /// Exit status: the deadline passed (coreutils' `timeout`).
 pub(crate) const EXIT_TIMEOUT: u8 = 124;
+
+/// The deadline without `--timeout`: Docker's `HEALTHCHECK` default (the script has none of its
+/// own, so under Docker a slow pool passes until Docker's 30 s).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest `--timeout`, in seconds.
+const MAX_TIMEOUT_SECS: u64 = 3600;
+/// The answer, from its fifth line on, that the script takes for a missing status page.
+const NOT_FOUND: &[u8] = b"File not found.";
 
 const DEFAULT_CONNECT: &str = "localhost:9000";
 const DEFAULT_STATUS_PATH: &str = "/status";
@@ -172,13 +188,7 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
     };
     for (option, value) in pairs {
         if option == "--timeout" {
-            let timeout = config::parse_duration(&value).ok_or_else(|| {
-                Invalid(format!(
-                    "'{option}' option value must be a number of seconds between 0.001 and 3600 \
-                     (0.5, 2, or with a unit: 500ms, 2s), '{value}' given\n"
-                ))
-            })?;
-            options.timeout = Some(timeout);
+            options.timeout = Some(parse_timeout(&value)?);
             continue;
         }
         let limit = parse_integer(&value).ok_or_else(|| {
@@ -190,6 +200,30 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Options, Invalid> {
         options.checks.push(Check { field, limit });
     }
     Ok(options)
+}
+
+/// `--timeout`: whole seconds, as the upstream branch that adds it (`--timeout=N`, with its
+/// message for a value that is not an integer), 1 to [`MAX_TIMEOUT_SECS`]; beyond it, a duration
+/// (`500ms`, `1.5s`).
+fn parse_timeout(value: &str) -> Result<Duration, Invalid> {
+    if let Some(seconds) = parse_integer(value) {
+        return u64::try_from(seconds)
+            .ok()
+            .filter(|seconds| (1..=MAX_TIMEOUT_SECS).contains(seconds))
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                Invalid(format!(
+                    "'--timeout' option value must be between 1 and {MAX_TIMEOUT_SECS} seconds, \
+                     '{value}' given\n"
+                ))
+            });
+    }
+    config::parse_duration(value).ok_or_else(|| {
+        Invalid(format!(
+            "'--timeout' option value must be an integer, '{value}' given (seconds, 1 to \
+             {MAX_TIMEOUT_SECS}; or a duration: 500ms, 1.5s)\n"
+        ))
+    })
 }
 
 /// Why a `--name` is not an option.
@@ -237,12 +271,13 @@ pub(crate) struct Settings {
     pub(crate) destination: Destination,
     /// `FCGI_STATUS_PATH`.
     pub(crate) path: String,
-    /// `TIMEOUT`, unless `--timeout` was given.
+    /// The deadline: `--timeout`, else [`DEFAULT_TIMEOUT`].
     pub(crate) timeout: Duration,
 }
 
-/// Reads `FCGI_CONNECT`, `FCGI_STATUS_PATH` and `TIMEOUT` (an empty one is unset, as the
-/// original's `${VAR:-default}`); `timeout` (from `--timeout`) wins over `TIMEOUT`.
+/// Reads `FCGI_CONNECT` and `FCGI_STATUS_PATH` (an empty one is unset, as the original's
+/// `${VAR:-default}`), and nothing else: a variable such as `TIMEOUT` belongs to the
+/// application's container. `timeout` is `--timeout`.
 pub(crate) fn settings<E>(env: E, timeout: Option<Duration>) -> Result<Settings, Invalid>
 where
     E: Fn(&str) -> Option<OsString>,
@@ -266,23 +301,11 @@ where
              pm.status_path (e.g. /status)\n"
         )));
     }
-    let timeout = match timeout {
-        Some(timeout) => timeout,
-        None => {
-            let text = read("TIMEOUT", config::DEFAULT_TIMEOUT)?;
-            config::parse_duration(&text).ok_or_else(|| {
-                Invalid(format!(
-                    "{NAME}: TIMEOUT={text:?} is not a duration between 1ms and 1h \
-                     (examples: 500ms, 2s, 1.5); or give --timeout=SECONDS\n"
-                ))
-            })?
-        }
-    };
     Ok(Settings {
         destination: destination(&connect)?,
         connect,
         path,
-        timeout,
+        timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
     })
 }
 
@@ -350,27 +373,60 @@ pub(crate) fn outcome(
         });
         return without_answer(out, &failure);
     };
-    let (headers, body) = cgi::split(&answer.stdout).unwrap_or((&[], &answer.stdout));
+    let body = cgi::split(&answer.stdout).map_or(answer.stdout.as_slice(), |(_, body)| body);
     if options.verbose {
         out.stdout.push_str("php-fpm status output:\n");
         out.stdout.push_str(&printable(body));
         out.stdout.push('\n');
     }
-    let not_found = body.trim_ascii() == b"File not found."
-        || cgi::status_header(headers).and_then(cgi::status_code) == Some(404)
-        || [&answer.stdout, &answer.stderr]
-            .iter()
-            .any(|stream| cgi::find(stream, b"Primary script unknown").is_some());
-    if not_found {
+    if from_fifth_line(&answer.stdout) == NOT_FOUND {
         out.stderr.push_str("php-fpm status page non reachable\n");
+        if options.verbose {
+            out.stderr.push_str(&format!(
+                "{NAME}: php-fpm at {} answered \"File not found.\" for FCGI_STATUS_PATH={}; set \
+                 it to the pool's pm.status_path (this mode reads the status page, not the ping)\n",
+                settings.connect, settings.path
+            ));
+        }
         out.code = EXIT_NO_PAGE;
         return out;
     }
-    if let Err(failure) = verdict {
-        out.stderr.push_str("php-fpm status page non reachable\n");
-        out.stderr.push_str(&format!("{NAME}: {failure}\n"));
-        out.code = EXIT_NO_PAGE;
-        return out;
+    match verdict {
+        Ok(()) => {}
+        // The script passes on any answer but its `File not found.`: so do we, saying why it
+        // is not a status page.
+        Err(failure)
+            if matches!(
+                failure.reason,
+                Reason::BadStatus | Reason::UnexpectedResponse
+            ) =>
+        {
+            out.stderr.push_str(&format!("{NAME}: {failure}"));
+            if answer.stderr_len > 0 {
+                let cut = if answer.stderr_len > answer.stderr.len() {
+                    "..."
+                } else {
+                    ""
+                };
+                out.stderr.push_str(&format!(
+                    " php-fpm said: {:?}{cut}.",
+                    String::from_utf8_lossy(&answer.stderr)
+                ));
+            }
+            if options.checks.is_empty() {
+                out.stderr.push_str(
+                    " Passing all the same, as the script does; set FCGI_STATUS_PATH to the \
+                     pool's pm.status_path",
+                );
+            }
+            out.stderr.push('\n');
+        }
+        Err(failure) => {
+            out.stderr.push_str("php-fpm status page non reachable\n");
+            out.stderr.push_str(&format!("{NAME}: {failure}\n"));
+            out.code = EXIT_NO_PAGE;
+            return out;
+        }
     }
     let page = status::parse(body).ok();
     for check in &options.checks {
@@ -413,10 +469,27 @@ pub(crate) fn outcome(
     out
 }
 
+/// The answer as the script compares it: `cgi-fcgi`'s output from its fifth line on (`tail +5`),
+/// without the line feeds that end it (the shell's `$(...)`).
+fn from_fifth_line(stdout: &[u8]) -> &[u8] {
+    let mut rest = stdout;
+    for _ in 0..4 {
+        let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+            return &[];
+        };
+        rest = rest.get(lf.saturating_add(1)..).unwrap_or_default();
+    }
+    let kept = rest
+        .iter()
+        .rposition(|&b| b != b'\n')
+        .map_or(0, |last| last.saturating_add(1));
+    rest.get(..kept).unwrap_or_default()
+}
+
 /// No answer: a connect failure exits with its errno, a timeout with 124, anything else 8.
 fn without_answer(mut out: Outcome, failure: &Failure) -> Outcome {
     out.stderr
-        .push_str(&format!("{NAME}: {failure}{}\n", hint(failure.reason)));
+        .push_str(&format!("{NAME}: {failure}{}\n", hint(failure)));
     out.code = match failure.reason {
         Reason::Timeout => EXIT_TIMEOUT,
         Reason::ResolveFailed => EXIT_UNKNOWN_HOST,
@@ -431,14 +504,16 @@ fn without_answer(mut out: Outcome, failure: &Failure) -> Outcome {
     out
 }
 
-/// What to look at after a failure without an answer, naming the setting.
-fn hint(reason: Reason) -> &'static str {
-    match reason {
+/// What to look at after a failure without an answer, naming the setting (a permission
+/// failure's detail says what to do already: the address is right).
+fn hint(failure: &Failure) -> &'static str {
+    match failure.reason {
+        Reason::ConnectFailed if failure.errno == Some(libc::EACCES) => "",
         Reason::ConnectFailed | Reason::ResolveFailed => {
             "; is FCGI_CONNECT php-fpm's listen address?"
         }
         Reason::Timeout => {
-            "; are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)"
+            "; are php-fpm's workers hung? (--timeout=SECONDS sets the deadline, 30 by default)"
         }
         _ => "",
     }
@@ -550,6 +625,17 @@ mod tests {
         listen queue:         0\n\
         max listen queue:     3\n\
         idle processes:       1\n";
+
+    /// The verdict the probe of `/status` at the default FCGI_CONNECT gives on `answer`.
+    fn as_probed(answer: &Answer) -> Verdict {
+        let asked = crate::probe::judge::Asked {
+            label: "localhost:9000",
+            path: "/status",
+            setting: "pm.status_path",
+            expect: b"",
+        };
+        crate::probe::judge::judge(answer, asked)
+    }
 
     fn run(options: &Options, answer: &Answer) -> Outcome {
         let settings = env_settings(&[], None).unwrap();
@@ -700,31 +786,74 @@ mod tests {
     }
 
     #[test]
-    fn timeout_flag_in_seconds_wins_over_the_variable() {
-        let options = args(&["--timeout=0.25"]).unwrap();
-        assert_eq!(options.timeout, Some(Duration::from_millis(250)));
+    fn timeout_in_whole_seconds_or_a_duration_and_no_variable() {
         assert_eq!(
-            args(&["--timeout", "2"]).unwrap().timeout,
-            Some(Duration::from_secs(2))
-        );
-        assert!(args(&["--timeout=0"])
-            .unwrap_err()
-            .0
-            .starts_with("'--timeout' option value must be a number of seconds"));
-        let settings = env_settings(&[("TIMEOUT", "5s")], options.timeout).unwrap();
-        assert_eq!(settings.timeout, Duration::from_millis(250));
-        assert_eq!(
-            env_settings(&[("TIMEOUT", "5s")], None).unwrap().timeout,
-            Duration::from_secs(5)
+            args(&["--timeout=1"]).unwrap().timeout,
+            Some(Duration::from_secs(1))
         );
         assert_eq!(
-            env_settings(&[], None).unwrap().timeout,
-            Duration::from_millis(800)
+            args(&["--timeout", "3600"]).unwrap().timeout,
+            Some(Duration::from_secs(3600))
         );
-        assert!(env_settings(&[("TIMEOUT", "soon")], None)
-            .unwrap_err()
-            .0
-            .contains("TIMEOUT=\"soon\""));
+        // Durations are ours, beyond the upstream branch's whole seconds.
+        assert_eq!(
+            args(&["--timeout=0.25"]).unwrap().timeout,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            args(&["--timeout=500ms"]).unwrap().timeout,
+            Some(Duration::from_millis(500))
+        );
+        // The upstream branch's message for what is not a number (its test_timeout.py).
+        // (A number too large for the shell's `test` is not an integer there either.)
+        for bad in ["", "abc", "1x", "99999999999999999999"] {
+            let text = args(&[&format!("--timeout={bad}")]).unwrap_err().0;
+            assert!(
+                text.starts_with(&format!(
+                    "'--timeout' option value must be an integer, '{bad}' given"
+                )),
+                "{text}"
+            );
+        }
+        for bad in ["0", "-1", "3601"] {
+            assert_eq!(
+                args(&[&format!("--timeout={bad}")]).unwrap_err().0,
+                format!(
+                    "'--timeout' option value must be between 1 and 3600 seconds, '{bad}' given\n"
+                )
+            );
+        }
+        // The deadline is --timeout or 30 s (Docker's HEALTHCHECK default); an application's
+        // TIMEOUT is not read, whatever it holds.
+        for vars in [
+            &[][..],
+            &[("TIMEOUT", "7200")][..],
+            &[("TIMEOUT", "0")][..],
+            &[("TIMEOUT", "soon")][..],
+        ] {
+            assert_eq!(
+                env_settings(vars, None).unwrap().timeout,
+                Duration::from_secs(30)
+            );
+            assert_eq!(
+                env_settings(vars, Some(Duration::from_secs(2)))
+                    .unwrap()
+                    .timeout,
+                Duration::from_secs(2)
+            );
+        }
+    }
+
+    /// The variables read: only FCGI_CONNECT and FCGI_STATUS_PATH.
+    #[test]
+    fn reads_only_its_own_variables() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let read = |name: &str| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        };
+        settings(read, None).unwrap();
+        assert_eq!(*asked.borrow(), ["FCGI_CONNECT", "FCGI_STATUS_PATH"]);
     }
 
     #[test]
@@ -835,40 +964,117 @@ mod tests {
         assert_eq!(run(&Options::default(), &pong).code, EXIT_OK);
     }
 
+    /// The script's lines from the fifth on, as `tail +5` and `$(...)` make them.
     #[test]
-    fn a_missing_page_exits_8_after_the_verbose_body() {
+    fn the_answer_from_its_fifth_line_on() {
+        assert_eq!(
+            from_fifth_line(b"1\n2\n3\n4\nFile not found.\n\n"),
+            NOT_FOUND
+        );
+        assert_eq!(
+            from_fifth_line(b"1\r\n2\r\n3\r\n\r\nFile not found.\n"),
+            NOT_FOUND
+        );
+        assert_eq!(from_fifth_line(b"1\n2\n3\n4\nFile not found."), NOT_FOUND);
+        assert_eq!(from_fifth_line(b"1\n2\n3\n4\n5\n6\n"), b"5\n6");
+        assert_eq!(from_fifth_line(b"1\n2\n\nFile not found.\n"), b"");
+        assert_eq!(from_fifth_line(b"1\n2\n3\n4"), b"");
+        assert_eq!(from_fifth_line(b"1\n2\n3\n4\n\n\n"), b"");
+        assert_eq!(from_fifth_line(b""), b"");
+        assert_eq!(
+            from_fifth_line(b"1\n2\n3\n4\nFile not found.\r\n"),
+            b"File not found.\r"
+        );
+    }
+
+    /// Exit 8 exactly where the script exits 8: php-fpm's 404 with three header lines (with
+    /// X-Powered-By). With two (Debian's expose_php = Off) the script's fifth line is past the
+    /// body, and it passes: so do we, saying what is wrong.
+    #[test]
+    fn exit_8_by_the_script_s_rule_and_a_pass_saying_why_elsewhere() {
         let verbose = Options {
             verbose: true,
             ..Options::default()
         };
-        for missing in [
-            answer("Status: 404 Not Found\r\nContent-type: text/html; charset=UTF-8\r\n\r\nFile not found.\n", "Primary script unknown"),
-            answer("Content-type: text/html\r\n\r\nFile not found.\n", ""),
-            answer("Status: 404 Not Found\r\n\r\nnope", ""),
-            answer("Content-type: text/html\r\n\r\n", "Primary script unknown"),
-        ] {
-            let done = run(&verbose, &missing);
-            assert_eq!(done.code, EXIT_NO_PAGE);
-            assert_eq!(done.stderr, "php-fpm status page non reachable\n");
-            assert!(done.stdout.starts_with("php-fpm status output:\n"), "{done:?}");
-        }
-        let done = run(
-            &verbose,
-            &answer("Status: 404 Not Found\r\n\r\nFile not found.\n", ""),
-        );
+        let settings = env_settings(&[], None).unwrap();
+        let judged = |stdout: &str, stderr: &str| {
+            let answer = answer(stdout, stderr);
+            outcome(&verbose, &settings, as_probed(&answer), Some(&answer))
+        };
+        let powered = "Status: 404 Not Found\r\nX-Powered-By: PHP/8.2.36\r\nContent-type: text/html; charset=UTF-8\r\n\r\nFile not found.\n";
+        let done = judged(powered, "Primary script unknown");
+        assert_eq!(done.code, EXIT_NO_PAGE);
         assert_eq!(done.stdout, "php-fpm status output:\nFile not found.\n");
+        assert_eq!(
+            done.stderr,
+            "php-fpm status page non reachable\n\
+             php-fpm-healthcheck: php-fpm at localhost:9000 answered \"File not found.\" for \
+             FCGI_STATUS_PATH=/status; set it to the pool's pm.status_path (this mode reads the \
+             status page, not the ping)\n"
+        );
+        // Without -v, the script's line alone.
+        let quiet = outcome(
+            &Options::default(),
+            &settings,
+            Ok(()),
+            Some(&answer(powered, "")),
+        );
+        assert_eq!(
+            (quiet.code, quiet.stdout.as_str(), quiet.stderr.as_str()),
+            (EXIT_NO_PAGE, "", "php-fpm status page non reachable\n")
+        );
+        let debian = "Status: 404 Not Found\r\nContent-type: text/html; charset=UTF-8\r\n\r\nFile not found.\n";
+        let done = judged(debian, "Primary script unknown");
+        assert_eq!(done.code, EXIT_OK);
+        assert_eq!(done.stdout, "php-fpm status output:\nFile not found.\n");
+        assert_eq!(
+            done.stderr,
+            "php-fpm-healthcheck: bad_status: localhost:9000 answered /status with Status: \
+             \"404 Not Found\"; is pm.status_path = /status set in the php-fpm pool? php-fpm \
+             said: \"Primary script unknown\". Passing all the same, as the script does; set \
+             FCGI_STATUS_PATH to the pool's pm.status_path\n"
+        );
+        let forbidden = "Status: 403 Forbidden\r\nX-Powered-By: PHP/8.2.36\r\nContent-type: text/html; charset=UTF-8\r\n\r\nAccess denied.\n";
+        let done = judged(forbidden, "");
+        assert_eq!(done.code, EXIT_OK);
+        assert!(done.stderr.contains("\"403 Forbidden\""), "{done:?}");
+        assert!(!done.stderr.contains("php-fpm said"), "{done:?}");
+        // Not a CGI answer at all: the script passes on that too.
+        let done = judged("", "");
+        assert_eq!(done.code, EXIT_OK);
+        assert!(done
+            .stderr
+            .starts_with("php-fpm-healthcheck: unexpected_response: "));
+        // A 200 whose body is `File not found.` on line 5 is the script's missing page as well.
+        let done = judged("A: 1\r\nB: 2\r\nC: 3\r\n\r\nFile not found.", "");
+        assert_eq!(done.code, EXIT_NO_PAGE);
+        // With a check, a broken answer is a missing field (exit 1), not a pass.
+        let checked = Options {
+            checks: vec![check("listen queue", 10)],
+            ..Options::default()
+        };
+        let answer = answer(debian, "");
+        let done = outcome(&checked, &settings, as_probed(&answer), Some(&answer));
+        assert_eq!(done.code, EXIT_CHECK_FAILED);
+        assert!(!done.stderr.contains("Passing"), "{done:?}");
+        assert!(done
+            .stderr
+            .ends_with("is FCGI_STATUS_PATH php-fpm's pm.status_path?\n"));
     }
 
     #[test]
     fn other_unusable_answers_exit_8_saying_why() {
         let settings = env_settings(&[], None).unwrap();
-        let forbidden = answer("Status: 403 Forbidden\r\n\r\nAccess denied.\n", "");
-        let verdict = Err(Failure::new(Reason::BadStatus, "403".to_owned()));
-        let done = outcome(&Options::default(), &settings, verdict, Some(&forbidden));
+        let overloaded = answer("Content-type: text/plain\r\n\r\n", "");
+        let verdict = Err(Failure::new(
+            Reason::FcgiOverloaded,
+            "OVERLOADED".to_owned(),
+        ));
+        let done = outcome(&Options::default(), &settings, verdict, Some(&overloaded));
         assert_eq!(done.code, EXIT_NO_PAGE);
         assert_eq!(
             done.stderr,
-            "php-fpm status page non reachable\nphp-fpm-healthcheck: bad_status: 403\n"
+            "php-fpm status page non reachable\nphp-fpm-healthcheck: fcgi_overloaded: OVERLOADED\n"
         );
         let verbose = Options {
             verbose: true,
@@ -897,11 +1103,14 @@ mod tests {
             )
         };
         let listen = "; is FCGI_CONNECT php-fpm's listen address?";
-        let hung = "; are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)";
+        let hung =
+            "; are php-fpm's workers hung? (--timeout=SECONDS sets the deadline, 30 by default)";
         for (reason, errno, code, hint) in [
             (Reason::ConnectRefused, Some(111), 111, ""),
             (Reason::ConnectFailed, Some(2), 2, listen),
-            (Reason::ConnectFailed, Some(13), 13, listen),
+            (Reason::ConnectFailed, Some(111), 111, listen),
+            // The detail of a permission failure says what to do; the address is right.
+            (Reason::ConnectFailed, Some(13), 13, ""),
             (Reason::FcgiOverloaded, Some(11), 11, ""),
             (Reason::Timeout, None, EXIT_TIMEOUT, hung),
             (Reason::ResolveFailed, None, EXIT_UNKNOWN_HOST, listen),

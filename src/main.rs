@@ -38,9 +38,10 @@ fn main() -> ExitCode {
             live,
             status,
             pool,
+            logs,
         }) => {
-            // The verdict line is the output; probe logs only when RUST_LOG asks for them.
-            if std::env::var_os("RUST_LOG").is_some() {
+            // The verdict line is the output; probe logs only when asked for.
+            if logs {
                 init_logging(&config);
             }
             if status.is_some() && config.status_path.is_none() {

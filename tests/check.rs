@@ -140,3 +140,88 @@ fn a_full_stderr_does_not_change_the_verdict() {
         .unwrap();
     assert_eq!(status.code(), Some(1));
 }
+
+/// `check --live --min-idle-processes 5` printed `ok` and ignored the threshold. Against a healthy
+/// php-fpm, where each of these would say `ok`, a flag the mode ignores exits 2 on one line naming
+/// it; the same settings in the environment (the server's too) are not refused.
+#[test]
+fn a_flag_the_mode_ignores_exits_2_naming_it() {
+    let fpm = PhpFpm::unix();
+    let env = destination(&fpm);
+    for (args, flag) in [
+        (
+            &["--live", "--min-idle-processes", "5"][..],
+            "--min-idle-processes",
+        ),
+        (&["--live", "--status"], "--status"),
+        (&["--live", "-v"], "-v"),
+        (&["--server", "0.0.0.0:80"], "--server"),
+        (&["--fail-status", "404"], "--fail-status"),
+        (&["--client-timeout=1s"], "--client-timeout"),
+        (&["--max-connections", "5"], "--max-connections"),
+        (&["--coalesce", "off"], "--coalesce"),
+        (&["--cache-ttl", "1s"], "--cache-ttl"),
+        (&["--idle-exit", "1m"], "--idle-exit"),
+        (&["--process-metrics", "aggregates"], "--process-metrics"),
+        (&["--busy-grace", "20s"], "--busy-grace"),
+        (&["--status-path", "/fpm-status"], "--status-path"),
+        (&["--status", "--ping-path", "/fpm-ping"], "--ping-path"),
+        (&["--status", "--ping-response", "pong"], "--ping-response"),
+    ] {
+        let (finished, _) = check(&env, args);
+        assert_eq!(
+            finished.status.code(),
+            Some(2),
+            "{args:?}: {:?}",
+            finished.stderr
+        );
+        assert_eq!(finished.stdout, "", "{args:?}");
+        assert_eq!(
+            finished.stderr.lines().count(),
+            1,
+            "{args:?}: {:?}",
+            finished.stderr
+        );
+        assert!(
+            finished
+                .stderr
+                .contains(&format!("{flag} is ignored by check")),
+            "{args:?}: {:?}",
+            finished.stderr
+        );
+    }
+    let mut shared = env.clone();
+    for (var, value) in [
+        ("SERVER", "0.0.0.0:8080"),
+        ("BUSY_GRACE", "20s"),
+        ("FAIL_STATUS", "404"),
+        ("IDLE_EXIT", "1m"),
+        ("PROCESS_METRICS", "aggregates"),
+    ] {
+        shared.push((var, value.to_owned()));
+    }
+    for args in [
+        &[][..],
+        &["--live", "--busy-grace", "20s"],
+        &[
+            "--status",
+            "--status-path",
+            "/fpm-status",
+            "--min-idle-processes",
+            "1",
+        ],
+    ] {
+        let (finished, _) = check(&shared, args);
+        assert_eq!(
+            finished.status.code(),
+            Some(0),
+            "{args:?}: {:?}",
+            finished.stderr
+        );
+        assert_eq!(finished.stdout.trim(), "ok", "{args:?}");
+    }
+    // --log-level is read by check too: the probe's debug lines come before the verdict.
+    let (finished, _) = check(&env, &["--log-level", "debug"]);
+    assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
+    assert!(finished.stderr.contains("DEBUG"), "{:?}", finished.stderr);
+}

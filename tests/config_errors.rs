@@ -10,10 +10,10 @@
 
 mod common;
 
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 
 use common::tool::TOOL_VARS;
-use common::{get, run_to_exit, Behavior, FakePeer, Tool};
+use common::{free_port, get, run_to_exit, Behavior, FakePeer, Tool};
 
 /// A configuration that must be refused, and the names of which one must appear in the error.
 struct Case<'a> {
@@ -195,6 +195,59 @@ fn status_listen_forms_show_in_the_start_up_line() {
         let tool = Tool::start(&env);
         tool.wait_for_log(&["listening on", &format!("probing {shown} /fpm-ping")]);
     }
+}
+
+/// Every duration setting.
+const DURATIONS: [&str; 5] = [
+    "TIMEOUT",
+    "CLIENT_TIMEOUT",
+    "CACHE_TTL",
+    "IDLE_EXIT",
+    "BUSY_GRACE",
+];
+
+/// `TIMEOUT=800` was read as 800 seconds (the start-up line said `timeout 800s`). A bare number
+/// is seconds, so above a minute it is refused with the two spellings it may have meant, and
+/// every duration error says what a bare number means.
+#[test]
+fn a_bare_number_above_a_minute_exits_2_asking_for_a_unit() {
+    for var in DURATIONS {
+        let run = run_to_exit(&[(var, "800")], &[]);
+        assert_eq!(run.status.code(), Some(2), "{var}=800: {}", run.stderr);
+        assert_eq!(
+            run.stderr,
+            format!(
+                "fastcgi-healthcheck: {var}=\"800\" is 800 seconds: a bare number means \
+                 seconds, at most 60; write 800ms or 800s"
+            )
+        );
+        for bad in ["5000", "soon", "2h", "-1"] {
+            let run = run_to_exit(&[(var, bad)], &[]);
+            assert_eq!(run.status.code(), Some(2), "{var}={bad}: {}", run.stderr);
+            assert!(
+                run.stderr.contains("a bare number means seconds"),
+                "{var}={bad}: {}",
+                run.stderr
+            );
+        }
+    }
+    let run = run_to_exit(&[], &["--timeout", "800"]);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--timeout=\"800\"") && run.stderr.contains("write 800ms or 800s"),
+        "{}",
+        run.stderr
+    );
+    // Up to a minute a bare number is taken: the check runs and finds nothing listening (1).
+    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).to_string();
+    let env = [("DESTINATION_PORT", port.as_str()), ("TIMEOUT", "60")];
+    let run = run_to_exit(&env, &["check"]);
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("connect_refused: "),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

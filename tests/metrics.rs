@@ -14,7 +14,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 
 use common::fcgi::answer;
-use common::{free_port, get, Behavior, FakePeer, PhpFpm, Tool};
+use common::{free_port, get, Behavior, Client, FakePeer, PhpFpm, Tool};
 
 /// The value of the sample `name{labels}` (the whole series text as it appears).
 fn sample(text: &str, series: &str) -> u64 {
@@ -152,6 +152,18 @@ fn a_scrape_fetches_the_status_page_once_and_nothing_else() {
         requests[0].param("SCRIPT_NAME").as_deref(),
         Some("/fpm-status")
     );
+}
+
+/// `HEAD /metrics` is answered as `GET`, without the body (the README and `--help` say so).
+#[test]
+fn head_metrics_is_get_without_the_body() {
+    let tool = Tool::start(&[("STATUS_PATH", "off")]);
+    let mut client = Client::connect(tool.addr());
+    let head = client.request("HEAD", "/metrics");
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.body, "", "{head:?}");
+    assert!(head.content_length().is_some_and(|n| n > 0), "{head:?}");
+    assert_eq!(client.request("GET", "/metrics").status, 200);
 }
 
 #[test]

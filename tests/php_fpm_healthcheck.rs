@@ -19,7 +19,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::sys::{children_of, poll, signal};
+use common::sys::{children_of, poll, signal, which, Ipv6OffNamespace};
 use common::tool::{self, scaled};
 use common::{free_port, Listen, PhpFpm, TempDir};
 
@@ -34,10 +34,7 @@ struct Installed {
 impl Installed {
     fn new() -> Self {
         let dir = TempDir::new();
-        let to = dir.join(NAME);
-        if std::fs::hard_link(tool::bin(), &to).is_err() {
-            std::fs::copy(tool::bin(), &to).expect("copy the binary under test");
-        }
+        tool::install_as(dir.path(), NAME);
         Self { dir }
     }
 
@@ -72,26 +69,6 @@ impl Installed {
     fn run(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         finish(self.command(&[], env, args))
     }
-}
-
-/// The full path of `program` on the test's own `PATH` (the child's holds only the installed
-/// binary); fails the test, saying how to install it, when there is none.
-fn which(program: &str) -> String {
-    if program.contains('/') {
-        return program.to_owned();
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            let package = match program {
-                "setpriv" => "util-linux",
-                _ => "qemu-user-static",
-            };
-            panic!("{program} is missing: install it with \"apt-get install {package}\"")
-        })
-        .display()
-        .to_string()
 }
 
 /// A finished run: exit status, the whole stdout and stderr, how long it took.
@@ -459,37 +436,153 @@ fn the_same_mode_as_the_first_argument() {
     );
 }
 
-/// A missing status page exits 8, with the body on stdout first under -v.
+/// php-fpm's pool lines for workers that run as nobody (so that a script's file mode counts), and,
+/// with `powered`, send `X-Powered-By` (`expose_php`, Off in Debian's php.ini, On without one as
+/// in the official image): one more header line before php-fpm's `File not found.`.
+fn pool_lines(powered: bool) -> String {
+    let mut lines = "user = nobody\ngroup = nogroup\n".to_owned();
+    if powered {
+        lines.push_str("php_admin_flag[expose_php] = on\n");
+    }
+    lines
+}
+
+/// Every answer php-fpm gives, with the exit status of php-fpm-healthcheck 0.5.0 and ours: the
+/// same. The codes were read off the script itself, run with Debian's cgi-fcgi (libfcgi-bin
+/// 2.4.2) against these pools on 2026-12-07 (docs/php-fpm-healthcheck.md). The script exits 8
+/// only when `cgi-fcgi`'s output from its fifth line on is `File not found.`: php-fpm's 404 with
+/// `X-Powered-By` has three header lines, so its body is the fifth line; with Debian's php.ini
+/// it has two, the fifth line is past the body, and the script passes. Where it passes on a
+/// broken answer, we pass too and say what is wrong on stderr.
 #[test]
-fn invalid_status_path_exits_8_with_file_not_found() {
+fn exit_codes_as_the_script_on_every_answer() {
     let installed = Installed::new();
-    let fpm = PhpFpm::unix();
-    let socket = connect(&fpm);
-    let env = [
-        ("FCGI_CONNECT", socket.as_str()),
-        ("FCGI_STATUS_PATH", "/invalid"),
+    let docroot = TempDir::new();
+    std::fs::write(docroot.join("file.txt"), "not php\n").unwrap();
+    let locked = docroot.join("locked.php");
+    std::fs::write(&locked, "<?php echo 'secret';\n").unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let at = |name: &str| docroot.join(name).display().to_string();
+    // (what, FCGI_STATUS_PATH, exit with Debian's php.ini, exit with X-Powered-By, on stderr)
+    let cases = [
+        ("the status page", "/fpm-status".to_owned(), 0, 0, ""),
+        ("the ping", "/fpm-ping".to_owned(), 0, 0, ""),
+        (
+            "404, Primary script unknown",
+            "/status".to_owned(),
+            0,
+            8,
+            "Status: \"404 Not Found\"; is pm.status_path = /status set in the php-fpm pool? \
+             php-fpm said: \"Primary script unknown\". Passing all the same",
+        ),
+        (
+            "404, no such script",
+            at("missing.php"),
+            0,
+            8,
+            "\"404 Not Found\"",
+        ),
+        (
+            "403 Access denied., security.limit_extensions",
+            at("file.txt"),
+            0,
+            0,
+            "has been denied (see security.limit_extensions)\". Passing all the same",
+        ),
+        (
+            "403 Access denied., EACCES opening the script",
+            at("locked.php"),
+            0,
+            0,
+            "(Permission denied)\". Passing all the same",
+        ),
     ];
+    for powered in [false, true] {
+        let fpm = PhpFpm::unix_with(&pool_lines(powered));
+        let socket = connect(&fpm);
+        for (what, path, debian_code, powered_code, says) in &cases {
+            let code = if powered { *powered_code } else { *debian_code };
+            let env = [
+                ("FCGI_CONNECT", socket.as_str()),
+                ("FCGI_STATUS_PATH", path),
+            ];
+            let run = installed.run(&env, &[]);
+            let case = format!("{what} (X-Powered-By: {powered}): {run:?}");
+            assert_eq!(run.code(), Some(code), "{case}");
+            assert_eq!(run.stdout, "", "{case}");
+            match (code, *says) {
+                (8, _) => assert_eq!(run.stderr, "php-fpm status page non reachable\n", "{case}"),
+                (_, "") => assert_eq!(run.stderr, "", "{case}"),
+                (_, says) => {
+                    assert!(
+                        run.stderr.starts_with(&format!(
+                            "php-fpm-healthcheck: bad_status: unix:{socket} answered {path} with "
+                        )),
+                        "{case}"
+                    );
+                    assert!(run.stderr.contains(says), "{case}");
+                    assert_eq!(run.stderr.lines().count(), 1, "{case}");
+                }
+            }
+        }
+    }
+}
+
+/// A wrong FCGI_STATUS_PATH (here the README's pool has /fpm-status, the default is /status)
+/// exits 8 with the script's line; `-v` names the variable and the path asked.
+#[test]
+fn a_wrong_status_path_exits_8_and_verbose_names_it() {
+    let installed = Installed::new();
+    let fpm = PhpFpm::unix_with(&pool_lines(true));
+    let socket = connect(&fpm);
+    let env = [("FCGI_CONNECT", socket.as_str())];
     let run = installed.run(&env, &["-v", "--listen-queue=10"]);
     assert_eq!(run.code(), Some(8), "{run:?}");
     assert_eq!(
         run.stdout,
         format!(
-            "Trying to connect to php-fpm via: {socket}/invalid\nphp-fpm status output:\nFile not found.\n"
+            "Trying to connect to php-fpm via: {socket}/status\nphp-fpm status output:\nFile not found.\n"
         )
     );
-    assert_eq!(run.stderr, "php-fpm status page non reachable\n");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "php-fpm status page non reachable\n\
+             php-fpm-healthcheck: php-fpm at {socket} answered \"File not found.\" for \
+             FCGI_STATUS_PATH=/status; set it to the pool's pm.status_path (this mode reads the \
+             status page, not the ping)\n"
+        )
+    );
     let run = installed.run(&env, &[]);
     assert_eq!(
         (run.code(), run.stdout.as_str(), run.stderr.as_str()),
         (Some(8), "", "php-fpm status page non reachable\n")
     );
+    // With Debian's php.ini, the script passes on the same 404, and so do we, saying why; a
+    // check then fails on its missing field (our one deviation here).
+    let debian = PhpFpm::unix();
+    let socket = connect(&debian);
+    let env = [("FCGI_CONNECT", socket.as_str())];
+    let run = installed.run(&env, &[]);
+    assert_eq!(run.code(), Some(0), "{run:?}");
+    assert!(run.stderr.contains("\"404 Not Found\""), "{run:?}");
+    let run = installed.run(&env, &["--listen-queue=10"]);
+    assert_eq!(run.code(), Some(1), "{run:?}");
+    assert!(
+        run.stderr.ends_with(&format!(
+            "php-fpm-healthcheck: 'listen queue' is missing from the status page at \
+             {socket}/status; is FCGI_STATUS_PATH php-fpm's pm.status_path?\n"
+        )),
+        "{run:?}"
+    );
 }
 
-/// pm.status_path removed from the pool and php-fpm reloaded (SIGUSR2): exit 8.
+/// pm.status_path removed from the pool and php-fpm reloaded (SIGUSR2): exit 8 where php-fpm
+/// sends X-Powered-By (the official image's case, upstream's test_fpm.py).
 #[test]
 fn status_path_disabled_by_a_reload_exits_8() {
     let installed = Installed::new();
-    let fpm = PhpFpm::unix();
+    let fpm = PhpFpm::unix_with(&pool_lines(true));
     let env = env_for(&fpm);
     assert_eq!(installed.run(&borrow(&env), &[]).code(), Some(0));
     let config = std::fs::read_to_string(fpm.config_path()).unwrap();
@@ -513,7 +606,11 @@ fn status_path_disabled_by_a_reload_exits_8() {
             .ends_with("php-fpm status output:\nFile not found.\n"),
         "{run:?}"
     );
-    assert_eq!(run.stderr, "php-fpm status page non reachable\n");
+    assert!(
+        run.stderr
+            .starts_with("php-fpm status page non reachable\n"),
+        "{run:?}"
+    );
 }
 
 /// Connection failures exit with the errno, and say what failed in one line.
@@ -543,17 +640,60 @@ fn connection_failures_exit_with_the_errno() {
         format!("php-fpm-healthcheck: connect_failed: cannot connect to unix:{missing}: No such file or directory (os error 2); is FCGI_CONNECT php-fpm's listen address?\n")
     );
     assert_eq!(run.stdout, "");
+    // 111 as cgi-fcgi (the kernel refuses a path that is not a socket), saying what it is.
+    std::fs::write(dir.join("file"), "").unwrap();
+    for (name, kind) in [("file", "a regular file"), ("", "a directory")] {
+        let path = dir.join(name).display().to_string();
+        let run = installed.run(&[("FCGI_CONNECT", &path)], &[]);
+        assert_eq!(run.code(), Some(111), "{run:?}");
+        assert_eq!(
+            run.stderr,
+            format!("php-fpm-healthcheck: connect_failed: unix:{path} is {kind}, not a socket; give the path of php-fpm's socket (the pool's listen); is FCGI_CONNECT php-fpm's listen address?\n")
+        );
+    }
 }
 
-/// 13: a socket only root may use (mode 0600), probed as nobody. Root skips the permission
-/// check, so the child runs as uid/gid 65534 (`setpriv`, from util-linux).
+/// Where /etc/hosts maps localhost to 127.0.0.1 and ::1 and IPv6 is off (a Debian container),
+/// `FCGI_CONNECT=localhost:9001` exits 111 as the script's cgi-fcgi does (gethostbyname: the
+/// first IPv4 address, one connect), not 99 from ::1 (upstream's
+/// test_exit_when_fpm_is_not_reachable_apt).
 #[test]
-fn permission_denied_exits_13() {
+fn localhost_is_refused_where_ipv6_is_off() {
+    let namespace = Ipv6OffNamespace::new();
+    let installed = Installed::new();
+    let run = finish(installed.command(
+        &namespace.wrapper(),
+        &[("FCGI_CONNECT", "localhost:9001")],
+        &["-v"],
+    ));
+    assert_eq!(run.code(), Some(111), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "Trying to connect to php-fpm via: localhost:9001/status\n"
+    );
+    assert_eq!(
+        run.stderr,
+        "php-fpm-healthcheck: connect_refused: localhost:9001 refused the connection; is php-fpm running and listening there?\n"
+    );
+}
+
+/// 13: a socket of another group (root:www-data 0660, as Debian's is www-data:www-data 0660),
+/// probed as nobody (`setpriv`: root skips the permission check): the message names the
+/// socket's owner, group and mode, who we are, and what to do, and not the listen address. In
+/// the group, the same probe passes.
+#[test]
+fn permission_denied_exits_13_naming_owner_group_and_mode() {
     // The child's PATH holds only the installed binary: setpriv by its full path.
     let setpriv = which("setpriv");
     let installed = Installed::new();
-    let fpm = PhpFpm::unix();
+    let fpm =
+        PhpFpm::unix_with("listen.owner = root\nlisten.group = www-data\nlisten.mode = 0660\n");
     let socket = connect(&fpm);
+    let mode = std::fs::metadata(fpm.socket_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "the pool's listen.mode applies");
     let env = env_for(&fpm);
     let nobody = [
         setpriv.as_str(),
@@ -561,17 +701,71 @@ fn permission_denied_exits_13() {
         "--regid=65534",
         "--clear-groups",
     ];
-    // The harness's socket is 0666 in a 0755 directory: nobody reaches it...
-    let run = finish(installed.command(&nobody, &borrow(&env), &[]));
-    assert_eq!(run.code(), Some(0), "{run:?}");
-    // ...until only its owner, root, may write to it.
-    std::fs::set_permissions(fpm.socket_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let run = finish(installed.command(&nobody, &borrow(&env), &[]));
     assert_eq!(run.code(), Some(13), "{run:?}");
     assert_eq!(
         run.stderr,
-        format!("php-fpm-healthcheck: connect_failed: cannot connect to unix:{socket}: Permission denied (os error 13); is FCGI_CONNECT php-fpm's listen address?\n")
+        format!(
+            "php-fpm-healthcheck: connect_failed: cannot connect to unix:{socket}: Permission \
+             denied (os error 13); the socket has owner root (0), group www-data (33), mode 0660, \
+             and this process runs as user nobody (65534) with groups nogroup (65534); run it as \
+             a member of group www-data (usermod -aG www-data nobody), or set listen.owner, \
+             listen.group and listen.mode in the php-fpm pool to let it in\n"
+        )
     );
+    let member = [
+        setpriv.as_str(),
+        "--reuid=65534",
+        "--regid=65534",
+        "--groups=33",
+    ];
+    let run = finish(installed.command(&member, &borrow(&env), &[]));
+    assert_eq!((run.code(), run.stderr.as_str()), (Some(0), ""), "{run:?}");
+}
+
+/// The deadline is `--timeout` (whole seconds, as the upstream branch that adds it, or a
+/// duration) or 30 s; an application's `TIMEOUT` is not read.
+#[test]
+fn the_deadline_is_the_timeout_option_only() {
+    let installed = Installed::new();
+    let fpm = PhpFpm::unix();
+    let env = env_for(&fpm);
+    // Upstream's test_timeout.py: --timeout=1 passes on a healthy pool; a missing or non-integer
+    // value exits 3.
+    let run = installed.run(&borrow(&env), &["--timeout=1"]);
+    assert_eq!((run.code(), run.stderr.as_str()), (Some(0), ""), "{run:?}");
+    for (args, says) in [
+        (
+            &["--timeout"][..],
+            "option '--timeout' requires an argument",
+        ),
+        (
+            &["--timeout="][..],
+            "'--timeout' option value must be an integer, '' given",
+        ),
+        (
+            &["--timeout=abc"][..],
+            "'--timeout' option value must be an integer, 'abc' given",
+        ),
+    ] {
+        let run = installed.run(&borrow(&env), args);
+        assert_eq!(run.code(), Some(3), "{args:?}: {run:?}");
+        assert!(run.stderr.contains(says), "{args:?}: {run:?}");
+    }
+    // TIMEOUT is the application's: neither refused nor used.
+    let port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let refused = format!("127.0.0.1:{port}");
+    for timeout in ["7200", "0", "soon", "1ms"] {
+        let run = installed.run(&[("FCGI_CONNECT", &refused), ("TIMEOUT", timeout)], &[]);
+        assert_eq!(run.code(), Some(111), "TIMEOUT={timeout}: {run:?}");
+        let mut env = borrow(&env);
+        env.push(("TIMEOUT", timeout));
+        assert_eq!(
+            installed.run(&env, &[]).code(),
+            Some(0),
+            "TIMEOUT={timeout}"
+        );
+    }
 }
 
 /// A hung pool (workers stopped): exit 124 within the deadline, naming the stage, where the
@@ -584,16 +778,14 @@ fn a_hung_pool_exits_124_within_the_deadline() {
     let socket = connect(&fpm);
     fpm.stop_workers();
     let mut runs = Vec::new();
-    for (args, timeout_var, deadline) in [
-        (&["--timeout=0.5"][..], None, Duration::from_millis(500)),
-        (&["--timeout", "1"][..], Some("5s"), Duration::from_secs(1)),
-        (&[][..], Some("300ms"), Duration::from_millis(300)),
-        (&[][..], None, Duration::from_millis(800)),
+    for (args, deadline) in [
+        (&["--timeout=1"][..], Duration::from_secs(1)),
+        (&["--timeout", "0.5"][..], Duration::from_millis(500)),
+        (&["--timeout=300ms"][..], Duration::from_millis(300)),
     ] {
+        // An application's TIMEOUT changes nothing.
         let mut env = borrow(&env);
-        if let Some(timeout) = timeout_var {
-            env.push(("TIMEOUT", timeout));
-        }
+        env.push(("TIMEOUT", "5ms"));
         runs.push((installed.run(&env, args), deadline));
     }
     fpm.resume_workers();
@@ -601,7 +793,7 @@ fn a_hung_pool_exits_124_within_the_deadline() {
         assert_eq!(run.code(), Some(124), "{run:?}");
         assert_eq!(
             run.stderr,
-            format!("php-fpm-healthcheck: timeout: no complete answer from unix:{socket} within {deadline:?} (while reading the answer, 0 bytes received); are php-fpm's workers hung? (--timeout=SECONDS or TIMEOUT sets the deadline)\n")
+            format!("php-fpm-healthcheck: timeout: no complete answer from unix:{socket} within {deadline:?} (while reading the answer, 0 bytes received); are php-fpm's workers hung? (--timeout=SECONDS sets the deadline, 30 by default)\n")
         );
         assert!(run.took >= deadline, "{run:?}");
         assert!(

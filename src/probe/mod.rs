@@ -15,7 +15,7 @@
 pub mod busy;
 pub(crate) mod coalesce;
 pub(crate) mod counters;
-mod judge;
+pub(crate) mod judge;
 pub(crate) mod lane;
 pub(crate) mod report;
 mod request;
@@ -35,7 +35,7 @@ use crate::proto::fcgi::{Answer, DecodeError, Decoder};
 use crate::proto::status::{self, Status};
 
 use judge::Asked;
-use target::Target;
+use target::{Resolve, Target};
 
 /// Why a probe failed: one stable word per kind of failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -255,18 +255,21 @@ impl Probe {
     ) -> Self {
         let (script, query) = path.split_once('?').unwrap_or((path, ""));
         let request = request::render(script, query);
-        Self::with_request(destination, path, request, expect, setting, config.timeout)
+        let target = Target::new(destination, Resolve::Every);
+        Self::with_request(target, path, request, expect, setting, config.timeout)
     }
 
     /// A probe of the status page at `path`, taken literally as the script name (no query split,
-    /// as php-fpm-healthcheck sends `FCGI_STATUS_PATH`), accepting any body.
+    /// as php-fpm-healthcheck sends `FCGI_STATUS_PATH`), accepting any body; a host name is
+    /// resolved as `cgi-fcgi` does (its first IPv4 address, one connect).
     pub(crate) fn literal_status(destination: &Destination, path: &str, timeout: Duration) -> Self {
         let request = request::render(path, "");
-        Self::with_request(destination, path, request, "", "pm.status_path", timeout)
+        let target = Target::new(destination, Resolve::FirstIpv4);
+        Self::with_request(target, path, request, "", "pm.status_path", timeout)
     }
 
     fn with_request(
-        destination: &Destination,
+        target: Target,
         path: &str,
         request: Vec<u8>,
         expect: &str,
@@ -274,7 +277,7 @@ impl Probe {
         timeout: Duration,
     ) -> Self {
         Self {
-            target: Target::new(destination),
+            target,
             path: path.to_owned(),
             setting,
             request,
@@ -460,7 +463,9 @@ impl Probe {
     }
 
     /// Resolves, connects and exchanges; each address of a name in turn until one accepts the
-    /// connection. The connection stays in `slot` (and the answer so far in `decoder`) when the
+    /// connection. When every address fails, a refusal is the verdict over other failures:
+    /// `localhost` as 127.0.0.1 and ::1 with IPv6 off is refused (nothing listens), not
+    /// unavailable. The connection stays in `slot` (and the answer so far in `decoder`) when the
     /// caller's deadline drops this future.
     async fn exchange(
         &self,
@@ -488,7 +493,10 @@ impl Probe {
                         Reason::ConnectRefused | Reason::ConnectFailed
                     ) =>
                 {
-                    last = Some(failure);
+                    let refused = |f: &Failure| f.reason == Reason::ConnectRefused;
+                    if !last.as_ref().is_some_and(refused) {
+                        last = Some(failure);
+                    }
                 }
                 other => return other,
             }

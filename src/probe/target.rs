@@ -1,5 +1,10 @@
-//! The target of a probe: where the FastCGI server listens, its name resolution, and the
-//! connect.
+//! The target of a probe: where the FastCGI server listens, its name resolution, the connect,
+//! and the words of a failed connect (a socket we may not open names its owner, group and mode
+//! and who we are; a path that is not a socket says so).
+//!
+//! A name resolves one of two ways ([`Resolve`]): every address in the resolver's order, each
+//! tried in turn (the server), or as `cgi-fcgi` does (`gethostbyname`: the first IPv4 address,
+//! one connect), so that the `php-fpm-healthcheck` mode fails with the script's errno.
 //!
 //! Name resolution has one mechanism: a lookup runs on a helper thread (getaddrinfo blocks) and
 //! publishes its answer in a shared slot, waking every waiter. A lookup still running when a
@@ -18,6 +23,7 @@ use event_listener::Event;
 use smol::Async;
 
 use crate::config::{Destination, Host};
+use crate::os::ids::Names;
 use crate::os::socket::Stream;
 
 use super::{Failure, Reason};
@@ -41,11 +47,23 @@ impl Pending {
     }
 }
 
+/// How a host name becomes the addresses to try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resolve {
+    /// Every address, in the resolver's order, each tried in turn.
+    Every,
+    /// The first IPv4 address only, as `cgi-fcgi` (libfcgi's `OS_FcgiConnect` calls
+    /// `gethostbyname`): where `localhost` is also `::1` and IPv6 is off, the one connect is
+    /// refused (111), not unavailable (99).
+    FirstIpv4,
+}
+
 /// Where a probe connects.
 #[derive(Debug)]
 pub(crate) struct Target {
     destination: Destination,
     label: String,
+    resolve: Resolve,
     /// The lookup of a host name in progress (or just finished), if any.
     pending: RefCell<Option<Arc<Pending>>>,
 }
@@ -82,10 +100,11 @@ impl Addresses {
 }
 
 impl Target {
-    pub(crate) fn new(destination: &Destination) -> Self {
+    pub(crate) fn new(destination: &Destination, resolve: Resolve) -> Self {
         Self {
             label: destination.to_string(),
             destination: destination.clone(),
+            resolve,
             pending: RefCell::new(None),
         }
     }
@@ -114,18 +133,34 @@ impl Target {
             } => (name, *port),
         };
         let addrs = self.lookup(name, port).await.map_err(|e| {
+            // A relative socket path (`www.sock`) is a host name here: say how to give a path.
+            let hint = match self.resolve {
+                Resolve::Every => "; a Unix socket is given by its absolute path",
+                Resolve::FirstIpv4 => "",
+            };
             Failure::new(
                 Reason::ResolveFailed,
-                format!("cannot resolve {}: {e}", self.label),
+                format!("cannot resolve {}: {e}{hint}", self.label),
             )
         })?;
-        if addrs.is_empty() {
-            return Err(Failure::new(
+        match self.resolve {
+            Resolve::Every if !addrs.is_empty() => Ok(Addresses::Many(addrs)),
+            Resolve::Every => Err(Failure::new(
                 Reason::ResolveFailed,
                 format!("{} resolves to no address", self.label),
-            ));
+            )),
+            Resolve::FirstIpv4 => match addrs.into_iter().find(SocketAddr::is_ipv4) {
+                Some(addr) => Ok(Addresses::One(addr)),
+                None => Err(Failure::new(
+                    Reason::ResolveFailed,
+                    format!(
+                        "{} has no IPv4 address (as cgi-fcgi, this mode resolves names to \
+                         IPv4 only; give an IPv6 address as [::1]:9000)",
+                        self.label
+                    ),
+                )),
+            },
         }
-        Ok(Addresses::Many(addrs))
     }
 
     /// Joins the lookup in progress, or starts one.
@@ -180,7 +215,7 @@ impl Target {
                 format!("{} is not a Unix socket", self.label),
             ));
         };
-        connect_unix(path).map_err(|e| self.unix_connect_failure(&e))
+        connect_unix(path).map_err(|e| self.unix_connect_failure(path, &e))
     }
 
     /// Starts a TCP connect to `addr`.
@@ -188,9 +223,12 @@ impl Target {
         connect_tcp(addr).map_err(|e| self.connect_failure(&e))
     }
 
-    /// A Unix socket whose listen queue is full refuses a non-blocking connect with EAGAIN: the
-    /// pool is hung or too small.
-    fn unix_connect_failure(&self, error: &io::Error) -> Failure {
+    /// The failure of a Unix connect, in the words of its cause:
+    /// - EAGAIN: the listen queue is full (the pool is hung or too small);
+    /// - EACCES: who owns the socket (or the directory we cannot enter), and who we are;
+    /// - ECONNREFUSED from a path that is not a socket (the kernel refuses those too).
+    fn unix_connect_failure(&self, path: &Path, error: &io::Error) -> Failure {
+        let errno = error.raw_os_error();
         match error.kind() {
             io::ErrorKind::WouldBlock => Failure::with_errno(
                 Reason::FcgiOverloaded,
@@ -198,8 +236,29 @@ impl Target {
                     "the listen queue of {} is full; are php-fpm's workers hung or too few?",
                     self.label
                 ),
-                error.raw_os_error(),
+                errno,
             ),
+            io::ErrorKind::PermissionDenied => Failure::with_errno(
+                Reason::ConnectFailed,
+                format!(
+                    "cannot connect to {}: {error}; {}",
+                    self.label,
+                    permission_denied(path)
+                ),
+                errno,
+            ),
+            io::ErrorKind::ConnectionRefused => match not_a_socket(path) {
+                Some(kind) => Failure::with_errno(
+                    Reason::ConnectFailed,
+                    format!(
+                        "{} is {kind}, not a socket; give the path of php-fpm's socket (the \
+                         pool's listen)",
+                        self.label
+                    ),
+                    errno,
+                ),
+                None => self.connect_failure(error),
+            },
             _ => self.connect_failure(error),
         }
     }
@@ -222,6 +281,58 @@ impl Target {
                 error.raw_os_error(),
             )
         }
+    }
+}
+
+/// Why we may not connect to the Unix socket at `path`, and what to do: the directory on the
+/// way that we cannot enter, or the socket's owner, group and mode; and who we are.
+fn permission_denied(path: &Path) -> String {
+    let names = Names::load();
+    let me = names.process();
+    // The first directory from the root down that we may not search, if any.
+    let mut dirs: Vec<&Path> = path
+        .ancestors()
+        .skip(1)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .collect();
+    dirs.reverse();
+    let closed = dirs.into_iter().find(|dir| {
+        rustix::fs::access(*dir, rustix::fs::Access::EXEC_OK) == Err(rustix::io::Errno::ACCESS)
+    });
+    if let Some(dir) = closed {
+        let about = std::fs::metadata(dir).map_or_else(|e| e.to_string(), |m| names.file(&m));
+        return format!(
+            "the directory {} ({about}) is closed to this process, {me}; run it as a user who \
+             may enter that directory, or open the directory to it",
+            dir.display()
+        );
+    }
+    let Ok(meta) = std::fs::metadata(path) else {
+        return format!("this process runs as {me}");
+    };
+    let about = names.file(&meta);
+    let group = names.group_name(std::os::unix::fs::MetadataExt::gid(&meta));
+    let user = names.user_name(rustix::process::geteuid().as_raw());
+    format!(
+        "the socket has {about}, and this process runs as {me}; run it as a member of group \
+         {group} (usermod -aG {group} {user}), or set listen.owner, listen.group and \
+         listen.mode in the php-fpm pool to let it in"
+    )
+}
+
+/// What `path` is, when it exists and is not a socket (`a directory`, `a regular file`...).
+fn not_a_socket(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+
+    let kind = std::fs::metadata(path).ok()?.file_type();
+    if kind.is_socket() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_file() {
+        Some("a regular file")
+    } else {
+        Some("a special file")
     }
 }
 

@@ -203,3 +203,90 @@ pub fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The full path of `program` on the test's own `PATH` (a child run with a `PATH` of its own
+/// needs it); fails the test, saying which Debian package brings it, when there is none.
+pub fn which(program: &str) -> String {
+    if program.contains('/') {
+        return program.to_owned();
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            let package = match program {
+                "setpriv" | "unshare" | "mount" => "util-linux",
+                "ip" => "iproute2",
+                "sh" => "dash",
+                "cat" => "coreutils",
+                _ => "qemu-user-static",
+            };
+            panic!("{program} is missing: install it with \"apt-get install {package}\"")
+        })
+        .display()
+        .to_string()
+}
+
+/// A Debian container's network, where the tests run their command: `/etc/hosts` maps
+/// `localhost` to both 127.0.0.1 and ::1, and IPv6 is off (so a connect to ::1 fails with
+/// EADDRNOTAVAIL). Made with `unshare -m -n` (a mount and a network namespace of the command's
+/// own), a hosts file bound over /etc/hosts, `lo` up, and IPv6 disabled; nothing listens there.
+/// Needs root (CI runs as root), util-linux and iproute2: without them the test fails, saying so.
+pub struct Ipv6OffNamespace {
+    /// Holds the hosts file.
+    _dir: TempDir,
+    wrapper: Vec<String>,
+}
+
+impl Ipv6OffNamespace {
+    pub fn new() -> Self {
+        let dir = TempDir::new();
+        let hosts = dir.join("hosts");
+        fs::write(
+            &hosts,
+            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
+        )
+        .expect("write the hosts file");
+        let script = format!(
+            "{mount} --bind '{hosts}' /etc/hosts && {ip} link set lo up || exit 125\n\
+             for knob in all default lo; do\n\
+             \x20   f=/proc/sys/net/ipv6/conf/$knob/disable_ipv6\n\
+             \x20   if [ -e $f ]; then echo 1 > $f || exit 125; fi\n\
+             done\n\
+             exec \"$@\"\n",
+            mount = which("mount"),
+            ip = which("ip"),
+            hosts = hosts.display(),
+        );
+        let wrapper = vec![
+            which("unshare"),
+            "-m".to_owned(),
+            "-n".to_owned(),
+            which("sh"),
+            "-c".to_owned(),
+            script,
+            "sh".to_owned(),
+        ];
+        let made = Self { _dir: dir, wrapper };
+        // The namespace itself must work, or every verdict in it would mislead.
+        let mut probe: Vec<String> = made.wrapper.clone();
+        probe.push(which("cat"));
+        probe.push("/etc/hosts".to_owned());
+        let out = Command::new(&probe[0])
+            .args(&probe[1..])
+            .output()
+            .expect("run unshare");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("::1 localhost"),
+            "cannot make a network namespace with localhost on 127.0.0.1 and ::1 and IPv6 off \
+             (this test needs root, unshare from util-linux and ip from iproute2): {}",
+            output_text(&out)
+        );
+        made
+    }
+
+    /// The wrapper's argv: runs its arguments in the namespace.
+    pub fn wrapper(&self) -> Vec<&str> {
+        self.wrapper.iter().map(String::as_str).collect()
+    }
+}

@@ -37,6 +37,17 @@ pub fn bin() -> &'static str {
     &BIN
 }
 
+/// The binary under test installed as `dir/name` (a hard link, or a copy across file systems):
+/// for a program name of its own, or a path that any user may run (a build directory under a
+/// 0700 home is closed to `nobody`).
+pub fn install_as(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let to = dir.join(name);
+    if std::fs::hard_link(bin(), &to).is_err() {
+        std::fs::copy(bin(), &to).expect("copy the binary under test");
+    }
+    to
+}
+
 /// The emulator the binary runs under, if any.
 pub fn runner() -> Option<&'static str> {
     RUNNER.as_deref()

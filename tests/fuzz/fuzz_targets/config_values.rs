@@ -32,7 +32,7 @@ const VARS: [&str; 15] = [
     "STATUS_LISTEN",
 ];
 
-const FLAGS: [&str; 27] = [
+const FLAGS: [&str; 28] = [
     "--server",
     "--destination",
     "--destination-port",
@@ -59,6 +59,7 @@ const FLAGS: [&str; 27] = [
     "--verbose",
     "check",
     "--help",
+    "--live",
     "--status-listen",
 ];
 
@@ -105,7 +106,8 @@ fn check_error(message: &str, env: &[(&str, OsString)]) {
         return;
     }
     assert!(
-        message.starts_with("--")
+        // `--flag=...`, or `-v is ignored by check --live: ...`.
+        message.starts_with('-')
             || message.starts_with("argument ")
             || message.starts_with("unknown argument "),
         "error names no variable, flag or argument: {message:?}"
