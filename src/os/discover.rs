@@ -1,4 +1,6 @@
-//! `POOLS=dir:/path`: the Unix sockets in a directory, as named pools.
+//! `POOLS=dir:/path`: the Unix sockets in a directory, as named pools. A socket named
+//! `NAME.status.sock` beside `NAME.sock` is that pool's status lane (php-fpm's
+//! `pm.status_listen`), not a pool of its own ([`pair_lanes`]).
 
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
@@ -11,6 +13,10 @@ use crate::config::{pool_name_ok, MAX_POOLS};
 pub struct Found {
     /// `(name, socket path)`, in name order, at most [`MAX_POOLS`].
     pub pools: Vec<(String, PathBuf)>,
+    /// `(pool name, status lane path)`, in name order: the pools of `pools` that have one.
+    pub lanes: Vec<(String, PathBuf)>,
+    /// Status lanes without their pool's socket (`NAME.status` without `NAME`; for the log).
+    pub lanes_alone: Vec<String>,
     /// Sockets whose file name is not a pool name (listed for the log).
     pub unnamed: Vec<String>,
     /// Sockets past [`MAX_POOLS`] (their names, for the log).
@@ -24,6 +30,15 @@ pub struct Found {
 }
 
 impl Found {
+    /// The status lane of the pool `name`, if it has one.
+    pub fn lane(&self, name: &str) -> Option<&Path> {
+        let at = self
+            .lanes
+            .binary_search_by(|(pool, _)| pool.as_str().cmp(name))
+            .ok()?;
+        self.lanes.get(at).map(|(_, path)| path.as_path())
+    }
+
     /// What was left out, for the log (`None`: nothing): at most ten names of each kind.
     pub fn left_out(&self) -> Option<String> {
         let mut parts = Vec::new();
@@ -46,6 +61,13 @@ impl Found {
                 "{} socket(s) whose pool name a NAME.sock beside them takes ({})",
                 self.shadowed.len(),
                 first_ten(&self.shadowed)
+            ));
+        }
+        if !self.lanes_alone.is_empty() {
+            parts.push(format!(
+                "{} status lane socket(s) without their pool's socket NAME.sock ({})",
+                self.lanes_alone.len(),
+                first_ten(&self.lanes_alone)
             ));
         }
         if self.entries_cut {
@@ -147,6 +169,8 @@ pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
         }
     }
     found.pools = kept;
+    let paired = pair_lanes(std::mem::take(&mut found.pools));
+    (found.pools, found.lanes, found.lanes_alone) = (paired.pools, paired.lanes, paired.alone);
     if found.pools.len() > MAX_POOLS {
         found.over_cap = found
             .pools
@@ -160,6 +184,45 @@ pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
     Ok(found)
 }
 
+/// The suffix of a status lane's name: `NAME.status` is the lane of `NAME`.
+const LANE_SUFFIX: &str = ".status";
+
+/// What [`pair_lanes`] made of a listing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Paired {
+    /// The pools, in the listing's order.
+    pub pools: Vec<(String, PathBuf)>,
+    /// `(pool name, lane path)`, in pool name order.
+    pub lanes: Vec<(String, PathBuf)>,
+    /// The names of lanes whose pool is not listed (`NAME.status` without `NAME`).
+    pub alone: Vec<String>,
+}
+
+/// Pairs the status lanes of a listing (`(name, path)`, sorted by name): `NAME.status` is the
+/// lane of the pool `NAME` when `NAME` is listed too (and is no lane itself), and is then not a
+/// pool of its own; without it, it is left out (in `alone`). Every other name is a pool.
+pub fn pair_lanes(listed: Vec<(String, PathBuf)>) -> Paired {
+    let mut paired = Paired::default();
+    let is_pool = |name: &str| {
+        !name.ends_with(LANE_SUFFIX)
+            && listed
+                .binary_search_by(|(known, _)| known.as_str().cmp(name))
+                .is_ok()
+    };
+    for (name, path) in &listed {
+        match name
+            .strip_suffix(LANE_SUFFIX)
+            .filter(|pool| !pool.is_empty())
+        {
+            Some(pool) if is_pool(pool) => paired.lanes.push((pool.to_owned(), path.clone())),
+            Some(_) => paired.alone.push(name.clone()),
+            None => paired.pools.push((name.clone(), path.clone())),
+        }
+    }
+    paired.lanes.sort();
+    paired
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -167,11 +230,44 @@ mod tests {
     use std::os::unix::net::UnixListener;
 
     #[test]
+    fn pairs_name_status_with_name_as_its_lane() {
+        let listed = |names: &[&str]| {
+            let mut listed: Vec<(String, PathBuf)> = names
+                .iter()
+                .map(|n| ((*n).to_owned(), PathBuf::from(format!("/run/php/{n}.sock"))))
+                .collect();
+            listed.sort();
+            listed
+        };
+        let paired = pair_lanes(listed(&[
+            "www",
+            "www.status",
+            "api.status",
+            "a.b",
+            "a.b.status",
+            "a",
+            "x.status.status",
+            "x.status",
+        ]));
+        let names = |list: &[(String, PathBuf)]| -> Vec<String> {
+            list.iter().map(|(n, _)| n.clone()).collect()
+        };
+        assert_eq!(names(&paired.pools), ["a", "a.b", "www"]);
+        assert_eq!(names(&paired.lanes), ["a.b", "www"]);
+        assert_eq!(paired.lanes[1].1, PathBuf::from("/run/php/www.status.sock"));
+        // A lane without its pool is left out; a lane is never a lane's pool.
+        assert_eq!(paired.alone, ["api.status", "x.status", "x.status.status"]);
+        assert_eq!(pair_lanes(Vec::new()), Paired::default());
+    }
+
+    #[test]
     fn lists_sockets_by_name_and_skips_the_rest() {
         let dir = std::env::temp_dir().join(format!("fch-discover-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let _www = UnixListener::bind(dir.join("www.sock")).unwrap();
+        let _lane = UnixListener::bind(dir.join("www.status.sock")).unwrap();
+        let _alone = UnixListener::bind(dir.join("gone.status.sock")).unwrap();
         let _api = UnixListener::bind(dir.join("api")).unwrap();
         let _bad = UnixListener::bind(dir.join("bad name.sock")).unwrap();
         fs::write(dir.join("plain.sock"), b"not a socket").unwrap();
@@ -180,6 +276,19 @@ mod tests {
         assert_eq!(names, ["api", "www"]);
         assert_eq!(found.pools[1].1, dir.join("www.sock"));
         assert_eq!(found.unnamed, ["bad name.sock"]);
+        assert_eq!(
+            found.lane("www"),
+            Some(dir.join("www.status.sock").as_path())
+        );
+        assert_eq!(found.lane("api"), None);
+        assert_eq!(found.lanes_alone, ["gone.status"]);
+        assert!(
+            found
+                .left_out()
+                .is_some_and(|text| text.contains("(gone.status)")),
+            "{:?}",
+            found.left_out()
+        );
         assert!(found.over_cap.is_empty());
         assert!(found.shadowed.is_empty());
         fs::remove_dir_all(&dir).unwrap();

@@ -8,12 +8,15 @@
 //! Rooms: `target` (where to connect: name resolution, the connect), `request` (the FastCGI
 //! request, rendered once and logged at start), this file (the exchange
 //! under one deadline), `judge` (a pure verdict on a complete answer), `report` (the log
-//! lines and their throttles, kept by the caller). The probe itself never logs.
+//! lines and their throttles, kept by the caller), `lane` (the status page through php-fpm's
+//! `pm.status_listen`, and the fallback to the main listener). The probe itself never logs; the
+//! lane logs when it goes absent or answers again.
 
 pub mod busy;
 pub(crate) mod coalesce;
 pub(crate) mod counters;
 pub(crate) mod judge;
+pub(crate) mod lane;
 pub(crate) mod report;
 mod request;
 mod target;
@@ -226,17 +229,6 @@ impl Probe {
         )
     }
 
-    /// A probe of php-fpm's status page at `config.destination`: see [`Probe::status_at`].
-    pub(crate) fn status(config: &Config) -> Self {
-        Self::status_at(config, &config.destination, false)
-    }
-
-    /// A probe of php-fpm's full status page at `config.destination`: see
-    /// [`Probe::status_at`].
-    pub(crate) fn status_full(config: &Config) -> Self {
-        Self::status_at(config, &config.destination, true)
-    }
-
     /// A probe of php-fpm's status page (`config.status_path`, or php-fpm's usual `/fpm-status`
     /// when it is off) at `destination`, accepting any body. `full`: the full page
     /// (`STATUS_PATH?full`), with its own larger cap on the answer ([`MAX_FCGI_STATUS_STDOUT`]),
@@ -380,7 +372,7 @@ impl Probe {
     }
 
     /// Reads php-fpm's status page out of a probe's outcome (a probe made with
-    /// [`Probe::status`]).
+    /// [`Probe::status_at`]).
     pub(crate) fn read_status(
         &self,
         verdict: Verdict,

@@ -1,5 +1,7 @@
 //! One pool: its probes, their single-flight and cache, what they count, and whether it moves.
 //! A pool owns no socket but its probes' own; [`super::pools`] holds every pool of the process.
+//! Its status page is read through its status lane when it has one ([`crate::probe::lane`]),
+//! else (or when the lane refuses or is missing) through its listener.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -12,6 +14,7 @@ use crate::os::listen_queue::View;
 use crate::probe::busy::{self, Progress};
 use crate::probe::coalesce::{Coalescer, Via};
 use crate::probe::counters::{Counters, ProbeKind};
+use crate::probe::lane::{self, Lane, Source};
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Held, Probe, Reason, Verdict};
 use crate::proto::metrics::{Figures, Writer};
@@ -21,6 +24,9 @@ use crate::proto::status::Status;
 /// `Rc`, so that a waiter gets the page without a copy (a full page of 1,000 children is hundreds
 /// of KB).
 type Page = Result<Rc<Status>, Failure>;
+
+/// The figures of the last status page of the kind `/metrics` reads: when it was read, and where.
+type LastPage = (Figures, Instant, Source);
 
 /// One pool's probing.
 pub(crate) struct Pool {
@@ -32,27 +38,37 @@ pub(crate) struct Pool {
     ping_log: Reporter,
     status_probe: Probe,
     status_log: Reporter,
-    status_page: Coalescer<Page>,
+    status_page: Coalescer<(Page, Source)>,
     /// The full status page (`?full`), read only when a threshold or `PROCESS_METRICS` needs
     /// its per-process part; shared like `status_page`.
     full_probe: Probe,
-    full_page: Coalescer<Page>,
+    full_page: Coalescer<(Page, Source)>,
+    /// php-fpm's `pm.status_listen` for this pool, where the status page is read first.
+    lane: Option<Box<Lane>>,
     /// Whether `/metrics` reads the full page (`PROCESS_METRICS` is not `off`).
     metrics_full: bool,
     counters: Counters,
     /// When the pool last moved, the one kept connection, liveness (`/fcgi-live`).
     progress: Progress,
-    /// The figures of the last status page of the kind `/metrics` reads (full or not) and when
-    /// it was read, repeated (marked stale) while php-fpm is busy: numbers, not the page.
-    last_page: RefCell<Option<(Figures, Instant)>>,
+    /// The figures of the last status page of the kind `/metrics` reads (full or not), when and
+    /// where it was read, repeated (marked stale) while php-fpm is busy: numbers, not the page.
+    last_page: RefCell<Option<LastPage>>,
     /// Whether php-fpm's last answer for the status page was `not_configured`, said once in the
     /// log (again only after a page was read since).
     not_configured: Cell<bool>,
 }
 
 impl Pool {
-    /// The pool `name` at `destination` (`None`: the one pool, `config.destination`).
-    pub(crate) fn new(config: &Config, name: Option<String>, destination: &Destination) -> Self {
+    /// The pool `name` at `destination` (`None`: the one pool, `config.destination`), with its
+    /// status lane `lane`. With a lane the page reads are single-flight whatever `COALESCE`
+    /// says: the lane's two children would queue more.
+    pub(crate) fn new(
+        config: &Config,
+        name: Option<String>,
+        destination: &Destination,
+        lane: Option<&Destination>,
+    ) -> Self {
+        let pages_coalesce = config.coalesce || lane.is_some();
         Self {
             name,
             probe: Probe::ping_at(config, destination),
@@ -60,9 +76,10 @@ impl Pool {
             ping_log: Reporter::new(),
             status_probe: Probe::status_at(config, destination, false),
             status_log: Reporter::new(),
-            status_page: Coalescer::new(config.coalesce, config.cache_ttl),
+            status_page: Coalescer::new(pages_coalesce, config.cache_ttl),
             full_probe: Probe::status_at(config, destination, true),
-            full_page: Coalescer::new(config.coalesce, config.cache_ttl),
+            full_page: Coalescer::new(pages_coalesce, config.cache_ttl),
+            lane: lane.map(|lane| Box::new(Lane::new(config, lane))),
             metrics_full: config.process_metrics != ProcessMetrics::Off,
             counters: Counters::default(),
             progress: Progress::new(config.busy_grace, Instant::now()),
@@ -79,6 +96,11 @@ impl Pool {
     /// The destination, as the logs show it.
     pub(crate) fn label(&self) -> &str {
         self.probe.label()
+    }
+
+    /// Where its status lane listens, if it has one.
+    pub(crate) fn lane(&self) -> Option<&Destination> {
+        self.lane.as_deref().map(Lane::destination)
     }
 
     /// The keeper of this pool's busy probe connection (see [`Progress::keep`]): runs until
@@ -145,13 +167,24 @@ impl Pool {
     /// thresholds, `/metrics`), and counted; `full`: the full page (`?full`), with its own
     /// single-flight.
     pub(crate) async fn status_page(&self, full: bool) -> Page {
+        self.read_page(full).await.0
+    }
+
+    /// [`Pool::status_page`], and where it was read: through the lane while it answers, else
+    /// through the listener (a fallback when the lane refused or is missing).
+    async fn read_page(&self, full: bool) -> (Page, Source) {
         let started = Instant::now();
         let (probe, flight) = match full {
             true => (&self.full_probe, &self.full_page),
             false => (&self.status_probe, &self.status_page),
         };
-        let (page, via) = flight
+        let ((page, source), via) = flight
             .run(|| async {
+                if let Some(lane) = &self.lane {
+                    if let lane::Read::Page(page) = lane.read(full, probe.label()).await {
+                        return (page.map(Rc::new), Source::Lane);
+                    }
+                }
                 let started = Instant::now();
                 let (verdict, answer, held) = probe.run_holding().await;
                 let verdict = self.settle(probe, verdict, held);
@@ -166,7 +199,11 @@ impl Pool {
                         .status_log
                         .report(probe, &verdict, answer.as_ref(), started.elapsed()),
                 }
-                probe.read_status(verdict, answer).map(Rc::new)
+                let source = match self.lane {
+                    Some(_) => Source::Fallback,
+                    None => Source::Main,
+                };
+                (probe.read_status(verdict, answer).map(Rc::new), source)
             })
             .await;
         self.counters
@@ -175,10 +212,10 @@ impl Pool {
             self.not_configured.set(false);
             self.counters.saw_page(page);
             if full == self.metrics_full {
-                *self.last_page.borrow_mut() = Some((Figures::of(page), Instant::now()));
+                *self.last_page.borrow_mut() = Some((Figures::of(page), Instant::now(), source));
             }
         }
-        page
+        (page, source)
     }
 
     /// The kernel's count of connections waiting on the pool's listener, less our own probe
@@ -191,21 +228,22 @@ impl Pool {
             .map(|queued| queued.saturating_sub(self.progress.ours()))
     }
 
-    /// The status page for `/metrics`: read now, or the last one's figures repeated (stale)
-    /// because php-fpm is busy: at once while a probe connection of ours waits in php-fpm's
-    /// queue (a page asked now would wait behind it), or after the page failed `busy`, `timeout`
-    /// or `fcgi_overloaded`.
-    async fn metrics_page(&self) -> Scraped {
-        if self.progress.kept() > 0 {
-            if let Some((last, read)) = self.last_page.borrow().clone() {
-                return Scraped::Stale(last, read);
+    /// The status page for `/metrics` and where it was read: read now, or the last one's
+    /// figures repeated (stale) because php-fpm is busy: at once while a probe connection of ours
+    /// waits in the listener's queue (a page asked there now would wait behind it) and no lane
+    /// may answer instead, or after the page failed `busy`, `timeout` or `fcgi_overloaded`.
+    async fn metrics_page(&self) -> (Scraped, Source) {
+        let lane_may_answer = self.lane.as_ref().is_some_and(|lane| lane.may_answer());
+        if self.progress.kept() > 0 && !lane_may_answer {
+            if let Some((last, read, source)) = self.last_page.borrow().clone() {
+                return (Scraped::Stale(last, read), source);
             }
         }
-        let page = self.status_page(self.metrics_full).await;
+        let (page, source) = self.read_page(self.metrics_full).await;
         let failure = match page {
-            Ok(page) => return Scraped::Read(page),
+            Ok(page) => return (Scraped::Read(page), source),
             Err(failure) if failure.reason == Reason::NotConfigured => {
-                return Scraped::NotConfigured
+                return (Scraped::NotConfigured, source)
             }
             Err(failure) => failure,
         };
@@ -215,8 +253,8 @@ impl Pool {
             false => None,
         };
         match stale {
-            Some((last, read)) => Scraped::Stale(last, read),
-            None => Scraped::Failed,
+            Some((last, read, source)) => (Scraped::Stale(last, read), source),
+            None => (Scraped::Failed, source),
         }
     }
 
@@ -232,7 +270,7 @@ impl Pool {
         self.counters.write_probes(&mut w);
         let (mut stale, mut fresh) = (None, None);
         // (figures, children) of php-fpm's part; none at all when its page is not configured.
-        let part = match &scraped {
+        let part = match scraped.as_ref().map(|(scraped, _)| scraped) {
             Some(Scraped::Read(page)) => Some((
                 Some(&*fresh.insert(Figures::of(page))),
                 page.processes.as_ref().filter(|_| per_process),
@@ -253,13 +291,24 @@ impl Pool {
         let now = Instant::now();
         self.progress.write_metrics(&mut w, &view, now);
         self.counters.write_live(&mut w);
-        if let Some(scraped) = &scraped {
+        if let Some((scraped, source)) = &scraped {
             w.gauge("fastcgi_healthcheck_status_page_configured", "0 when php-fpm answered STATUS_PATH with 404 at this scrape (pm.status_path is not set in the pool): the phpfpm_* figures are left out; else 1.", u8::from(!matches!(scraped, Scraped::NotConfigured)));
-            w.gauge("fastcgi_healthcheck_status_page_stale", "1 when the phpfpm_* figures are the last status page read, repeated because php-fpm is busy; 0 when read for this scrape.", u8::from(stale.is_some()));
+            let source = [("source", source.as_str())];
+            w.family("fastcgi_healthcheck_status_page_stale", "gauge", "1 when the phpfpm_* figures are the last status page read, repeated because php-fpm is busy; 0 when read for this scrape. source: where the page was read: lane (the status lane, pm.status_listen), main (the pool's listener), fallback (the listener, because the lane refused or is missing).");
+            w.sample(
+                "fastcgi_healthcheck_status_page_stale",
+                &source,
+                u8::from(stale.is_some()),
+            );
             if let Some(read) = stale {
-                w.gauge(
+                w.family(
                     "fastcgi_healthcheck_status_page_age_seconds",
-                    "How old the repeated (stale) status page figures are.",
+                    "gauge",
+                    "How old the repeated (stale) status page figures are; source as for fastcgi_healthcheck_status_page_stale.",
+                );
+                w.sample(
+                    "fastcgi_healthcheck_status_page_age_seconds",
+                    &source,
                     now.saturating_duration_since(read).as_secs(),
                 );
             }

@@ -90,10 +90,15 @@ impl PoolSet {
             stopped: Cell::new(false),
         };
         match &config.pools {
-            Pools::One => set.add(String::new(), None, &config.destination),
+            Pools::One => set.add(
+                String::new(),
+                None,
+                &config.destination,
+                config.status_listen.as_ref(),
+            ),
             Pools::Named(named) => {
-                for (name, destination) in named {
-                    set.add(name.clone(), Some(name.clone()), destination);
+                for (name, at) in named {
+                    set.add(name.clone(), Some(name.clone()), &at.main, at.lane.as_ref());
                 }
             }
             Pools::Dir(_) => set.reread(Instant::now()),
@@ -101,8 +106,14 @@ impl PoolSet {
         set
     }
 
-    fn add(&self, key: String, name: Option<String>, destination: &Destination) {
-        let pool = Rc::new(Pool::new(&self.config, name, destination));
+    fn add(
+        &self,
+        key: String,
+        name: Option<String>,
+        destination: &Destination,
+        lane: Option<&Destination>,
+    ) {
+        let pool = Rc::new(Pool::new(&self.config, name, destination, lane));
         let keeper = self.spawn_keeper(&pool);
         let mut pools = self.pools.borrow_mut();
         let at = pools.partition_point(|(known, _)| *known < key);
@@ -223,11 +234,21 @@ impl PoolSet {
             }
             *discovery.left_out.borrow_mut() = left_out;
         }
+        // A pool whose status lane came or went (a reload that changed `pm.status_listen`) is
+        // made again, with it.
+        let lane_of = |name: &str| {
+            found
+                .lane(name)
+                .map(|path| Destination::Unix(path.to_owned()))
+        };
         let gone: Vec<String> = self
             .pools
             .borrow()
             .iter()
-            .filter(|(name, _)| !found.pools.iter().any(|(n, _)| n == name))
+            .filter(|(name, entry)| {
+                !found.pools.iter().any(|(n, _)| n == name)
+                    || entry.pool.lane() != lane_of(name).as_ref()
+            })
             .map(|(name, _)| name.clone())
             .collect();
         if !gone.is_empty() {
@@ -237,10 +258,16 @@ impl PoolSet {
                 .retain(|(name, _)| !gone.contains(name));
         }
         let mut added = Vec::new();
-        for (name, path) in found.pools {
-            if self.find(&name).is_none() {
-                self.add(name.clone(), Some(name.clone()), &Destination::Unix(path));
-                added.push(name);
+        for (name, path) in &found.pools {
+            if self.find(name).is_none() {
+                let lane = lane_of(name);
+                self.add(
+                    name.clone(),
+                    Some(name.clone()),
+                    &Destination::Unix(path.clone()),
+                    lane.as_ref(),
+                );
+                added.push(name.clone());
             }
         }
         if !added.is_empty() {
@@ -253,7 +280,7 @@ impl PoolSet {
     pub(crate) fn describe(&self) -> String {
         let pools = self.pools.borrow();
         if let (Origin::One, Some((_, entry))) = (&self.origin, pools.first()) {
-            return entry.pool.label().to_owned();
+            return entry.pool.label().to_owned() + &lane_text(&entry.pool);
         }
         let mut text = match &self.origin {
             Origin::Dir(discovery) => {
@@ -264,7 +291,7 @@ impl PoolSet {
         let shown: Vec<String> = pools
             .iter()
             .take(10)
-            .map(|(name, entry)| format!("{name}={}", entry.pool.label()))
+            .map(|(name, entry)| format!("{name}={}{}", entry.pool.label(), lane_text(&entry.pool)))
             .collect();
         text.push_str(&shown.join(", "));
         if pools.len() > shown.len() {
@@ -297,5 +324,13 @@ impl PoolSet {
         for (_, entry) in self.pools.borrow_mut().iter_mut() {
             entry.keeper = None;
         }
+    }
+}
+
+/// ` (status page through LANE)` for a pool with a status lane, for the start-up line.
+fn lane_text(pool: &Pool) -> String {
+    match pool.lane() {
+        Some(lane) => format!(" (status page through {lane})"),
+        None => String::new(),
     }
 }
