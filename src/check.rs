@@ -4,22 +4,25 @@
 //! shell. Healthy: `ok` on stdout, exit 0. Unhealthy: one line on stderr (the reason word first,
 //! as in the HTTP body), exit 1. Always within `TIMEOUT` (and a read of the kernel's queue): a
 //! timeout is `busy` when others wait in php-fpm's queue, as `/fcgi-ping` says, and `--live`
-//! asks the server's liveness ([`crate::liveness`]) about this one probe.
+//! asks the server's liveness ([`crate::liveness`]) about this one probe. When stderr is the
+//! journal, an unhealthy line starts with `<4>` (a warning) and an unknown `--pool` with `<3>`
+//! (an error). `--status` reads the page through the status lane (`STATUS_LISTEN`, or a pool's
+//! `+lane`) when there is one and it answers.
 
 use std::io::Write;
-
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Destination, Pools};
+use crate::config::{Config, Destination, Listeners, Pools};
 use crate::join::join_all;
 use crate::liveness::{self, Liveness};
 use crate::os::discover;
 use crate::os::listen_queue::View;
+use crate::probe::lane::{self, Lane};
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Probe, Reason, Verdict};
 use crate::proto::cgi;
 use crate::proto::fcgi::Answer;
-use crate::proto::status::{self, Threshold};
+use crate::proto::status::{self, Status, Threshold};
 
 /// Exit status of a healthy check.
 const HEALTHY: u8 = 0;
@@ -51,19 +54,23 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
         }
     };
     if let Some(name) = pool {
-        let Some((_, destination)) = pools.iter().find(|(known, _)| known == name) else {
+        let Some((_, at)) = pools.iter().find(|(known, _)| known == name) else {
             let known: Vec<&str> = pools.iter().map(|(n, _)| n.as_str()).collect();
-            err(&format!(
-                "--pool {name:?}: unknown pool; known pools are {}\n",
-                match known.is_empty() {
-                    true => "none".to_owned(),
-                    false => known.join(", "),
-                }
-            ));
+            crate::os::log::to_stderr(
+                log::Level::Error,
+                &format!(
+                    "--pool {name:?}: unknown pool; known pools are {}\n",
+                    match known.is_empty() {
+                        true => "none".to_owned(),
+                        false => known.join(", "),
+                    }
+                ),
+            );
             return UNKNOWN_POOL;
         };
         let config = Config {
-            destination: destination.clone(),
+            destination: at.main.clone(),
+            status_listen: at.lane.clone(),
             pools: Pools::One,
             ..config.clone()
         };
@@ -81,7 +88,7 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
     }
     let asks = pools
         .iter()
-        .map(|(_, destination)| ask(config, destination, question))
+        .map(|(_, at)| ask(config, at, question))
         .collect();
     let answers = smol::block_on(join_all(asks));
     crate::os::log::flush();
@@ -89,13 +96,16 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
     for ((name, _), answer) in pools.iter().zip(answers) {
         match answer {
             Err(line) => failed.push_str(&format!("{name} {line}\n")),
-            Ok(()) => healthy.push_str(&format!("{name} ok\n")),
+            // Without -v, a healthy pool's line only when it has a note (a status lane that
+            // refused or is missing).
+            Ok(note) if verbose || !note.is_empty() => {
+                healthy.push_str(&format!("{name} ok{note}\n"));
+            }
+            Ok(_) => {}
         }
     }
     // -v: every pool's line (the FastCGI answers are for --pool NAME -v).
-    if verbose {
-        out(&healthy);
-    }
+    out(&healthy);
     match failed.is_empty() {
         true => {
             out("ok\n");
@@ -109,48 +119,50 @@ pub fn run_pools(config: &Config, pool: Option<&str>, question: Question<'_>, ve
 }
 
 /// The pools of `POOLS`, by name (a `dir:` directory read now).
-fn pool_list(pools: &Pools) -> Result<Vec<(String, Destination)>, String> {
+fn pool_list(pools: &Pools) -> Result<Vec<(String, Listeners)>, String> {
     match pools {
         Pools::One => Ok(Vec::new()),
         Pools::Named(named) => Ok(named.clone()),
-        Pools::Dir(dir) => Ok(discover::sockets(dir)
-            .map_err(|unreadable| unreadable.reason())?
-            .pools
-            .into_iter()
-            .map(|(name, path)| (name, Destination::Unix(path)))
-            .collect()),
+        Pools::Dir(dir) => {
+            let found = discover::sockets(dir).map_err(|unreadable| unreadable.reason())?;
+            Ok(found
+                .pools
+                .iter()
+                .map(|(name, path)| {
+                    let lane = found
+                        .lane(name)
+                        .map(|lane| Destination::Unix(lane.to_owned()));
+                    let main = Destination::Unix(path.clone());
+                    (name.clone(), Listeners { main, lane })
+                })
+                .collect())
+        }
     }
 }
 
-/// One pool's answer to `question`: `Err` with its line when unhealthy.
-async fn ask(
-    config: &Config,
-    destination: &Destination,
-    question: Question<'_>,
-) -> Result<(), String> {
-    let status_full = matches!(question, Question::Status(t) if status::needs_processes(t));
-    let probe = match question {
-        Question::Ping | Question::Live => Probe::ping_at(config, destination),
-        Question::Status(_) => Probe::status_at(config, destination, status_full),
-    };
+/// One pool's answer to `question`: `Err` with its line when unhealthy, else a note for its
+/// `ok` line (empty, or a status lane's fallback).
+async fn ask(config: &Config, at: &Listeners, question: Question<'_>) -> Result<String, String> {
+    let probe = Probe::ping_at(config, &at.main);
     match question {
         Question::Live => live(&probe, config.busy_grace)
             .await
-            .map(drop)
+            .map(|_| String::new())
             .map_err(|failure| failure.to_string()),
         Question::Ping => run_reported(&probe)
             .await
             .0
+            .map(|()| String::new())
             .map_err(|failure| failure.to_string()),
         Question::Status(thresholds) => {
-            let (verdict, answer, _) = run_reported(&probe).await;
-            let page = probe
-                .read_status(verdict, answer)
-                .map_err(|failure| failure.to_string())?;
-            let failed = status::evaluate(&page, thresholds);
+            let full = status::needs_processes(thresholds);
+            let (page, note) = read_page(config, &at.main, at.lane.as_ref(), full).await;
+            let page = page.map_err(|failure| format!("{failure}{note}"))?;
+            let queued = status::needs_queued(thresholds).then(|| probe.listen_queue().queued());
+            let failed = status::evaluate(&page, queued.as_ref(), thresholds);
             match failed.is_empty() {
-                true => Ok(()),
-                false => Err(threshold_line(&failed)),
+                true => Ok(note),
+                false => Err(format!("{}{note}", threshold_line(&failed))),
             }
         }
     }
@@ -263,36 +275,66 @@ fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-/// Writes to stderr, as [`out`].
+/// Writes an unhealthy verdict to stderr (as a warning, for the journal).
 fn err(text: &str) {
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    crate::os::log::to_stderr(log::Level::Warn, text);
+}
+
+/// The status page (`full`: `?full`), logged: through the status lane `lane` when there is one
+/// and it answers, else through `destination`; and the note that says so after the verdict
+/// when the lane refused or is missing (else empty).
+async fn read_page(
+    config: &Config,
+    destination: &Destination,
+    lane: Option<&Destination>,
+    full: bool,
+) -> (Result<Status, Failure>, String) {
+    let probe = Probe::status_at(config, destination, full);
+    let mut note = String::new();
+    if let Some(lane) = lane {
+        let lane = Lane::new(config, lane);
+        match lane.read(full, probe.label()).await {
+            lane::Read::Page(page) => return (page, note),
+            lane::Read::Absent(failure) => note = lane.fallback_note(&failure, probe.label()),
+        }
+    }
+    let (verdict, answer, _) = run_reported(&probe).await;
+    (probe.read_status(verdict, answer), note)
 }
 
 /// `check --status`: the status page must be readable and every threshold hold.
 fn run_status(config: &Config, verbose: bool, thresholds: &[Threshold]) -> u8 {
-    let probe = match status::needs_processes(thresholds) {
-        true => Probe::status_full(config),
-        false => Probe::status(config),
-    };
-    let (verdict, answer) = run_logged(&probe);
-    match probe.read_status(verdict, answer) {
+    let full = status::needs_processes(thresholds);
+    let (page, note) = smol::block_on(read_page(
+        config,
+        &config.destination,
+        config.status_listen.as_ref(),
+        full,
+    ));
+    crate::os::log::flush();
+    match page {
         Ok(page) => {
-            let failed = status::evaluate(&page, thresholds);
+            let queued = status::needs_queued(thresholds)
+                .then(|| Probe::new(config).listen_queue().queued());
+            let failed = status::evaluate(&page, queued.as_ref(), thresholds);
             if verbose {
-                out(&status::render(&page, &failed));
+                out(&status::render(&page, queued.as_ref(), &failed));
+                if !note.is_empty() {
+                    out(&format!("{}\n", note.trim_start()));
+                }
             }
             if failed.is_empty() {
                 if !verbose {
-                    out("ok\n");
+                    out(&format!("ok{note}\n"));
                 }
                 HEALTHY
             } else {
-                err(&format!("{}\n", threshold_line(&failed)));
+                err(&format!("{}{note}\n", threshold_line(&failed)));
                 UNHEALTHY
             }
         }
         Err(failure) => {
-            err(&format!("{failure}\n"));
+            err(&format!("{failure}{note}\n"));
             UNHEALTHY
         }
     }

@@ -59,6 +59,9 @@ pub struct Config {
     /// php-fpm's `pm.status_path`, for `/fcgi-status`, `/metrics` and `check --status`; `None`
     /// (`STATUS_PATH=off`): no status page.
     pub status_path: Option<String>,
+    /// php-fpm's `pm.status_listen` of `DESTINATION`'s pool (`STATUS_LISTEN`), the status lane
+    /// through which the status page is read; `None` (`off`): through `DESTINATION`.
+    pub status_listen: Option<Destination>,
     /// What `/metrics` reads of php-fpm's per-process status page (`PROCESS_METRICS`).
     pub process_metrics: ProcessMetrics,
     /// One deadline for the whole probe.
@@ -86,10 +89,10 @@ pub struct Config {
 /// What `/metrics` exports of the per-process part of php-fpm's status page (`PROCESS_METRICS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessMetrics {
-    /// Nothing: a scrape reads the summary only, as without this setting.
+    /// Nothing: a scrape reads the summary only.
     Off,
     /// The aggregates (children by state, oldest request, largest last request memory and
-    /// cpu), without process ids: a scrape reads the full page.
+    /// cpu), without process ids: a scrape reads the full page. The default.
     Aggregates,
     /// The aggregates and php-fpm_exporter's per-child series (at most
     /// [`crate::limits::MAX_PROCESSES`] children).
@@ -102,11 +105,22 @@ pub enum Pools {
     /// `POOLS=off` (the default): one pool, `DESTINATION`; endpoints and metrics as without
     /// pools (no names, no `pool` label on our own series).
     One,
-    /// `POOLS=name=destination,...`: these, in name order.
-    Named(Vec<(String, Destination)>),
+    /// `POOLS=name=destination,...` (`name=destination+lane`: with its status lane): these, in
+    /// name order.
+    Named(Vec<(String, Listeners)>),
     /// `POOLS=dir:/path`: every Unix socket in that directory, named after its file less
-    /// `.sock`, re-read while serving.
+    /// `.sock` (`NAME.status.sock` is the status lane of `NAME.sock`), re-read while serving.
     Dir(PathBuf),
+}
+
+/// Where one pool of `POOLS` listens: php-fpm's `listen` and, when named, its
+/// `pm.status_listen` (the status lane).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    /// The pool's listener: the ping, and the status page when there is no lane.
+    pub main: Destination,
+    /// The status lane: the status page, while it answers.
+    pub lane: Option<Destination>,
 }
 
 /// Most pools one process probes. Every pool costs its own state (measured in
@@ -216,7 +230,7 @@ pub const DEFAULT_TIMEOUT: &str = "800ms";
 /// Every setting, in the order of `--help` and the README. Each row sets its own field of
 /// [`Config`] (`DESTINATION_PORT` the port of a TCP `DESTINATION`, so it comes after it).
 #[rustfmt::skip]
-pub const SETTINGS: [Setting; 17] = [
+pub const SETTINGS: [Setting; 18] = [
     Setting { var: "SERVER", flag: "--server", default: "127.0.0.1:8080",
         help: "address:port to listen on: IPv4, or `[IPv6]:port`; port `0` picks a free port (logged)",
         apply: |raw, c| parse_server(raw).map(|v| c.server = v) },
@@ -272,7 +286,14 @@ pub const SETTINGS: [Setting; 17] = [
         help: "php-fpm's `pm.status_path`, for `/fcgi-status`, `/metrics` and `check --status`; `off`: \
               none",
         apply: |raw, c| parse_status_path(raw).map(|v| c.status_path = v) },
-    Setting { var: "PROCESS_METRICS", flag: "--process-metrics", default: "off",
+    Setting { var: "STATUS_LISTEN", flag: "--status-listen", default: "off",
+        help: "php-fpm 8.0+'s `pm.status_listen`, where the status page is read, fresh while every \
+              worker is busy: `127.0.0.1:9001`, `[::1]:9001`, `9001` (on `DESTINATION`'s host), \
+              `/run/php/www.status.sock`; through `DESTINATION` while it refuses or is missing. With \
+              `POOLS`: `www=/run/php/www.sock+/run/php/www.status.sock`; `dir:` pairs \
+              `NAME.status.sock` with `NAME.sock`",
+        apply: |raw, c| parse_status_listen(raw, c).map(|v| c.status_listen = v) },
+    Setting { var: "PROCESS_METRICS", flag: "--process-metrics", default: "aggregates",
         help: "what `/metrics` reads of php-fpm's full status page (`?full`): `off`: nothing (the \
               summary only); `aggregates`: children by state, the oldest running request, the largest \
               last request memory and cpu, no process ids; `per-process`: also php-fpm_exporter's \
@@ -304,6 +325,7 @@ impl Config {
             ping_path: String::new(),
             ping_response: String::new(),
             status_path: None,
+            status_listen: None,
             process_metrics: ProcessMetrics::Off,
             timeout: Duration::ZERO,
             fail_status: 503,
@@ -683,7 +705,8 @@ fn unix_path(raw: &Raw, path: &str) -> Result<Destination, ConfigError> {
 
 /// `POOLS`: `off`, `dir:/path`, or `name=destination,...` where a destination is a socket path
 /// (`/path`, `unix:/path`), `host:port`, `[v6]:port`, or a host alone on `DESTINATION_PORT`
-/// (`default`'s port).
+/// (`default`'s port), optionally followed by `+` and the pool's status lane (see
+/// [`lane_destination`]).
 fn parse_pools(raw: &Raw, default: &Destination) -> Result<Pools, ConfigError> {
     let value = raw.value.trim();
     if value == "off" {
@@ -699,7 +722,7 @@ fn parse_pools(raw: &Raw, default: &Destination) -> Result<Pools, ConfigError> {
         Destination::Tcp { port, .. } => *port,
         Destination::Unix(_) => 9000,
     };
-    let mut pools: Vec<(String, Destination)> = Vec::new();
+    let mut pools: Vec<(String, Listeners)> = Vec::new();
     for entry in value.split(',').map(str::trim) {
         let Some((name, destination)) = entry.split_once('=') else {
             return Err(raw.error(&format!(
@@ -716,13 +739,27 @@ fn parse_pools(raw: &Raw, default: &Destination) -> Result<Pools, ConfigError> {
         if pools.iter().any(|(known, _)| known == name) {
             return Err(raw.error(&format!("names the pool {name:?} twice")));
         }
-        let destination = pool_destination(destination.trim(), default_port).ok_or_else(|| {
+        let (destination, lane) = match destination.split_once('+') {
+            Some((destination, lane)) => (destination, Some(lane.trim())),
+            None => (destination, None),
+        };
+        let main = pool_destination(destination.trim(), default_port).ok_or_else(|| {
             raw.error(&format!(
                 "has {entry:?}, whose destination is not /path.sock, unix:/path, host:port, \
                  [IPv6]:port or a host"
             ))
         })?;
-        pools.push((name.to_owned(), destination));
+        let lane = match lane {
+            Some(lane) => Some(lane_destination(lane, &main).ok_or_else(|| {
+                raw.error(&format!(
+                    "has {entry:?}, whose status lane (after +) is not php-fpm's \
+                     pm.status_listen: /path.sock, unix:/path, host:port, [IPv6]:port or a port \
+                     (www=/run/php/www.sock+/run/php/www.status.sock)"
+                ))
+            })?),
+            None => None,
+        };
+        pools.push((name.to_owned(), Listeners { main, lane }));
     }
     if pools.len() > MAX_POOLS {
         return Err(raw.error(&format!(
@@ -751,6 +788,63 @@ fn pool_destination(value: &str, default_port: u16) -> Option<Destination> {
     Some(Destination::Tcp {
         host: parse_host(host)?,
         port,
+    })
+}
+
+/// `STATUS_LISTEN`: `off`, or the status lane of `DESTINATION`'s pool (see
+/// [`lane_destination`]); with `POOLS` each pool names its own lane there.
+fn parse_status_listen(raw: &Raw, config: &Config) -> Result<Option<Destination>, ConfigError> {
+    let value = raw.value.trim();
+    if value == "off" {
+        return Ok(None);
+    }
+    if config.pools != Pools::One {
+        return Err(raw.error(
+            "is the status lane of DESTINATION's pool, but POOLS is set: name each pool's lane \
+             in POOLS after a + (www=/run/php/www.sock+/run/php/www.status.sock), or let dir: \
+             pair NAME.status.sock with NAME.sock",
+        ));
+    }
+    lane_destination(value, &config.destination)
+        .map(Some)
+        .ok_or_else(|| {
+            raw.error(
+                "is not php-fpm's pm.status_listen: host:port, [IPv6]:port, a port, or a Unix \
+                 socket path (examples: 127.0.0.1:9001, 9001, /run/php/status.sock; off: none)",
+            )
+        })
+}
+
+/// A status lane as php-fpm's `pm.status_listen` takes it: `host:port`, `[v6]:port`, a Unix
+/// socket path (`/path`, or `unix:/path` as `DESTINATION` takes it), or a port alone. php-fpm
+/// listens on a port alone at every address of its host (IPv6 and IPv4-mapped), so from here it
+/// is that port on `main`'s host (127.0.0.1 when `main` is a Unix socket). Never `main`'s port:
+/// the lane is a listener of its own. `None` if it is none of the forms.
+fn lane_destination(value: &str, main: &Destination) -> Option<Destination> {
+    let path = value.strip_prefix("unix:").unwrap_or(value);
+    if path.starts_with('/') {
+        return (path.len() <= MAX_UNIX_PATH).then(|| Destination::Unix(PathBuf::from(path)));
+    }
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let port = |text: &str| text.parse::<u16>().ok().filter(|p| *p != 0 && digits(text));
+    if digits(value) {
+        let host = match main {
+            Destination::Tcp { host, .. } => host.clone(),
+            Destination::Unix(_) => Host::Ip(IpAddr::from([127, 0, 0, 1])),
+        };
+        return Some(Destination::Tcp {
+            host,
+            port: port(value)?,
+        });
+    }
+    let (host, port_text) = value.rsplit_once(':')?;
+    // An IPv6 address is bracketed: `::1:9001` would be ambiguous.
+    if host.contains(':') && !host.starts_with('[') {
+        return None;
+    }
+    Some(Destination::Tcp {
+        host: parse_host(host)?,
+        port: port(port_text)?,
     })
 }
 
@@ -1228,8 +1322,112 @@ mod tests {
     }
 
     #[test]
+    fn status_listen_takes_the_forms_of_pm_status_listen() {
+        let lane = |env: &[(&str, &str)]| config(&[], env).status_listen.map(|d| d.to_string());
+        assert_eq!(lane(&[]), None);
+        assert_eq!(lane(&[("STATUS_LISTEN", "off")]), None);
+        for (value, expected) in [
+            ("127.0.0.1:9001", "127.0.0.1:9001"),
+            ("[::1]:9001", "[::1]:9001"),
+            ("php-fpm:9001", "php-fpm:9001"),
+            ("/run/php/status.sock", "unix:/run/php/status.sock"),
+            ("unix:/run/php/status.sock", "unix:/run/php/status.sock"),
+            // A port alone is every address of php-fpm's host: DESTINATION's host.
+            ("9001", "127.0.0.1:9001"),
+        ] {
+            assert_eq!(
+                lane(&[("STATUS_LISTEN", value)]).as_deref(),
+                Some(expected),
+                "{value}"
+            );
+        }
+        let env = [("DESTINATION", "php-fpm"), ("STATUS_LISTEN", " 9001 ")];
+        assert_eq!(lane(&env).as_deref(), Some("php-fpm:9001"));
+        let env = [
+            ("DESTINATION", "/run/php/www.sock"),
+            ("STATUS_LISTEN", "9001"),
+        ];
+        assert_eq!(lane(&env).as_deref(), Some("127.0.0.1:9001"));
+        // Never DESTINATION_PORT: a host alone has no port.
+        let env = [("DESTINATION_PORT", "9001"), ("STATUS_LISTEN", "127.0.0.1")];
+        assert!(error(&[], &env).starts_with("STATUS_LISTEN=\"127.0.0.1\" is not php-fpm's"));
+        for bad in [
+            "",
+            "0",
+            "65536",
+            "+9001",
+            "127.0.0.1:",
+            "127.0.0.1:0",
+            "::1:9001",
+            "[::1]",
+            "bad host!:9001",
+            "unix:relative.sock",
+            "relative.sock",
+        ] {
+            let message = error(&[], &[("STATUS_LISTEN", bad)]);
+            assert!(message.starts_with("STATUS_LISTEN="), "{bad}: {message}");
+            assert!(message.contains("127.0.0.1:9001"), "{bad}: {message}");
+        }
+        let message = error(&["--status-listen", "x"], &[]);
+        assert!(message.starts_with("--status-listen=\"x\""), "{message}");
+        let message = error(
+            &[],
+            &[("POOLS", "www=/a.sock"), ("STATUS_LISTEN", "/b.sock")],
+        );
+        assert!(
+            message.starts_with("STATUS_LISTEN=") && message.contains("www=/run/php/www.sock+"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn pools_name_their_lanes_after_a_plus() {
+        let pools = |value: &str| match config(&[], &[("POOLS", value)]).pools {
+            Pools::Named(named) => named,
+            other => panic!("{value}: {other:?}"),
+        };
+        let named = pools("www=/run/php/www.sock+/run/php/www.status.sock,api=10.0.0.5:9000+9001,admin=127.0.0.1:9002");
+        let shown: Vec<String> = named
+            .iter()
+            .map(|(name, at)| match &at.lane {
+                Some(lane) => format!("{name} {} {lane}", at.main),
+                None => format!("{name} {}", at.main),
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "admin 127.0.0.1:9002",
+                "api 10.0.0.5:9000 10.0.0.5:9001",
+                "www unix:/run/php/www.sock unix:/run/php/www.status.sock"
+            ]
+        );
+        let named = pools("a=/a.sock+unix:/a.status.sock,b=[::1]:9000+[::1]:9001");
+        assert_eq!(
+            named[0].1.lane,
+            Some(Destination::Unix("/a.status.sock".into()))
+        );
+        assert_eq!(
+            named[1].1.lane.as_ref().map(ToString::to_string).as_deref(),
+            Some("[::1]:9001")
+        );
+        for bad in [
+            "www=/a.sock+",
+            "www=/a.sock+relative",
+            "www=/a.sock+0",
+            "www=/a.sock+a.b:x",
+        ] {
+            let message = error(&[], &[("POOLS", bad)]);
+            assert!(
+                message.starts_with("POOLS=") && message.contains("status lane"),
+                "{bad}: {message}"
+            );
+        }
+    }
+
+    #[test]
     fn process_metrics_values() {
-        assert_eq!(config(&[], &[]).process_metrics, ProcessMetrics::Off);
+        assert_eq!(config(&[], &[]).process_metrics, ProcessMetrics::Aggregates);
         for (value, expected) in [
             ("aggregates", ProcessMetrics::Aggregates),
             ("Per-Process", ProcessMetrics::PerProcess),

@@ -633,6 +633,8 @@ mod tests {
             path: "/status",
             setting: "pm.status_path",
             expect: b"",
+            // As Probe::literal_status asks it: the script's verdicts, no `not_configured`.
+            status_page: false,
         };
         crate::probe::judge::judge(answer, asked)
     }

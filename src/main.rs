@@ -45,7 +45,7 @@ fn main() -> ExitCode {
                 init_logging(&config);
             }
             if status.is_some() && config.status_path.is_none() {
-                say(true, "fastcgi-healthcheck: check --status needs a status page, but STATUS_PATH=off\n");
+                fatal("fastcgi-healthcheck: check --status needs a status page, but STATUS_PATH=off\n");
                 return ExitCode::from(EXIT_USAGE);
             }
             let question = match (live, status.as_deref()) {
@@ -62,18 +62,19 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
         Ok(Command::Help) => {
-            say(false, &config::help());
+            say(&config::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            say(
-                false,
-                concat!("fastcgi-healthcheck ", env!("CARGO_PKG_VERSION"), "\n"),
-            );
+            say(concat!(
+                "fastcgi-healthcheck ",
+                env!("CARGO_PKG_VERSION"),
+                "\n"
+            ));
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            say(true, &format!("fastcgi-healthcheck: {error}\n"));
+            fatal(&format!("fastcgi-healthcheck: {error}\n"));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -83,12 +84,12 @@ fn main() -> ExitCode {
         Ok(Activation::Sockets(_)) => match systemd::take_listener() {
             Ok(listener) => Some(listener),
             Err(error) => {
-                say(true, &format!("fastcgi-healthcheck: {error}\n"));
+                fatal(&format!("fastcgi-healthcheck: {error}\n"));
                 return ExitCode::from(EXIT_USAGE);
             }
         },
         Err(error) => {
-            say(true, &format!("fastcgi-healthcheck: {error}\n"));
+            fatal(&format!("fastcgi-healthcheck: {error}\n"));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -99,7 +100,7 @@ fn main() -> ExitCode {
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            say(true, &format!("fastcgi-healthcheck: {error}\n"));
+            fatal(&format!("fastcgi-healthcheck: {error}\n"));
             ExitCode::from(EXIT_CANNOT_SERVE)
         }
     }
@@ -109,11 +110,12 @@ fn init_logging(config: &Config) {
     logger::init(&config.log);
 }
 
-/// Writes `text` to stdout or stderr; a closed or full stream loses it rather than panicking.
-fn say(to_stderr: bool, text: &str) {
-    let _ = if to_stderr {
-        std::io::stderr().lock().write_all(text.as_bytes())
-    } else {
-        std::io::stdout().lock().write_all(text.as_bytes())
-    };
+/// Writes `text` to stdout; a closed or full stream loses it rather than panicking.
+fn say(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// Writes a fatal error to stderr (`<3>` before each line when stderr is the journal).
+fn fatal(text: &str) {
+    logger::to_stderr(log::Level::Error, text);
 }

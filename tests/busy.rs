@@ -69,7 +69,10 @@ fn saturated(fpm: &PhpFpm) {
         "{before}"
     );
     assert_eq!(
-        metric(&before, "fastcgi_healthcheck_status_page_stale"),
+        metric(
+            &before,
+            "fastcgi_healthcheck_status_page_stale{source=\"main\"}"
+        ),
         Some(0.0)
     );
 
@@ -109,7 +112,10 @@ fn saturated(fpm: &PhpFpm) {
     let queued = metric(&scrape.body, "fastcgi_healthcheck_listen_queue_connections");
     assert!(queued.is_some_and(|q| q > 0.0), "{}", scrape.body);
     assert_eq!(
-        metric(&scrape.body, "fastcgi_healthcheck_status_page_stale"),
+        metric(
+            &scrape.body,
+            "fastcgi_healthcheck_status_page_stale{source=\"main\"}"
+        ),
         Some(1.0),
         "{}",
         scrape.body
@@ -510,7 +516,10 @@ fn busy_grace_off_keeps_nothing_and_liveness_follows_the_ping() {
         "/metrics took {took:?}"
     );
     for (name, value) in [
-        ("fastcgi_healthcheck_status_page_stale", 1.0),
+        (
+            "fastcgi_healthcheck_status_page_stale{source=\"main\"}",
+            1.0,
+        ),
         ("fastcgi_healthcheck_kept_connections", 0.0),
         (
             "fastcgi_healthcheck_kept_connections_total{result=\"kept\"}",

@@ -119,6 +119,84 @@ fn invalid_flag_values_exit_2_naming_the_setting() {
     ]);
 }
 
+/// `STATUS_LISTEN` takes what php-fpm's `pm.status_listen` takes; anything else exits 2 with one
+/// line naming it and giving examples, before listening.
+#[test]
+fn invalid_status_listen_exits_2_naming_it_with_examples() {
+    let mut cases: Vec<Case> = [
+        "",
+        "0",
+        "65536",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "::1:9001",
+        "[::1]",
+        "relative.sock",
+        "unix:relative.sock",
+        "host name:9001",
+    ]
+    .into_iter()
+    .map(|value| env_case("STATUS_LISTEN", value))
+    .collect();
+    cases.push(flag_case(
+        &["--status-listen", "nowhere"],
+        &["--status-listen"],
+    ));
+    // With POOLS each pool names its lane there.
+    cases.push(Case {
+        env: vec![
+            ("POOLS", "www=/run/php/www.sock"),
+            ("STATUS_LISTEN", "9001"),
+        ],
+        args: Vec::new(),
+        names: vec!["STATUS_LISTEN"],
+    });
+    cases.push(env_case("POOLS", "www=/run/php/www.sock+relative.sock"));
+    assert_config_errors(&cases);
+    let run = run_to_exit(&[("STATUS_LISTEN", "127.0.0.1")], &[]);
+    assert!(
+        run.stderr.contains("127.0.0.1:9001") && run.stderr.contains("/run/php/status.sock"),
+        "{}",
+        run.stderr
+    );
+    // Never DESTINATION_PORT: a host without a port is refused, not completed.
+    let run = run_to_exit(
+        &[("DESTINATION_PORT", "9001"), ("STATUS_LISTEN", "localhost")],
+        &[],
+    );
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+}
+
+/// The forms of `pm.status_listen`, as the start-up line shows where the page is read: a port
+/// alone is on DESTINATION's host (php-fpm listens on every address of its own).
+#[test]
+fn status_listen_forms_show_in_the_start_up_line() {
+    for (env, shown) in [
+        (
+            vec![("DESTINATION", "fpm.internal"), ("STATUS_LISTEN", "9001")],
+            "fpm.internal:9000 (status page through fpm.internal:9001)",
+        ),
+        (
+            vec![
+                ("DESTINATION", "/run/php/www.sock"),
+                ("STATUS_LISTEN", "9001"),
+            ],
+            "unix:/run/php/www.sock (status page through 127.0.0.1:9001)",
+        ),
+        (
+            vec![("STATUS_LISTEN", "[::1]:9001")],
+            "127.0.0.1:9000 (status page through [::1]:9001)",
+        ),
+        (
+            vec![("STATUS_LISTEN", "unix:/run/php/www.status.sock")],
+            "127.0.0.1:9000 (status page through unix:/run/php/www.status.sock)",
+        ),
+    ] {
+        let tool = Tool::start(&env);
+        tool.wait_for_log(&["listening on", &format!("probing {shown} /fpm-ping")]);
+    }
+}
+
 /// Every duration setting.
 const DURATIONS: [&str; 5] = [
     "TIMEOUT",

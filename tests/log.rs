@@ -269,3 +269,142 @@ fn lines_carry_journal_priorities_only_when_stderr_is_the_journal() {
         );
     }
 }
+
+/// Runs the tool to its exit with `env` and `args`, stderr appended to `log` (with
+/// `JOURNAL_STREAM` naming that file when `journal`); returns its exit code and what it wrote.
+fn exit_with_stderr_in(
+    log: &Path,
+    journal: bool,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (i32, String) {
+    File::create(log).unwrap();
+    let stream = journal_stream_of(log);
+    let mut env = env.to_vec();
+    if journal {
+        env.push(("JOURNAL_STREAM", stream.as_str()));
+    }
+    let stderr = File::options().append(true).open(log).unwrap();
+    let mut child = command(&env, args)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let status = poll(Duration::from_secs(30), || child.try_wait().ok().flatten());
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{args:?} with {env:?} did not exit within 30 s");
+    };
+    (
+        status.code().unwrap_or(-1),
+        std::fs::read_to_string(log).unwrap(),
+    )
+}
+
+/// The lines written outside the logger carry the journal's priority too, so that `journalctl -p
+/// err` finds the fatal ones and `-p warning` an unhealthy `check`: a setting refused before
+/// logging starts, a SERVER that cannot be listened on, `check`'s verdict (with and without
+/// RUST_LOG), an unknown `check --pool`. On a plain stderr they stay as they were.
+#[test]
+fn fatal_errors_and_check_verdicts_carry_journal_priorities() {
+    let dir = TempDir::new();
+    let log = dir.join("stderr");
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let taken = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let server = taken.local_addr().unwrap().to_string();
+    let refused = free_port(ip).to_string();
+    let socket = dir.join("nothing.sock").display().to_string();
+    let pools = format!("www={socket}");
+    struct Case<'a> {
+        name: &'a str,
+        env: Vec<(&'a str, &'a str)>,
+        args: Vec<&'a str>,
+        code: i32,
+        /// The priority the journal's first line starts with, then `text`.
+        priority: &'a str,
+        text: &'a str,
+    }
+    let cases = [
+        Case {
+            name: "a refused setting",
+            env: vec![("TIMEOUT", "soon")],
+            args: vec![],
+            code: 2,
+            priority: "<3>",
+            text: "fastcgi-healthcheck: TIMEOUT=",
+        },
+        Case {
+            name: "a SERVER in use",
+            env: vec![("SERVER", server.as_str())],
+            args: vec![],
+            code: 1,
+            priority: "<3>",
+            text: "fastcgi-healthcheck: cannot listen on SERVER=",
+        },
+        Case {
+            name: "an unhealthy check",
+            env: vec![("DESTINATION_PORT", refused.as_str())],
+            args: vec!["check"],
+            code: 1,
+            priority: "<4>",
+            text: "connect_refused: ",
+        },
+        Case {
+            name: "an unhealthy check with RUST_LOG",
+            env: vec![("DESTINATION", socket.as_str()), ("RUST_LOG", "error")],
+            args: vec!["check"],
+            code: 1,
+            priority: "<4>",
+            text: "connect_failed: ",
+        },
+        Case {
+            name: "an unknown check --pool",
+            env: vec![("POOLS", pools.as_str())],
+            args: vec!["check", "--pool", "api"],
+            code: 2,
+            priority: "<3>",
+            text: "--pool \"api\": unknown pool; known pools are www",
+        },
+        Case {
+            name: "check --status without a status page",
+            env: vec![("STATUS_PATH", "off")],
+            args: vec!["check", "--status"],
+            code: 2,
+            priority: "<3>",
+            text: "fastcgi-healthcheck: check --status needs a status page",
+        },
+    ];
+    for Case {
+        name: case,
+        env,
+        args,
+        code,
+        priority,
+        text,
+    } in &cases
+    {
+        let (exit, journal) = exit_with_stderr_in(&log, true, env, args);
+        assert_eq!(exit, *code, "{case}: {journal}");
+        let first = journal.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("{priority}{text}")),
+            "{case}: the journal's line is not {priority}{text}...:\n{journal}"
+        );
+        assert!(
+            journal.lines().all(|line| line.starts_with('<')),
+            "{case}: a line without a priority:\n{journal}"
+        );
+        let (exit, plain) = exit_with_stderr_in(&log, false, env, args);
+        assert_eq!(exit, *code, "{case}: {plain}");
+        assert!(
+            plain.lines().next().unwrap_or_default().starts_with(text),
+            "{case}: the plain line changed:\n{plain}"
+        );
+        assert!(
+            !plain.contains('<'),
+            "{case}: a priority on a plain stderr:\n{plain}"
+        );
+    }
+    drop(taken);
+}

@@ -38,10 +38,12 @@ fn field(body: &str, name: &str) -> u64 {
 fn metrics_are_valid_and_match_the_status_page() {
     let fpm = PhpFpm::tcp();
     let port = fpm.port().to_string();
-    // The status page is cached for a while, so that both reads see the same page.
+    // The status page is cached for a while, so that both reads see the same page: the full one,
+    // which /metrics reads by default (PROCESS_METRICS=aggregates) and a per-process threshold
+    // makes /fcgi-status read.
     let tool = Tool::start(&[("DESTINATION_PORT", port.as_str()), ("CACHE_TTL", "30s")]);
     get(tool.addr(), "/fcgi-ping").assert_ok();
-    let status = get(tool.addr(), "/fcgi-status");
+    let status = get(tool.addr(), "/fcgi-status?min-running-processes=0");
     status.assert_ok_status();
     let metrics = get(tool.addr(), "/metrics");
     assert_eq!(metrics.status, 200);
@@ -267,8 +269,20 @@ fn per_process_metrics_are_valid() {
         ),
         1
     );
-    // Off (the default): not one figure from the full page.
-    let off = Tool::start(&[("DESTINATION_PORT", port.as_str())]);
+    // The default (aggregates): the aggregates, no per-child series.
+    let default = Tool::start(&[("DESTINATION_PORT", port.as_str())]);
+    let text = get(default.addr(), "/metrics").body;
+    assert!(
+        !text.contains("phpfpm_process_")
+            && text.contains("\nfastcgi_healthcheck_processes{pool=\"www\",state=\"Running\"} 1\n")
+            && text.contains("\nfastcgi_healthcheck_oldest_request_seconds{pool=\"www\"} "),
+        "{text}"
+    );
+    // Off: not one figure from the full page.
+    let off = Tool::start(&[
+        ("DESTINATION_PORT", port.as_str()),
+        ("PROCESS_METRICS", "off"),
+    ]);
     let text = get(off.addr(), "/metrics").body;
     assert!(
         !text.contains("phpfpm_process_") && !text.contains("fastcgi_healthcheck_processes"),

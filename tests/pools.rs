@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::fcgi::fcgi_get;
 use common::pools::{FpmPools, PoolSpec};
+use common::promtool::{samples, value};
 use common::sleeper::{sleepers, Docroot};
 use common::{
     get, run_to_exit, timed_get, wait_until, Behavior, Client, FakePeer, Listen, Response, Tool,
@@ -105,62 +106,6 @@ fn assert_pools_fail(response: &Response, status: u16, failing: &[(&str, &[&str]
             "line {line:?} is not `{name} REASON: detail` with REASON one of {reasons:?}"
         );
     }
-}
-
-/// One sample of the Prometheus text.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Every sample of a `/metrics` text (label values hold no comma, quote or brace here).
-fn samples(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| {
-            let (series, value) = line
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("no value in {line:?}"));
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => (
-                    name,
-                    rest.strip_suffix('}')
-                        .unwrap_or_else(|| panic!("unclosed labels in {line:?}")),
-                ),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split(',')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (key, value) = pair
-                        .split_once('=')
-                        .unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
-                    (key.to_owned(), value.trim_matches('"').to_owned())
-                })
-                .collect();
-            Sample {
-                name: name.to_owned(),
-                labels,
-                value: value.parse().unwrap_or(f64::NAN),
-            }
-        })
-        .collect()
-}
-
-/// The value of the first sample `name` that has every one of `labels`.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    samples(text)
-        .into_iter()
-        .find(|s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
 }
 
 /// The pools whose status page `/metrics` reads (its `phpfpm_up` series), in name order.
@@ -503,6 +448,83 @@ fn discovery_follows_the_socket_directory() {
     );
     eprintln!("discovery found www {:?} after the reload", added.elapsed());
     get(tool.addr(), "/fcgi-ping").assert_ok();
+}
+
+/// `POOLS=dir:` pairs `NAME.status.sock` with `NAME.sock` as that pool's status lane (not a pool
+/// of its own), and leaves out a lane without its pool, saying so once; `POOLS=NAME=...+LANE`
+/// names it. Either way the pool's page comes through its lane, fresh while every worker is
+/// busy, and `/metrics` says so; a pool without a lane reads through its socket.
+#[test]
+fn a_pool_s_status_lane_is_paired_by_name_or_named_after_a_plus() {
+    /// The tool's default `TIMEOUT`.
+    const DEFAULT_TIMEOUT: Duration = Duration::from_millis(800);
+    let fpm = FpmPools::start(&[PoolSpec::unix("api"), PoolSpec::unix("www").with_lane()]);
+    assert!(fpm.lane_path("www").exists(), "php-fpm made no lane socket");
+    let ghost = std::os::unix::net::UnixListener::bind(fpm.lane_path("ghost")).unwrap();
+    let discovery = fpm.discovery_env();
+    let by_dir = Tool::start(&[("POOLS", discovery.as_str())]);
+    let by_name = tool_for(&fpm, &[]);
+    let lane = format!("unix:{}", fpm.lane_path("www").display());
+    by_dir.wait_for_log(&["listening on", &format!("(status page through {lane})")]);
+    let unknown = get(by_dir.addr(), "/fcgi-ping/www.status");
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    assert_eq!(unknown.body, unknown_body("www.status", &["api", "www"]));
+    let said = |tool: &Tool| {
+        let line =
+            "left out 1 status lane socket(s) without their pool's socket NAME.sock (ghost.status)";
+        tool.logs().iter().filter(|l| l.contains(line)).count()
+    };
+    assert_eq!(said(&by_dir), 1, "{:?}", by_dir.logs());
+
+    let stale = |text: &str, pool: &str, source: &str| {
+        value(
+            text,
+            "fastcgi_healthcheck_status_page_stale",
+            &[("pool", pool), ("source", source)],
+        )
+    };
+    for tool in [&by_dir, &by_name] {
+        let text = metrics(tool);
+        assert_eq!(fpm_pools_in(&text), ["api", "www"], "{text}");
+        assert_eq!(stale(&text, "www", "lane"), Some(0.0), "{text}");
+        assert_eq!(stale(&text, "api", "main"), Some(0.0), "{text}");
+    }
+
+    let docroot = Docroot::new();
+    let clients = sleepers(fpm.listen("www"), &docroot, 4, 3000);
+    wait_until(Duration::from_secs(5), "www to fail busy", || {
+        (get(by_dir.addr(), "/fcgi-ping/www").status != 200).then_some(())
+    });
+    for tool in [&by_dir, &by_name] {
+        let (page, took) = wait_until(
+            Duration::from_secs(5),
+            "www's page to count every worker active",
+            || {
+                let (page, took) = timed_get(tool.addr(), "/fcgi-status/www");
+                page.body
+                    .contains("active processes: 2\n")
+                    .then_some((page, took))
+            },
+        );
+        page.assert_ok_status();
+        assert!(took < DEFAULT_TIMEOUT, "/fcgi-status/www took {took:?}");
+    }
+    let env = [("POOLS", discovery.as_str())];
+    let check = run_to_exit(&env, &["check", "--status", "--pool", "www", "-v"]);
+    assert_eq!(check.status.code(), Some(0), "{}", check.stderr);
+    assert!(
+        check.stdout.contains("active processes: 2\n"),
+        "{}",
+        check.stdout
+    );
+    for client in clients {
+        assert!(client.join().unwrap(), "a sleeper was not answered");
+    }
+
+    // Asked for an unknown name again, a second reading of the directory: said once.
+    get(by_dir.addr(), "/fcgi-ping/www.status");
+    assert_eq!(said(&by_dir), 1, "{:?}", by_dir.logs());
+    drop(ghost);
 }
 
 /// `/metrics` of three pools passes promtool; every series but the process's own carries

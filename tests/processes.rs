@@ -221,7 +221,7 @@ fn workers_in_known_states_match_ps_and_a_long_request_fails_its_threshold() {
 fn the_full_page_is_read_only_when_asked() {
     let page = "Content-type: text/plain\r\n\r\npool: www\naccepted conn: 7\ntotal processes: 1\n\n****\npid: 9\nstate: Running\nrequest duration: 3000000\n";
     let peer = FakePeer::start(Behavior::hold(answer(1, page)));
-    let tool = Tool::probing("127.0.0.1", peer.port(), &[]);
+    let tool = Tool::probing("127.0.0.1", peer.port(), &[("PROCESS_METRICS", "off")]);
     get(tool.addr(), "/metrics").assert_ok_status();
     get(tool.addr(), "/fcgi-status?max-accepted-conn=100").assert_ok_status();
     let uris: Vec<String> = peer
@@ -372,4 +372,47 @@ fn a_pool_of_1000_children_is_read_whole_within_the_cap_and_the_memory_bound() {
         peak <= MAX_RSS_KIB,
         "peak RSS {peak} KiB during /metrics of 1,000 children, over the documented {MAX_RSS_KIB} KiB"
     );
+}
+
+/// While php-fpm is busy a scrape repeats the last page's figures (stale): the summary and the
+/// aggregates, kept as numbers, not the page, so the per-child series of `per-process` are not
+/// repeated.
+#[test]
+fn a_busy_scrape_repeats_the_figures_not_the_children() {
+    let page = "Content-type: text/plain\r\n\r\npool: www\naccepted conn: 7\ntotal processes: 2\n\n****\npid: 9\nstate: Running\nstart time: 05/Dec/2026:16:21:24 +0000\nrequest duration: 3000000\n\n****\npid: 10\nstate: Idle\n";
+    let peer = FakePeer::start(Behavior::hold(answer(1, page)));
+    let tool = Tool::probing(
+        "127.0.0.1",
+        peer.port(),
+        &[("PROCESS_METRICS", "per-process"), ("TIMEOUT", "300ms")],
+    );
+    let fresh = get(tool.addr(), "/metrics").body;
+    // Then php-fpm takes no more requests in time: the page's read times out.
+    peer.set(Behavior::silent());
+    let stale = get(tool.addr(), "/metrics").body;
+    assert_eq!(
+        sample(
+            &stale,
+            "fastcgi_healthcheck_status_page_stale{source=\"main\"}"
+        ),
+        1.0,
+        "{stale}"
+    );
+    for series in [
+        "phpfpm_up{pool=\"www\"}",
+        "phpfpm_accepted_connections{pool=\"www\"}",
+        "phpfpm_total_processes{pool=\"www\"}",
+        "fastcgi_healthcheck_processes{pool=\"www\",state=\"Running\"}",
+        "fastcgi_healthcheck_processes{pool=\"www\",state=\"Idle\"}",
+        "fastcgi_healthcheck_oldest_request_seconds{pool=\"www\"}",
+        "fastcgi_healthcheck_processes_left_out{pool=\"www\"}",
+    ] {
+        assert_eq!(sample(&stale, series), sample(&fresh, series), "{series}");
+    }
+    assert_eq!(
+        fresh.matches("\nphpfpm_process_state{").count(),
+        2,
+        "{fresh}"
+    );
+    assert!(!stale.contains("\nphpfpm_process_"), "{stale}");
 }

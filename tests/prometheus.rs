@@ -115,6 +115,109 @@ fn alert_rules_are_clean_and_pass_their_unit_tests() {
     );
 }
 
+/// The critical alerts of alerts.yml, by name.
+fn critical_alerts() -> Vec<String> {
+    alert_rules()
+        .into_iter()
+        .filter(|(_, body)| body.contains("severity: critical"))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// `scrapes` of the tool's `/metrics`, as promtool's input series one minute apart (a sample
+/// missing from a scrape is `_`), with the target's `job`, `instance` and `up`.
+fn input_series(scrapes: &[String]) -> String {
+    let target = format!("job=\"{JOB}\",instance=\"app:8080\"");
+    let mut series: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    series.insert(
+        format!("up{{{target}}}"),
+        vec!["1".to_owned(); scrapes.len()],
+    );
+    for (i, text) in scrapes.iter().enumerate() {
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            let key = match name.split_once('{') {
+                Some((metric, labels)) => format!("{metric}{{{target},{labels}"),
+                None => format!("{name}{{{target}}}"),
+            };
+            let values = series
+                .entry(key)
+                .or_insert_with(|| vec!["_".to_owned(); scrapes.len()]);
+            values[i] = value.to_owned();
+        }
+    }
+    series
+        .iter()
+        .map(|(key, values)| {
+            format!(
+                "      - series: '{key}'\n        values: '{}'\n",
+                values.join(" ")
+            )
+        })
+        .collect()
+}
+
+/// Runs promtool's rule tests of alerts.yml over `scrapes`, expecting no critical alert at the
+/// last scrape; returns whether they passed, promtool's output and the tests it ran.
+fn no_critical_alert_over(scrapes: &[String]) -> (bool, String, String) {
+    let dir = TempDir::new();
+    let end = scrapes.len() - 1;
+    let expectations: String = critical_alerts()
+        .iter()
+        .map(|name| {
+            format!(
+                "      - eval_time: {end}m\n        alertname: {name}\n        exp_alerts: []\n"
+            )
+        })
+        .collect();
+    let test = format!(
+        "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{}    alert_rule_test:\n{expectations}",
+        file("alerts.yml").display(),
+        input_series(scrapes)
+    );
+    let path = dir.join("scraped.test.yml");
+    fs::write(&path, &test).unwrap();
+    let (ok, out) = promtool(&["test", "rules", path.to_str().unwrap()]);
+    (ok, out, test)
+}
+
+/// `n` scrapes of `tool`'s `/metrics`, each after two pings.
+fn scrapes(tool: &Tool, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            for _ in 0..2 {
+                let _ = common::get(tool.addr(), "/fcgi-ping");
+            }
+            let metrics = common::get(tool.addr(), "/metrics");
+            assert_eq!(metrics.status, 200, "{metrics:?}");
+            metrics.body
+        })
+        .collect()
+}
+
+/// Issue 26: a php-fpm pool without a status page (`pm.status_path` unset, Debian's default)
+/// behind the default `STATUS_PATH` is up, its ping healthy: the rules over the tool's own
+/// `/metrics`, 16 scrapes taken one minute apart for promtool, fire no critical alert. The same
+/// over a php-fpm that is not there does (`PhpFpmDown`): the harness can fail.
+#[test]
+fn no_critical_alert_fires_for_a_pool_without_a_status_page() {
+    let fpm = PhpFpm::tcp_with("pm.status_path =\n");
+    let tool = Tool::probing("127.0.0.1", fpm.port(), &[]);
+    let (ok, out, test) = no_critical_alert_over(&scrapes(&tool, 16));
+    assert!(
+        ok,
+        "a critical alert fired for a pool without a status page:\n{out}\n{test}"
+    );
+
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let nothing = Tool::probing("127.0.0.1", free_port(ip), &[]);
+    let (ok, out, test) = no_critical_alert_over(&scrapes(&nothing, 16));
+    assert!(
+        !ok && out.contains("alertname: PhpFpmDown"),
+        "no PhpFpmDown for a php-fpm that is not there:\n{out}\n{test}"
+    );
+}
+
 #[test]
 fn every_alert_is_labelled_annotated_and_tested_both_ways() {
     let tests = fs::read_to_string(file("alerts.test.yml")).unwrap();

@@ -1,4 +1,6 @@
-//! `POOLS=dir:/path`: the Unix sockets in a directory, as named pools.
+//! `POOLS=dir:/path`: the Unix sockets in a directory, as named pools. A socket named
+//! `NAME.status.sock` beside `NAME.sock` is that pool's status lane (php-fpm's
+//! `pm.status_listen`), not a pool of its own ([`pair_lanes`]).
 
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
@@ -11,15 +13,32 @@ use crate::config::{pool_name_ok, MAX_POOLS};
 pub struct Found {
     /// `(name, socket path)`, in name order, at most [`MAX_POOLS`].
     pub pools: Vec<(String, PathBuf)>,
+    /// `(pool name, status lane path)`, in name order: the pools of `pools` that have one.
+    pub lanes: Vec<(String, PathBuf)>,
+    /// Status lanes without their pool's socket (`NAME.status` without `NAME`; for the log).
+    pub lanes_alone: Vec<String>,
     /// Sockets whose file name is not a pool name (listed for the log).
     pub unnamed: Vec<String>,
     /// Sockets past [`MAX_POOLS`] (their names, for the log).
     pub over_cap: Vec<String>,
+    /// Sockets left out because another takes their pool name: `www` beside `www.sock`, which
+    /// is kept (the name php-fpm's own configurations give a socket). Their file names, for the
+    /// log.
+    pub shadowed: Vec<String>,
     /// Whether the directory has more than [`MAX_ENTRIES`] entries: only those were looked at.
     pub entries_cut: bool,
 }
 
 impl Found {
+    /// The status lane of the pool `name`, if it has one.
+    pub fn lane(&self, name: &str) -> Option<&Path> {
+        let at = self
+            .lanes
+            .binary_search_by(|(pool, _)| pool.as_str().cmp(name))
+            .ok()?;
+        self.lanes.get(at).map(|(_, path)| path.as_path())
+    }
+
     /// What was left out, for the log (`None`: nothing): at most ten names of each kind.
     pub fn left_out(&self) -> Option<String> {
         let mut parts = Vec::new();
@@ -35,6 +54,20 @@ impl Found {
                 "{} socket(s) whose name is not a pool name ({})",
                 self.unnamed.len(),
                 first_ten(&self.unnamed)
+            ));
+        }
+        if !self.shadowed.is_empty() {
+            parts.push(format!(
+                "{} socket(s) whose pool name a NAME.sock beside them takes ({})",
+                self.shadowed.len(),
+                first_ten(&self.shadowed)
+            ));
+        }
+        if !self.lanes_alone.is_empty() {
+            parts.push(format!(
+                "{} status lane socket(s) without their pool's socket NAME.sock ({})",
+                self.lanes_alone.len(),
+                first_ten(&self.lanes_alone)
             ));
         }
         if self.entries_cut {
@@ -84,7 +117,14 @@ impl Unreadable {
     }
 }
 
-/// The Unix sockets in `dir`, each named after its file less `.sock`.
+/// Whether a socket's file name ends in `.sock`.
+fn ends_in_sock(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "sock")
+}
+
+/// The Unix sockets in `dir`, each named after its file less `.sock`; when both `NAME` and
+/// `NAME.sock` exist, the pool `NAME` is `NAME.sock` and the other is left out, in
+/// [`Found::shadowed`].
 pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
     let entries = fs::read_dir(dir).map_err(|error| Unreadable {
         missing: error.kind() == std::io::ErrorKind::NotFound,
@@ -111,8 +151,26 @@ pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
         }
     }
     found.entries_cut = entries.peek().is_some();
-    found.pools.sort();
-    found.pools.dedup_by(|a, b| a.0 == b.0);
+    // By name, and for one name `NAME.sock` first: it is kept, the bare `NAME` left out (and
+    // said).
+    found
+        .pools
+        .sort_by(|a, b| (&a.0, !ends_in_sock(&a.1)).cmp(&(&b.0, !ends_in_sock(&b.1))));
+    let mut kept: Vec<(String, PathBuf)> = Vec::with_capacity(found.pools.len());
+    for (name, path) in std::mem::take(&mut found.pools) {
+        match kept.last() {
+            Some((last, _)) if *last == name => found.shadowed.push(
+                path.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            _ => kept.push((name, path)),
+        }
+    }
+    found.pools = kept;
+    let paired = pair_lanes(std::mem::take(&mut found.pools));
+    (found.pools, found.lanes, found.lanes_alone) = (paired.pools, paired.lanes, paired.alone);
     if found.pools.len() > MAX_POOLS {
         found.over_cap = found
             .pools
@@ -122,7 +180,47 @@ pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
             .collect();
     }
     found.unnamed.sort();
+    found.shadowed.sort();
     Ok(found)
+}
+
+/// The suffix of a status lane's name: `NAME.status` is the lane of `NAME`.
+const LANE_SUFFIX: &str = ".status";
+
+/// What [`pair_lanes`] made of a listing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Paired {
+    /// The pools, in the listing's order.
+    pub pools: Vec<(String, PathBuf)>,
+    /// `(pool name, lane path)`, in pool name order.
+    pub lanes: Vec<(String, PathBuf)>,
+    /// The names of lanes whose pool is not listed (`NAME.status` without `NAME`).
+    pub alone: Vec<String>,
+}
+
+/// Pairs the status lanes of a listing (`(name, path)`, sorted by name): `NAME.status` is the
+/// lane of the pool `NAME` when `NAME` is listed too (and is no lane itself), and is then not a
+/// pool of its own; without it, it is left out (in `alone`). Every other name is a pool.
+pub fn pair_lanes(listed: Vec<(String, PathBuf)>) -> Paired {
+    let mut paired = Paired::default();
+    let is_pool = |name: &str| {
+        !name.ends_with(LANE_SUFFIX)
+            && listed
+                .binary_search_by(|(known, _)| known.as_str().cmp(name))
+                .is_ok()
+    };
+    for (name, path) in &listed {
+        match name
+            .strip_suffix(LANE_SUFFIX)
+            .filter(|pool| !pool.is_empty())
+        {
+            Some(pool) if is_pool(pool) => paired.lanes.push((pool.to_owned(), path.clone())),
+            Some(_) => paired.alone.push(name.clone()),
+            None => paired.pools.push((name.clone(), path.clone())),
+        }
+    }
+    paired.lanes.sort();
+    paired
 }
 
 #[cfg(test)]
@@ -132,11 +230,44 @@ mod tests {
     use std::os::unix::net::UnixListener;
 
     #[test]
+    fn pairs_name_status_with_name_as_its_lane() {
+        let listed = |names: &[&str]| {
+            let mut listed: Vec<(String, PathBuf)> = names
+                .iter()
+                .map(|n| ((*n).to_owned(), PathBuf::from(format!("/run/php/{n}.sock"))))
+                .collect();
+            listed.sort();
+            listed
+        };
+        let paired = pair_lanes(listed(&[
+            "www",
+            "www.status",
+            "api.status",
+            "a.b",
+            "a.b.status",
+            "a",
+            "x.status.status",
+            "x.status",
+        ]));
+        let names = |list: &[(String, PathBuf)]| -> Vec<String> {
+            list.iter().map(|(n, _)| n.clone()).collect()
+        };
+        assert_eq!(names(&paired.pools), ["a", "a.b", "www"]);
+        assert_eq!(names(&paired.lanes), ["a.b", "www"]);
+        assert_eq!(paired.lanes[1].1, PathBuf::from("/run/php/www.status.sock"));
+        // A lane without its pool is left out; a lane is never a lane's pool.
+        assert_eq!(paired.alone, ["api.status", "x.status", "x.status.status"]);
+        assert_eq!(pair_lanes(Vec::new()), Paired::default());
+    }
+
+    #[test]
     fn lists_sockets_by_name_and_skips_the_rest() {
         let dir = std::env::temp_dir().join(format!("fch-discover-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let _www = UnixListener::bind(dir.join("www.sock")).unwrap();
+        let _lane = UnixListener::bind(dir.join("www.status.sock")).unwrap();
+        let _alone = UnixListener::bind(dir.join("gone.status.sock")).unwrap();
         let _api = UnixListener::bind(dir.join("api")).unwrap();
         let _bad = UnixListener::bind(dir.join("bad name.sock")).unwrap();
         fs::write(dir.join("plain.sock"), b"not a socket").unwrap();
@@ -145,12 +276,55 @@ mod tests {
         assert_eq!(names, ["api", "www"]);
         assert_eq!(found.pools[1].1, dir.join("www.sock"));
         assert_eq!(found.unnamed, ["bad name.sock"]);
+        assert_eq!(
+            found.lane("www"),
+            Some(dir.join("www.status.sock").as_path())
+        );
+        assert_eq!(found.lane("api"), None);
+        assert_eq!(found.lanes_alone, ["gone.status"]);
+        assert!(
+            found
+                .left_out()
+                .is_some_and(|text| text.contains("(gone.status)")),
+            "{:?}",
+            found.left_out()
+        );
         assert!(found.over_cap.is_empty());
+        assert!(found.shadowed.is_empty());
         fs::remove_dir_all(&dir).unwrap();
         let missing = sockets(&dir).unwrap_err();
         assert!(
             missing.missing && missing.message.contains("POOLS=dir:"),
             "{missing:?}"
         );
+    }
+
+    /// `www` and `www.sock` both name the pool `www`: `www.sock` is kept (whichever order the
+    /// directory lists them in), and `www` is left out in the log's words, not silently.
+    #[test]
+    fn name_dot_sock_wins_over_a_bare_name_and_the_other_is_said() {
+        let dir = std::env::temp_dir().join(format!("fch-discover-twins-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let _bare = UnixListener::bind(dir.join("www")).unwrap();
+        let _sock = UnixListener::bind(dir.join("www.sock")).unwrap();
+        let _api = UnixListener::bind(dir.join("api.sock")).unwrap();
+        let _zz = UnixListener::bind(dir.join("zz")).unwrap();
+        let found = sockets(&dir).unwrap();
+        assert_eq!(
+            found.pools,
+            [
+                ("api".to_owned(), dir.join("api.sock")),
+                ("www".to_owned(), dir.join("www.sock")),
+                ("zz".to_owned(), dir.join("zz")),
+            ]
+        );
+        assert_eq!(found.shadowed, ["www"]);
+        let said = found.left_out().unwrap();
+        assert!(
+            said.contains("1 socket(s) whose pool name a NAME.sock beside them takes (www)"),
+            "{said}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -72,6 +72,17 @@ impl std::fmt::Display for Unseen {
     }
 }
 
+impl View {
+    /// The connections queued, or why they cannot be read (a `queued-connections` threshold's
+    /// figure).
+    pub fn queued(self) -> Result<u64, String> {
+        match self {
+            View::Seen(queue) => Ok(queue.queued),
+            View::Unavailable(why) => Err(why.to_string()),
+        }
+    }
+}
+
 /// Most bytes read from one `/proc/net/tcp*` file. Listeners come first in these files (the
 /// kernel walks its listening hash before the established one), so a host with many
 /// connections still shows its listeners within this.

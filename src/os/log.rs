@@ -11,6 +11,9 @@
 //! are dropped and counted; once the writer has caught up it says how many were lost. A closed or
 //! full stderr (`2>/dev/full`) loses lines, it does not panic. Control characters are escaped,
 //! so nothing a peer sends can forge log lines or reach a terminal raw.
+//!
+//! Lines written outside the logger ([`to_stderr`]: a configuration error before logging
+//! starts, a server that cannot listen, `check`'s verdict) carry the journal's priority too.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -267,6 +270,30 @@ pub fn init(spec: &LogSpec) {
     }
 }
 
+/// Writes `text` (whole lines) to stderr outside the logger: when stderr is the journal, each
+/// line starts with the priority of `level` (`<3>` an error, `<4>` a warning), so that
+/// `journalctl -p` finds it; elsewhere the text is written as it is. A closed or full stderr
+/// loses it.
+pub fn to_stderr(level: log::Level, text: &str) {
+    let marker = match Style::of_stderr() {
+        Style::Journal => Style::Journal.marker(level),
+        Style::Plain => "",
+    };
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(prefixed(marker, text).as_bytes());
+}
+
+/// Every line of `text` with `marker` before it.
+fn prefixed(marker: &str, text: &str) -> String {
+    let mut out = String::with_capacity(text.len().saturating_add(marker.len()));
+    for line in text.split_inclusive('\n') {
+        out.push_str(marker);
+        out.push_str(line);
+    }
+    out
+}
+
 /// Waits (a second at most) until the lines logged so far are written: call before exiting.
 pub fn flush() {
     log::logger().flush();
@@ -331,6 +358,14 @@ mod tests {
             // The plain marker is what `{:<5} ` of the level gave before the journal style.
             assert_eq!(Style::Plain.marker(level), format!("{level:<5} "));
         }
+    }
+
+    #[test]
+    fn every_line_written_outside_the_logger_gets_the_marker() {
+        assert_eq!(prefixed("<4>", "a\nb c\n"), "<4>a\n<4>b c\n");
+        assert_eq!(prefixed("<3>", "no newline"), "<3>no newline");
+        assert_eq!(prefixed("", "a\nb\n"), "a\nb\n");
+        assert_eq!(prefixed("<3>", ""), "");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use crate::proto::metrics::{self, Writer, BUCKETS};
-use crate::proto::status::{decimal, Status};
+use crate::proto::metrics::{self, Figures, Writer, BUCKETS};
+use crate::proto::status::{decimal, Processes, Status};
 
 use super::coalesce::Via;
 use super::{Failure, Reason, Verdict};
@@ -211,28 +211,28 @@ impl Counters {
         }
     }
 
-    /// php-fpm's figures from `page` (`Err`: it could not be read), labelled `pool` (`None`: the
-    /// page's own pool, or the last one seen while php-fpm is down).
+    /// php-fpm's figures (`None`: the page could not be read), labelled `pool` (`None`: the
+    /// page's own pool, or the last one seen while php-fpm is down); the per-child series of
+    /// `children` when given.
     pub(crate) fn write_php_fpm(
         &self,
         w: &mut Writer<'_>,
         pool: Option<&str>,
-        page: Result<&Status, &Failure>,
-        per_process: bool,
+        figures: Option<&Figures>,
+        children: Option<&Processes>,
     ) {
-        let from_page = page
-            .ok()
-            .map(|page| metrics::label_value(page.text("pool").unwrap_or_default()));
         let seen = self.pool_seen.borrow();
-        let label = pool.or(from_page.as_deref()).or(seen.as_deref());
-        let figures = metrics::PhpFpm {
+        let label = pool
+            .or(figures.map(|f| f.pool.as_str()))
+            .or(seen.as_deref());
+        let fpm = metrics::PhpFpm {
             pool: label,
-            page: page.ok(),
+            figures,
+            children,
             scrape_failures: self.scrape_failures.get(),
             truncated_pages: self.truncated_pages.get(),
-            per_process,
         };
-        metrics::php_fpm(w, &figures);
+        metrics::php_fpm(w, &fpm);
     }
 
     /// `/fcgi-live` results.
@@ -330,9 +330,8 @@ mod tests {
         let page = crate::proto::status::parse(b"pool: www\naccepted conn: 7\n").unwrap();
         counters.saw_page(&page);
         counters.scrape_failed();
-        let down = Failure::new(Reason::ConnectRefused, String::new());
         let mut out = String::new();
-        counters.write_php_fpm(&mut Writer::new(&mut out, None), None, Err(&down), false);
+        counters.write_php_fpm(&mut Writer::new(&mut out, None), None, None, None);
         assert!(out.contains("phpfpm_up{pool=\"www\"} 0\n"), "{out}");
         assert!(
             out.contains("phpfpm_scrape_failures{pool=\"www\"} 1\n"),

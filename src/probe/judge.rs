@@ -16,6 +16,8 @@ pub(crate) struct Asked<'a> {
     pub(crate) setting: &'a str,
     /// Text the body must contain (empty: any body).
     pub(crate) expect: &'a [u8],
+    /// php-fpm's status page (as the server and `check` read it): a 404 is `not_configured`.
+    pub(crate) status_page: bool,
 }
 
 /// Turns a complete answer into a verdict.
@@ -38,6 +40,9 @@ pub(crate) fn judge(answer: &Answer, asked: Asked<'_>) -> Verdict {
     }
     cgi::check(&answer.stdout, asked.expect).map_err(|e| {
         let (reason, hint) = match &e {
+            CgiError::BadStatus(_) if asked.status_page && not_found(&answer.stdout) => {
+                (Reason::NotConfigured, not_configured(asked.path))
+            }
             CgiError::BadStatus(_) | CgiError::UnparsableStatus(_) => (
                 Reason::BadStatus,
                 format!(
@@ -64,6 +69,25 @@ pub(crate) fn judge(answer: &Answer, asked: Asked<'_>) -> Verdict {
     })
 }
 
+/// Whether the CGI answer `stdout` says `Status: 404`.
+fn not_found(stdout: &[u8]) -> bool {
+    cgi::split(stdout)
+        .and_then(|(headers, _)| cgi::status_header(headers))
+        .and_then(cgi::status_code)
+        == Some(404)
+}
+
+/// What to do about a status page at `path` (its query left out) that php-fpm does not serve:
+/// set it, with the line for Debian's commented-out `;pm.status_path = /status`, or turn it off.
+fn not_configured(path: &str) -> String {
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    format!(
+        "the status page is not configured: set pm.status_path = {path} in the php-fpm pool \
+         (Debian: sed -i 's|^;pm.status_path = /status$|pm.status_path = {path}|' \
+         /etc/php/*/fpm/pool.d/www.conf, then reload php-fpm), or STATUS_PATH=off to stop asking"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +97,7 @@ mod tests {
         path: "/fpm-ping",
         setting: "ping.path",
         expect: b"pong",
+        status_page: false,
     };
 
     fn answer(stdout: &[u8], protocol_status: u8) -> Answer {
@@ -113,5 +138,38 @@ mod tests {
             Reason::UnexpectedResponse
         );
         assert_eq!(reason(b"no head end", 0), Reason::UnexpectedResponse);
+    }
+
+    /// The status page answered 404 is not configured, with the fix in the detail; answered
+    /// otherwise, or a ping answered 404, it is `bad_status` as before.
+    #[test]
+    fn a_status_page_answered_404_is_not_configured() {
+        let status = Asked {
+            path: "/fpm-status?full",
+            setting: "pm.status_path",
+            expect: b"",
+            status_page: true,
+            ..ASKED
+        };
+        let not_found =
+            b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nFile not found.\n";
+        let failure = judge(&answer(not_found, 0), status).unwrap_err();
+        assert_eq!(failure.reason, Reason::NotConfigured);
+        assert_eq!(
+            failure.to_string(),
+            "not_configured: 127.0.0.1:9000 answered /fpm-status?full with Status: \"404 Not Found\"; the status page is not configured: \
+             set pm.status_path = /fpm-status in the php-fpm pool (Debian: sed -i \
+             's|^;pm.status_path = /status$|pm.status_path = /fpm-status|' /etc/php/*/fpm/pool.d/www.conf, \
+             then reload php-fpm), or STATUS_PATH=off to stop asking"
+        );
+        let denied = b"Status: 403 Forbidden\r\n\r\nAccess denied.\n";
+        assert_eq!(
+            judge(&answer(denied, 0), status).unwrap_err().reason,
+            Reason::BadStatus
+        );
+        assert_eq!(
+            judge(&answer(not_found, 0), ASKED).unwrap_err().reason,
+            Reason::BadStatus
+        );
     }
 }

@@ -9,13 +9,15 @@
 //! request, rendered once and logged at start), this file (the exchange
 //! under one deadline), `judge` (a pure verdict on a complete answer), `report` (the log
 //! lines and their throttles, kept by the caller), `keep` (a timed-out probe's connection kept
-//! open for its answer). The probe itself never logs; what a failure means for liveness is
-//! [`crate::liveness`]'s.
+//! open for its answer), `lane` (the status page through php-fpm's `pm.status_listen`, and the
+//! fallback to the main listener). The probe itself never logs (but the lane, when it goes absent
+//! or answers again); what a failure means for liveness is [`crate::liveness`]'s.
 
 pub(crate) mod coalesce;
 pub(crate) mod counters;
 pub(crate) mod judge;
 pub(crate) mod keep;
+pub(crate) mod lane;
 pub(crate) mod report;
 mod request;
 mod target;
@@ -61,6 +63,9 @@ pub enum Reason {
     BadStatus,
     /// The answer is not a CGI response with the expected body.
     UnexpectedResponse,
+    /// php-fpm answered the status page's path with 404: `pm.status_path` is not set in the
+    /// pool (status page probes only; a ping answered 404 is `bad_status`).
+    NotConfigured,
     /// No answer within the timeout while other connections wait in the listener's queue
     /// (the kernel's view): every worker is busy.
     Busy,
@@ -70,7 +75,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for documentation and metrics.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::ResolveFailed,
         Reason::ConnectRefused,
         Reason::ConnectFailed,
@@ -82,6 +87,7 @@ impl Reason {
         Reason::FcgiRejected,
         Reason::BadStatus,
         Reason::UnexpectedResponse,
+        Reason::NotConfigured,
         Reason::Busy,
         Reason::Stuck,
     ];
@@ -100,6 +106,7 @@ impl Reason {
             Reason::FcgiRejected => "fcgi_rejected",
             Reason::BadStatus => "bad_status",
             Reason::UnexpectedResponse => "unexpected_response",
+            Reason::NotConfigured => "not_configured",
             Reason::Busy => "busy",
             Reason::Stuck => "stuck",
         }
@@ -164,6 +171,8 @@ pub(crate) struct Probe {
     request: Vec<u8>,
     expect: Vec<u8>,
     timeout: Duration,
+    /// php-fpm's status page as the server and `check` read it: a 404 is `not_configured`.
+    status_page: bool,
     /// php-fpm's full status page (`?full`): stdout is kept up to
     /// [`MAX_FCGI_STATUS_STDOUT`] and truncated past it, and its per-process part is read.
     full: bool,
@@ -224,17 +233,6 @@ impl Probe {
         )
     }
 
-    /// A probe of php-fpm's status page at `config.destination`: see [`Probe::status_at`].
-    pub(crate) fn status(config: &Config) -> Self {
-        Self::status_at(config, &config.destination, false)
-    }
-
-    /// A probe of php-fpm's full status page at `config.destination`: see
-    /// [`Probe::status_at`].
-    pub(crate) fn status_full(config: &Config) -> Self {
-        Self::status_at(config, &config.destination, true)
-    }
-
     /// A probe of php-fpm's status page (`config.status_path`, or php-fpm's usual `/fpm-status`
     /// when it is off) at `destination`, accepting any body. `full`: the full page
     /// (`STATUS_PATH?full`), with its own larger cap on the answer ([`MAX_FCGI_STATUS_STDOUT`]),
@@ -242,11 +240,15 @@ impl Probe {
     pub(crate) fn status_at(config: &Config, destination: &Destination, full: bool) -> Self {
         let path = config.status_path.as_deref().unwrap_or("/fpm-status");
         if !full {
-            return Self::for_path(config, destination, path, "", "pm.status_path");
+            return Self {
+                status_page: true,
+                ..Self::for_path(config, destination, path, "", "pm.status_path")
+            };
         }
         let separator = if path.contains('?') { '&' } else { '?' };
         Self {
             full: true,
+            status_page: true,
             ..Self::for_path(
                 config,
                 destination,
@@ -296,6 +298,7 @@ impl Probe {
             request,
             expect: expect.as_bytes().to_vec(),
             timeout,
+            status_page: false,
             full: false,
             buffer: RefCell::default(),
             stdout: RefCell::default(),
@@ -312,6 +315,7 @@ impl Probe {
             request: self.request.clone(),
             expect: self.expect.clone(),
             timeout: self.timeout,
+            status_page: self.status_page,
             full: self.full,
             buffer: RefCell::default(),
             stdout: RefCell::default(),
@@ -384,11 +388,12 @@ impl Probe {
             path: &self.path,
             setting: self.setting,
             expect: &self.expect,
+            status_page: self.status_page,
         }
     }
 
     /// Reads php-fpm's status page out of a probe's outcome (a probe made with
-    /// [`Probe::status`]).
+    /// [`Probe::status_at`]).
     pub(crate) fn read_status(
         &self,
         verdict: Verdict,

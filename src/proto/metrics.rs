@@ -5,7 +5,7 @@
 
 use std::fmt::{Display, Write};
 
-use crate::proto::status::{decimal, Process, Processes, Status};
+use crate::proto::status::{decimal, Aggregates, Process, Processes, Status, STATES};
 
 /// Upper bounds of the probe duration histogram: microseconds, and the `le` label in seconds
 /// (integers only: no floating-point code in the binary). 0.5 and 0.75 tell a probe near the
@@ -209,6 +209,39 @@ const PHP_FPM_METRICS: [(&str, &str, &str, &str); 11] = [
     ("phpfpm_slow_requests", "gauge", "slow requests", "The number of requests that exceeded your 'request_slowlog_timeout' value."),
 ];
 
+/// php-fpm's figures of one status page as numbers: what a scrape writes of it, and what a pool
+/// keeps to repeat (stale) while php-fpm is busy. No children and no text but the pool's name, so
+/// keeping it costs a few numbers whatever the size of the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Figures {
+    /// The page's `pool` (label-safe).
+    pub pool: String,
+    /// The summary's numbers, in the order of [`PHP_FPM_METRICS`].
+    numbers: [Option<u64>; PHP_FPM_METRICS.len()],
+    /// The per-process aggregates, when the full page was read.
+    aggregates: Option<Aggregates>,
+}
+
+impl Figures {
+    /// The figures of `page`.
+    pub fn of(page: &Status) -> Self {
+        Self {
+            pool: label_value(page.text("pool").unwrap_or_default()),
+            numbers: PHP_FPM_METRICS.map(|(_, _, field, _)| page.number(field)),
+            aggregates: page.processes.as_ref().map(Processes::aggregates),
+        }
+    }
+
+    /// The summary's value of `field` (one of [`PHP_FPM_METRICS`]'s).
+    fn number(&self, field: &str) -> Option<u64> {
+        PHP_FPM_METRICS
+            .iter()
+            .zip(self.numbers)
+            .find(|((_, _, f, _), _)| *f == field)
+            .and_then(|(_, n)| n)
+    }
+}
+
 /// php-fpm's figures for one scrape of one pool.
 #[derive(Debug, Clone, Copy)]
 pub struct PhpFpm<'a> {
@@ -216,25 +249,27 @@ pub struct PhpFpm<'a> {
     /// down the last one seen (so that `phpfpm_up{pool="www"} == 0` fires); `None` before any
     /// page named one.
     pub pool: Option<&'a str>,
-    /// The page read for this scrape; `None`: it could not be read (`phpfpm_up 0`).
-    pub page: Option<&'a Status>,
+    /// The figures of the page read for this scrape, or repeated; `None`: it could not be read
+    /// (`phpfpm_up 0`).
+    pub figures: Option<&'a Figures>,
+    /// The children, for php-fpm_exporter's per-child series (`PROCESS_METRICS=per-process`,
+    /// and a full page read for this scrape); `None`: no per-child series.
+    pub children: Option<&'a Processes>,
     /// `/metrics` scrapes whose page could not be read.
     pub scrape_failures: u64,
     /// Full pages read whose per-process part was truncated.
     pub truncated_pages: u64,
-    /// Whether php-fpm_exporter's per-child series are written (`PROCESS_METRICS=per-process`).
-    pub per_process: bool,
 }
 
 /// php-fpm's figures: `phpfpm_up`, the scrape failures, the page's summary, and with a full page
-/// the process aggregates (and the per-child series when asked).
+/// the process aggregates (and the per-child series when given).
 pub fn php_fpm(w: &mut Writer<'_>, f: &PhpFpm<'_>) {
     {
         let mut fpm = w.with_pool(f.pool);
         fpm.gauge(
             "phpfpm_up",
             "Could PHP-FPM's status page be read?",
-            u8::from(f.page.is_some()),
+            u8::from(f.figures.is_some()),
         );
         // php-fpm_exporter's name and type (a counter without `_total`: dashboards query it).
         fpm.family(
@@ -244,20 +279,20 @@ pub fn php_fpm(w: &mut Writer<'_>, f: &PhpFpm<'_>) {
         );
         fpm.sample("phpfpm_scrape_failures", &[], f.scrape_failures);
     }
-    let Some(page) = f.page else {
+    let Some(figures) = f.figures else {
         return;
     };
     let mut fpm = w.with_pool(f.pool);
-    for (name, kind, field, help) in PHP_FPM_METRICS {
-        if let Some(value) = page.number(field) {
+    for ((name, kind, _, help), value) in PHP_FPM_METRICS.iter().zip(figures.numbers) {
+        if let Some(value) = value {
             fpm.family(name, kind, help);
             fpm.sample(name, &[], value);
         }
     }
-    if let Some(processes) = &page.processes {
-        process_aggregates(&mut fpm, page, processes);
-        if f.per_process {
-            per_process(&mut fpm, processes);
+    if let Some(aggregates) = &figures.aggregates {
+        process_aggregates(&mut fpm, figures, aggregates);
+        if let Some(children) = f.children {
+            per_process(&mut fpm, children);
         }
         w.family(
             "fastcgi_healthcheck_process_pages_truncated_total",
@@ -275,42 +310,43 @@ pub fn php_fpm(w: &mut Writer<'_>, f: &PhpFpm<'_>) {
 /// php-fpm's figures of `page` alone (`None`: it could not be read), labelled with the pool the
 /// page names, made label-safe; no counts. What the fuzz targets check for any page.
 pub fn page_exposition(page: Option<&Status>, per_process: bool) -> String {
-    let pool = page.map(|page| label_value(page.text("pool").unwrap_or_default()));
+    let figures = page.map(Figures::of);
     let mut out = String::new();
-    let figures = PhpFpm {
-        pool: pool.as_deref(),
-        page,
+    let fpm = PhpFpm {
+        pool: figures.as_ref().map(|f| f.pool.as_str()),
+        figures: figures.as_ref(),
+        children: page
+            .and_then(|page| page.processes.as_ref())
+            .filter(|_| per_process),
         scrape_failures: 0,
         truncated_pages: 0,
-        per_process,
     };
-    php_fpm(&mut Writer::new(&mut out, None), &figures);
+    php_fpm(&mut Writer::new(&mut out, None), &fpm);
     out
 }
 
 /// The aggregates of the full status page's per-process part, under our names, labelled with
 /// the pool only (no process id): what `PROCESS_METRICS=aggregates` adds.
-fn process_aggregates(w: &mut Writer<'_>, page: &Status, processes: &Processes) {
+fn process_aggregates(w: &mut Writer<'_>, figures: &Figures, a: &Aggregates) {
     w.family("fastcgi_healthcheck_processes", "gauge", "Children of the php-fpm pool by state, counted in its full status page (other: a state php-fpm does not write today).");
-    for (state, count) in processes.by_state() {
+    for (state, count) in STATES.iter().copied().chain(["other"]).zip(a.by_state) {
         w.sample("fastcgi_healthcheck_processes", &[("state", state)], count);
     }
-    if let Some(micros) = processes.oldest_request_micros() {
+    if let Some(micros) = a.oldest_request_micros {
         w.gauge("fastcgi_healthcheck_oldest_request_seconds", "How long the oldest request in progress has run (0: no child busy); a stuck worker shows here.", decimal(micros, 1_000_000));
     }
-    if let Some(bytes) = processes.largest_last_request_memory() {
+    if let Some(bytes) = a.largest_last_request_memory {
         w.gauge(
             "fastcgi_healthcheck_last_request_memory_max_bytes",
             "The largest peak memory of a child's last request, in the full status page.",
             bytes,
         );
     }
-    if let Some(hundredths) = processes.largest_last_request_cpu() {
+    if let Some(hundredths) = a.largest_last_request_cpu {
         w.gauge("fastcgi_healthcheck_last_request_cpu_max_ratio", "The largest cpu share of a child's last request (php-fpm's last request cpu / 100), in the full status page.", decimal(hundredths, 10_000));
     }
-    let read = u64::try_from(processes.list.len()).unwrap_or(u64::MAX);
-    let total = page.number("total processes").unwrap_or(read);
-    let left_out = total.saturating_sub(read).max(processes.skipped);
+    let total = figures.number("total processes").unwrap_or(a.read);
+    let left_out = total.saturating_sub(a.read).max(a.skipped);
     w.gauge("fastcgi_healthcheck_processes_left_out", "Children of the pool not read from its full status page (past 1,000 children or the answer's cap).", left_out);
 }
 
@@ -408,14 +444,17 @@ mod tests {
 
     fn fpm(page: Option<&Status>, pool: Option<&str>, per_process: bool) -> String {
         let mut out = String::new();
-        let figures = PhpFpm {
+        let figures = page.map(Figures::of);
+        let fpm = PhpFpm {
             pool,
-            page,
+            figures: figures.as_ref(),
+            children: page
+                .and_then(|p| p.processes.as_ref())
+                .filter(|_| per_process),
             scrape_failures: 2,
             truncated_pages: 0,
-            per_process,
         };
-        php_fpm(&mut Writer::new(&mut out, None), &figures);
+        php_fpm(&mut Writer::new(&mut out, None), &fpm);
         out
     }
 

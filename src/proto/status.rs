@@ -3,7 +3,9 @@
 //!
 //! Pure functions: [`parse`] reads the page, [`parse_full`] also its per-process part (`?full`),
 //! [`parse_thresholds`] reads `max-<field>=N` and `min-<field>=N` pairs (from a query string or
-//! `check` flags), [`evaluate`] says which hold.
+//! `check` flags), [`evaluate`] says which hold. One threshold field is not php-fpm's:
+//! [`QUEUED_CONNECTIONS`], the kernel's count of connections waiting on the listener, which the
+//! caller reads (only when [`needs_queued`]) and passes beside the page.
 //!
 //! The per-process part is bounded ([`MAX_PROCESSES`] children, each block [`MAX_BLOCK_LINES`]
 //! lines) and never guessed: a page cut by the FastCGI answer's cap loses its last, partial block
@@ -32,6 +34,14 @@ pub const NUMERIC_FIELDS: [&str; 11] = [
 
 /// The text fields php-fpm reports.
 pub const TEXT_FIELDS: [&str; 3] = ["pool", "process manager", "start time"];
+
+/// Our own threshold field, beside the page's: the connections waiting on php-fpm's listener as
+/// the kernel counts them. php-fpm's `listen queue` is always 0 on a Unix socket (php-src
+/// #9943); this one is not.
+pub const QUEUED_CONNECTIONS: &str = "queued connections";
+
+/// The kernel's count for [`QUEUED_CONNECTIONS`], or why it cannot be read (one line).
+pub type Queued = Result<u64, String>;
 
 /// A parsed status page: every `key: value` line, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -222,7 +232,37 @@ pub const PROCESS_FIELDS: [ProcessField; 8] = [
     },
 ];
 
+/// The aggregates of a per-process part as plain numbers, without the children: what `/metrics`
+/// writes of it, and keeps to repeat while php-fpm is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Aggregates {
+    /// [`Processes::by_state`]'s counts, in its order.
+    pub by_state: [u64; STATES.len() + 1],
+    /// [`Processes::oldest_request_micros`].
+    pub oldest_request_micros: Option<u64>,
+    /// [`Processes::largest_last_request_memory`].
+    pub largest_last_request_memory: Option<u64>,
+    /// [`Processes::largest_last_request_cpu`].
+    pub largest_last_request_cpu: Option<u64>,
+    /// Children read.
+    pub read: u64,
+    /// [`Processes::skipped`].
+    pub skipped: u64,
+}
+
 impl Processes {
+    /// Its aggregates, as numbers.
+    pub fn aggregates(&self) -> Aggregates {
+        Aggregates {
+            by_state: self.by_state().map(|(_, n)| n),
+            oldest_request_micros: self.oldest_request_micros(),
+            largest_last_request_memory: self.largest_last_request_memory(),
+            largest_last_request_cpu: self.largest_last_request_cpu(),
+            read: u64::try_from(self.list.len()).unwrap_or(u64::MAX),
+            skipped: self.skipped,
+        }
+    }
+
     /// Children per state: every one of [`STATES`] (zero included), then `other` for states
     /// php-fpm does not write today.
     pub fn by_state(&self) -> [(&'static str, u64); STATES.len() + 1] {
@@ -424,10 +464,11 @@ pub fn parse_threshold(name: &str, value: &str) -> Result<Threshold, String> {
     let known = NUMERIC_FIELDS
         .iter()
         .copied()
-        .chain(PROCESS_FIELDS.iter().map(|f| f.name));
+        .chain(PROCESS_FIELDS.iter().map(|f| f.name))
+        .chain([QUEUED_CONNECTIONS]);
     let Some(field) = known.clone().find(|f| *f == wanted) else {
         return Err(fail(format!(
-            "names no numeric field of php-fpm's status page ({})",
+            "names no numeric field of php-fpm's status page, nor queued-connections ({})",
             known
                 .map(|f| f.replace(' ', "-"))
                 .collect::<Vec<_>>()
@@ -454,6 +495,11 @@ pub fn parse_thresholds(query: &str) -> Result<Vec<Threshold>, String> {
         .collect()
 }
 
+/// Whether a threshold needs the kernel's [`QUEUED_CONNECTIONS`].
+pub fn needs_queued(thresholds: &[Threshold]) -> bool {
+    thresholds.iter().any(|t| t.field == QUEUED_CONNECTIONS)
+}
+
 /// Whether a threshold needs the per-process part of the page (`?full`).
 pub fn needs_processes(thresholds: &[Threshold]) -> bool {
     thresholds
@@ -461,10 +507,13 @@ pub fn needs_processes(thresholds: &[Threshold]) -> bool {
         .any(|t| PROCESS_FIELDS.iter().any(|f| f.name == t.field))
 }
 
-/// The thresholds that do not hold, each as a line such as `listen queue 12 > 10`. A threshold on
-/// a per-process aggregate of a truncated page fails unless what was read already breaks it:
-/// the missing children are not guessed.
-pub fn evaluate(status: &Status, thresholds: &[Threshold]) -> Vec<String> {
+/// The thresholds that do not hold, each as a line such as `listen queue 12 > 10`.
+///
+/// On a truncated page a per-process aggregate is a lower bound (a count, or the largest value,
+/// over the children read): it proves a `max-` threshold broken, or a `min-` one held, and
+/// nothing else; otherwise the threshold fails as unknown. The missing children are not guessed.
+/// A [`QUEUED_CONNECTIONS`] threshold is judged on `queued` (`None`: not read, unknown).
+pub fn evaluate(status: &Status, queued: Option<&Queued>, thresholds: &[Threshold]) -> Vec<String> {
     thresholds
         .iter()
         .filter_map(|t| {
@@ -472,29 +521,46 @@ pub fn evaluate(status: &Status, thresholds: &[Threshold]) -> Vec<String> {
                 .iter()
                 .find(|f| f.name == t.field)
                 .map(|f| f.scale);
-            let Some(value) = status.measure(t.field) else {
-                return Some(format!("{} missing from the status page", t.field));
+            let partial = scale.is_some() && status.processes.as_ref().is_some_and(|p| p.truncated);
+            let unknown = || {
+                format!(
+                    "{} unknown: the per-process part of the status page is truncated",
+                    t.field
+                )
+            };
+            let value = match (t.field == QUEUED_CONNECTIONS, queued) {
+                (false, _) => status.measure(t.field),
+                (true, Some(Ok(count))) => Some(*count),
+                (true, Some(Err(why))) => return Some(format!("{} unknown: {why}", t.field)),
+                (true, None) => return Some(format!("{} unknown: not read", t.field)),
+            };
+            let Some(value) = value else {
+                return Some(match partial {
+                    true => unknown(),
+                    false => format!("{} missing from the status page", t.field),
+                });
             };
             let limit = t.limit.saturating_mul(scale.unwrap_or(1));
-            let shown = decimal(value, scale.unwrap_or(1));
-            match t.kind {
-                Bound::Max if value > limit => Some(format!("{} {shown} > {}", t.field, t.limit)),
-                Bound::Min if value < limit => Some(format!("{} {shown} < {}", t.field, t.limit)),
-                _ if scale.is_some() && status.processes.as_ref().is_some_and(|p| p.truncated) => {
-                    Some(format!(
-                        "{} unknown: the per-process part of the status page is truncated",
-                        t.field
-                    ))
-                }
-                _ => None,
+            let broken = match t.kind {
+                Bound::Max => value > limit,
+                Bound::Min => value < limit,
+            };
+            // A lower bound settles a broken maximum and a held minimum only.
+            let settled = !partial || broken == (t.kind == Bound::Max);
+            let shown = || decimal(value, scale.unwrap_or(1));
+            match (settled, broken, t.kind) {
+                (false, _, _) => Some(unknown()),
+                (true, false, _) => None,
+                (true, true, Bound::Max) => Some(format!("{} {} > {}", t.field, shown(), t.limit)),
+                (true, true, Bound::Min) => Some(format!("{} {} < {}", t.field, shown(), t.limit)),
             }
         })
         .collect()
 }
 
 /// The body of `/fcgi-status`: the failed thresholds first (one per line), or `ok`, then every
-/// field of the page as `key: value`.
-pub fn render(status: &Status, failed: &[String]) -> String {
+/// field of the page as `key: value` (and `queued connections` when read).
+pub fn render(status: &Status, queued: Option<&Queued>, failed: &[String]) -> String {
     let mut body = String::new();
     if failed.is_empty() {
         body.push_str("ok\n");
@@ -504,19 +570,27 @@ pub fn render(status: &Status, failed: &[String]) -> String {
         body.push('\n');
     }
     body.push('\n');
-    render_fields(&mut body, status);
+    render_fields(&mut body, status, queued);
     body
 }
 
-/// Every field of the page as `key: value` lines, then the per-process aggregates (escaped),
-/// onto `body`.
-pub fn render_fields(body: &mut String, status: &Status) {
+/// Every field of the page as `key: value` lines, the kernel's `queued connections` when read,
+/// then the per-process aggregates (escaped), onto `body`.
+pub fn render_fields(body: &mut String, status: &Status, queued: Option<&Queued>) {
     for (key, value) in &status.fields {
         body.push_str(&format!(
             "{}: {}\n",
             key.escape_debug(),
             value.escape_debug()
         ));
+    }
+    match queued {
+        Some(Ok(count)) => body.push_str(&format!("{QUEUED_CONNECTIONS}: {count}\n")),
+        Some(Err(why)) => body.push_str(&format!(
+            "{QUEUED_CONNECTIONS}: unknown ({})\n",
+            why.escape_debug()
+        )),
+        None => {}
     }
     if let Some(processes) = &status.processes {
         render_aggregates(body, processes);
@@ -597,11 +671,12 @@ mod tests {
             }
         );
         assert_eq!(
-            evaluate(&parse(PAGE).unwrap(), &t),
+            evaluate(&parse(PAGE).unwrap(), None, &t),
             vec!["listen queue 12 > 10", "idle processes 0 < 1"]
         );
         assert!(evaluate(
             &parse(PAGE).unwrap(),
+            None,
             &parse_thresholds("max-listen-queue=12").unwrap()
         )
         .is_empty());
@@ -610,12 +685,12 @@ mod tests {
     #[test]
     fn renders_failures_then_fields() {
         let status = parse(PAGE).unwrap();
-        let body = render(&status, &["listen queue 12 > 10".to_owned()]);
+        let body = render(&status, None, &["listen queue 12 > 10".to_owned()]);
         assert!(
             body.starts_with("listen queue 12 > 10\n\npool: www\n"),
             "{body}"
         );
-        assert!(render(&status, &[]).starts_with("ok\n\npool: www\n"));
+        assert!(render(&status, None, &[]).starts_with("ok\n\npool: www\n"));
     }
 
     #[test]
@@ -623,7 +698,7 @@ mod tests {
         // Found by the status_full fuzz target (tests/fuzz/regressions/status_full).
         let status =
             parse(b"pool: www\np\x00rocess\x1b[2J manager: static\naccepted conn: 1\n").unwrap();
-        let body = render(&status, &[]);
+        let body = render(&status, None, &[]);
         assert!(
             body.contains("p\\0rocess\\u{1b}[2J manager: static\n"),
             "{body}"
@@ -632,6 +707,40 @@ mod tests {
             !body.chars().any(|c| c.is_control() && c != '\n'),
             "{body:?}"
         );
+    }
+
+    /// `queued connections` is the kernel's figure, passed beside the page: judged like a field,
+    /// unknown (failing) when it could not be read, and shown after the page's fields.
+    #[test]
+    fn queued_connections_is_the_kernels_figure_beside_the_page() {
+        let page = parse(PAGE).unwrap();
+        let t = parse_thresholds("max-queued-connections=2&max-listen-queue=20").unwrap();
+        assert_eq!(t[0].field, QUEUED_CONNECTIONS);
+        assert!(needs_queued(&t) && !needs_processes(&t));
+        assert!(!needs_queued(&t[1..]));
+        assert_eq!(
+            evaluate(&page, Some(&Ok(5)), &t),
+            vec!["queued connections 5 > 2"]
+        );
+        assert!(evaluate(&page, Some(&Ok(2)), &t).is_empty());
+        let unavailable: Queued =
+            Err("no listener on TCP port 9000 in this network namespace".to_owned());
+        assert_eq!(
+            evaluate(&page, Some(&unavailable), &t),
+            vec!["queued connections unknown: no listener on TCP port 9000 in this network namespace"]
+        );
+        assert_eq!(
+            evaluate(&page, None, &t),
+            vec!["queued connections unknown: not read"]
+        );
+        let body = render(&page, Some(&Ok(5)), &[]);
+        assert!(
+            body.contains("slow requests: 0\nqueued connections: 5\n"),
+            "{body}"
+        );
+        assert!(!render(&page, None, &[]).contains("queued"));
+        assert!(render(&page, Some(&unavailable), &[])
+            .contains("queued connections: unknown (no listener"));
     }
 
     #[test]
@@ -714,7 +823,7 @@ mod tests {
             &parse_thresholds("max-listen-queue=1").unwrap()
         ));
         assert_eq!(
-            evaluate(&status, &t),
+            evaluate(&status, None, &t),
             vec![
                 "oldest request seconds 5.123456 > 2",
                 "last request cpu 100.25 > 100"
@@ -722,15 +831,16 @@ mod tests {
         );
         assert!(evaluate(
             &status,
+            None,
             &parse_thresholds("max-oldest-request-seconds=6&min-running-processes=1").unwrap()
         )
         .is_empty());
         // Without the per-process part, a process threshold says so.
         assert_eq!(
-            evaluate(&parse(PAGE).unwrap(), &t[..1]),
+            evaluate(&parse(PAGE).unwrap(), None, &t[..1]),
             vec!["oldest request seconds missing from the status page"]
         );
-        let body = render(&status, &[]);
+        let body = render(&status, None, &[]);
         for line in [
             "running processes: 1\n",
             "getting request information processes: 1\n",
@@ -764,13 +874,80 @@ mod tests {
         let t =
             parse_thresholds("max-oldest-request-seconds=10&max-oldest-request-seconds=1").unwrap();
         assert_eq!(
-            evaluate(&status, &t),
+            evaluate(&status, None, &t),
             vec![
                 "oldest request seconds unknown: the per-process part of the status page is truncated",
                 "oldest request seconds 5.123456 > 1"
             ]
         );
-        assert!(render(&status, &[]).contains("processes truncated: yes\n"));
+        assert!(render(&status, None, &[]).contains("processes truncated: yes\n"));
+    }
+
+    /// A truncated page's aggregates are lower bounds: a `min-` threshold the children read
+    /// already meet holds, one they do not meet is unknown (never a definite "X 0 < 1"); a
+    /// `max-` one they break fails with the figure, one they keep is unknown.
+    #[test]
+    fn a_cut_page_settles_only_what_its_lower_bounds_prove() {
+        let cut_at = FULL.find("request duration:     1000").unwrap();
+        let status = parse_full(&FULL.as_bytes()[..cut_at], true).unwrap();
+        // Read: one Idle, one Running (5.123456 s); the third child is lost.
+        let failed = |query: &str| evaluate(&status, None, &parse_thresholds(query).unwrap());
+        let unknown = |field: &str| {
+            vec![format!(
+                "{field} unknown: the per-process part of the status page is truncated"
+            )]
+        };
+        assert!(
+            failed("min-running-processes=1").is_empty(),
+            "1 read is at least 1"
+        );
+        assert!(failed("min-oldest-request-seconds=5").is_empty());
+        assert_eq!(
+            failed("min-running-processes=2"),
+            unknown("running processes")
+        );
+        assert_eq!(
+            failed("min-finishing-processes=1"),
+            unknown("finishing processes")
+        );
+        assert_eq!(
+            failed("max-running-processes=0"),
+            vec!["running processes 1 > 0"]
+        );
+        assert_eq!(
+            failed("max-running-processes=1"),
+            unknown("running processes")
+        );
+        // A largest value with no child read is unknown on a cut page, missing on a whole one.
+        let none_read = parse_full(&FULL.as_bytes()[..FULL.find("pid:").unwrap()], true).unwrap();
+        assert_eq!(
+            evaluate(
+                &none_read,
+                None,
+                &parse_thresholds("min-last-request-memory=1").unwrap()
+            ),
+            unknown("last request memory")
+        );
+        // The same thresholds on the whole page are definite either way.
+        let whole = parse_full(FULL.as_bytes(), false).unwrap();
+        let failed = |query: &str| evaluate(&whole, None, &parse_thresholds(query).unwrap());
+        assert_eq!(
+            failed("min-running-processes=2"),
+            vec!["running processes 1 < 2"]
+        );
+        assert_eq!(
+            failed("min-finishing-processes=1"),
+            vec!["finishing processes 0 < 1"]
+        );
+        assert!(failed("max-running-processes=1").is_empty());
+        assert_eq!(
+            evaluate(
+                &parse_full(PAGE, false).unwrap(),
+                None,
+                &parse_thresholds("min-last-request-memory=1").unwrap()
+            ),
+            vec!["last request memory missing from the status page"]
+        );
     }
 
     #[test]

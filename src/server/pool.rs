@@ -1,7 +1,9 @@
 //! One pool: its probes, their single-flight and cache, what they count, and the inputs of its
-//! liveness (what each probe got, the kernel's view of its queue, the kept connection's answer),
-//! which [`crate::liveness`] judges. A pool owns no socket but its probes' own; [`super::pools`]
-//! holds every pool of the process.
+//! liveness (what each probe got, the kernel's view of its queue, the kept connection's answer,
+//! the status lane's page), which [`crate::liveness`] judges. A pool owns no socket but its
+//! probes' own; [`super::pools`] holds every pool of the process. Its status page is read
+//! through its status lane when it has one ([`crate::probe::lane`]), else (or when the lane
+//! refuses or is missing) through its listener.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -15,9 +17,10 @@ use crate::os::listen_queue::View;
 use crate::probe::coalesce::{Coalescer, Via};
 use crate::probe::counters::{Counters, ProbeKind};
 use crate::probe::keep::Keeper;
+use crate::probe::lane::{self, Lane, Source};
 use crate::probe::report::Reporter;
 use crate::probe::{Failure, Held, Probe, Reason, Verdict};
-use crate::proto::metrics::Writer;
+use crate::proto::metrics::{Figures, Writer};
 use crate::proto::status::Status;
 
 use super::pools::Nudge;
@@ -26,6 +29,9 @@ use super::pools::Nudge;
 /// `Rc`, so that a waiter gets the page without a copy (a full page of 1,000 children is hundreds
 /// of KB).
 type Page = Result<Rc<Status>, Failure>;
+
+/// The figures of the last status page of the kind `/metrics` reads: when it was read, and where.
+type LastPage = (Figures, Instant, Source);
 
 /// `ENOENT`: the errno of a connect to a socket file that does not exist.
 pub(crate) const ENOENT: i32 = libc::ENOENT;
@@ -46,8 +52,8 @@ impl Requests {
     pub(crate) fn new(config: &Config) -> Self {
         Self {
             ping: Probe::new(config),
-            status: Probe::status(config),
-            full: Probe::status_full(config),
+            status: Probe::status_at(config, &config.destination, false),
+            full: Probe::status_at(config, &config.destination, true),
         }
     }
 }
@@ -62,11 +68,13 @@ pub(crate) struct Pool {
     ping_log: Reporter,
     status_probe: Probe,
     status_log: Reporter,
-    status_page: Coalescer<Page>,
+    status_page: Coalescer<(Page, Source)>,
     /// The full status page (`?full`), read only when a threshold or `PROCESS_METRICS` needs
     /// its per-process part; shared like `status_page`.
     full_probe: Probe,
-    full_page: Coalescer<Page>,
+    full_page: Coalescer<(Page, Source)>,
+    /// php-fpm's `pm.status_listen` for this pool, where the status page is read first.
+    lane: Option<Box<Lane>>,
     /// Whether `/metrics` reads the full page (`PROCESS_METRICS` is not `off`).
     metrics_full: bool,
     counters: Counters,
@@ -77,9 +85,12 @@ pub(crate) struct Pool {
     /// Probes of this pool running now (ping, status page, full page): each may have a
     /// connection in php-fpm's queue, ours, not others'.
     in_flight: Cell<u64>,
-    /// The last status page of the kind `/metrics` reads (full or not) and when it was read,
-    /// repeated (marked stale) while php-fpm is busy.
-    last_page: RefCell<Option<(Rc<Status>, Instant)>>,
+    /// The figures of the last status page of the kind `/metrics` reads (full or not), when and
+    /// where it was read, repeated (marked stale) while php-fpm is busy: numbers, not the page.
+    last_page: RefCell<Option<LastPage>>,
+    /// Whether php-fpm's last answer for the status page was `not_configured`, said once in the
+    /// log (again only after a page was read since).
+    not_configured: Cell<bool>,
     /// The kernel's listen-queue view, how many of the connections it counts were ours, and
     /// when it was read (see [`QUEUE_VIEW_AGE`]).
     queue_view: RefCell<Option<(View, u64, Instant)>>,
@@ -88,15 +99,22 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// The pool `name` (`None`: the one pool of `DESTINATION`) at `destination`, sending
-    /// `requests`; `rediscover`: the call for a re-read of its `dir:` directory.
+    /// The pool `name` (`None`: the one pool of `DESTINATION`) at `destination`, with its
+    /// status lane `lane`, sending `requests`; `rediscover`: the call for a re-read of its
+    /// `dir:` directory. With a lane the page reads are single-flight whatever `COALESCE` says:
+    /// the lane's two children would queue more.
     pub(crate) fn new(
         config: &Config,
         name: Option<String>,
-        destination: &Destination,
+        (destination, lane): (&Destination, Option<&Destination>),
         requests: &Requests,
         rediscover: Option<Rc<Nudge>>,
     ) -> Self {
+        let pages_coalesce = config.coalesce || lane.is_some();
+        let lane = lane.map(|lane| {
+            let (summary, full) = (requests.status.at(lane), requests.full.at(lane));
+            Box::new(Lane::with(lane, summary, full))
+        });
         Self {
             name,
             probe: requests.ping.at(destination),
@@ -104,15 +122,17 @@ impl Pool {
             ping_log: Reporter::new(),
             status_probe: requests.status.at(destination),
             status_log: Reporter::new(),
-            status_page: Coalescer::new(config.coalesce, config.cache_ttl),
+            status_page: Coalescer::new(pages_coalesce, config.cache_ttl),
             full_probe: requests.full.at(destination),
-            full_page: Coalescer::new(config.coalesce, config.cache_ttl),
+            full_page: Coalescer::new(pages_coalesce, config.cache_ttl),
+            lane,
             metrics_full: config.process_metrics != ProcessMetrics::Off,
             counters: Counters::default(),
             live: RefCell::new(Liveness::new(config.busy_grace)),
             keeper: Keeper::new(config.busy_grace),
             in_flight: Cell::new(0),
             last_page: RefCell::new(None),
+            not_configured: Cell::new(false),
             queue_view: RefCell::new(None),
             rediscover,
         }
@@ -163,6 +183,11 @@ impl Pool {
         self.probe.label()
     }
 
+    /// Where its status lane listens, if it has one.
+    pub(crate) fn lane(&self) -> Option<&Destination> {
+        self.lane.as_deref().map(Lane::destination)
+    }
+
     /// The keeper of this pool's kept connection (see [`Keeper::keep`]): runs until dropped.
     pub(crate) async fn keep(&self) {
         let answered = || self.live.borrow_mut().answered();
@@ -171,14 +196,16 @@ impl Pool {
 
     /// After a probe of `probe` that started at `started` (still counted as running): a
     /// timeout becomes `busy` when the kernel shows others queued, and its connection is
-    /// offered to the keeper (only a timeout reads the kernel's view); liveness hears the
-    /// verdict.
+    /// offered to the keeper (only a timeout reads the kernel's view). Liveness hears the
+    /// verdict when it is `judged` (the ping's; a page's when no answer came), else that php-fpm
+    /// answered.
     fn settle(
         &self,
         probe: &Probe,
         verdict: Verdict,
         held: Option<Held>,
         started: Instant,
+        judged: bool,
     ) -> Verdict {
         let now = Instant::now();
         let verdict = match verdict {
@@ -199,7 +226,11 @@ impl Pool {
                 Err(failure)
             }
         };
-        self.live.borrow_mut().probed(&verdict, started, now);
+        let mut live = self.live.borrow_mut();
+        match judged {
+            true => live.probed(&verdict, started, now),
+            false => live.answered(),
+        }
         verdict
     }
 
@@ -216,7 +247,7 @@ impl Pool {
         let started = Instant::now();
         let _flight = self.flight();
         let (verdict, answer, held) = self.probe.run_holding().await;
-        let verdict = self.settle(&self.probe, verdict, held, started);
+        let verdict = self.settle(&self.probe, verdict, held, started, true);
         self.ping_log
             .report(&self.probe, &verdict, answer.as_ref(), started.elapsed());
         if let Some(answer) = answer {
@@ -238,54 +269,95 @@ impl Pool {
     /// thresholds, `/metrics`), and counted; `full`: the full page (`?full`), with its own
     /// single-flight.
     pub(crate) async fn status_page(&self, full: bool) -> Page {
+        self.read_page(full).await.0
+    }
+
+    /// [`Pool::status_page`], and where it was read: through the lane while it answers, else
+    /// through the listener (a fallback when the lane refused or is missing).
+    async fn read_page(&self, full: bool) -> (Page, Source) {
         let started = Instant::now();
         let (probe, flight) = match full {
             true => (&self.full_probe, &self.full_page),
             false => (&self.status_probe, &self.status_page),
         };
-        let (page, via) = flight
+        let ((page, source), via) = flight
             .run(|| async {
+                if let Some(lane) = &self.lane {
+                    if let lane::Read::Page(page) = lane.read(full, probe.label()).await {
+                        return (page.map(Rc::new), Source::Lane);
+                    }
+                }
                 let started = Instant::now();
                 let _flight = self.flight();
                 let (verdict, answer, held) = probe.run_holding().await;
-                let verdict = self.settle(probe, verdict, held, started);
-                self.status_log
-                    .report(probe, &verdict, answer.as_ref(), started.elapsed());
-                probe.read_status(verdict, answer).map(Rc::new)
+                // An answer, whatever it says of the page, is progress; no answer is the pool's.
+                let judged = answer.is_none();
+                let verdict = self.settle(probe, verdict, held, started, judged);
+                match &verdict {
+                    // A setting, not an event: said once, not at every scrape.
+                    Err(failure) if failure.reason == Reason::NotConfigured => {
+                        if !self.not_configured.replace(true) {
+                            warn!("probe {} {}: {failure} (said once: /metrics leaves out the phpfpm_* figures until the page is read)", probe.label(), probe.path());
+                        }
+                    }
+                    _ => self
+                        .status_log
+                        .report(probe, &verdict, answer.as_ref(), started.elapsed()),
+                }
+                let source = match self.lane {
+                    Some(_) => Source::Fallback,
+                    None => Source::Main,
+                };
+                (probe.read_status(verdict, answer).map(Rc::new), source)
             })
             .await;
         self.counters
             .record(ProbeKind::Status, &page, via, started.elapsed());
         if let (Ok(page), Via::Ran) = (&page, via) {
+            self.not_configured.set(false);
             self.counters.saw_page(page);
             if full == self.metrics_full {
-                *self.last_page.borrow_mut() = Some((Rc::clone(page), Instant::now()));
+                *self.last_page.borrow_mut() = Some((Figures::of(page), Instant::now(), source));
             }
         }
-        page
+        (page, source)
     }
 
-    /// The status page for `/metrics`, and when it was read if it is the last one repeated
-    /// (stale) because php-fpm is busy: at once while a probe connection of ours waits in
-    /// php-fpm's queue (a page asked now would wait behind it), or after the page failed `busy`,
-    /// `timeout` or `fcgi_overloaded`.
-    async fn metrics_page(&self) -> (Page, Option<Instant>) {
-        if self.keeper.kept() > 0 {
-            if let Some((last, read)) = self.last_page.borrow().clone() {
-                return (Ok(last), Some(read));
+    /// The kernel's count of connections waiting on the pool's listener, less our own probe
+    /// connections there (the kept one, those given up): the figure of a
+    /// `max-queued-connections` threshold.
+    pub(crate) fn queued(&self) -> Result<u64, String> {
+        let (view, own) = self.queue_view(Instant::now());
+        view.queued().map(|queued| queued.saturating_sub(own))
+    }
+
+    /// The status page for `/metrics` and where it was read: read now, or the last one's
+    /// figures repeated (stale) because php-fpm is busy: at once while a probe connection of ours
+    /// waits in the listener's queue (a page asked there now would wait behind it) and no lane
+    /// may answer instead, or after the page failed `busy`, `timeout` or `fcgi_overloaded`.
+    async fn metrics_page(&self) -> (Scraped, Source) {
+        let lane_may_answer = self.lane.as_ref().is_some_and(|lane| lane.may_answer());
+        if self.keeper.kept() > 0 && !lane_may_answer {
+            if let Some((last, read, source)) = self.last_page.borrow().clone() {
+                return (Scraped::Stale(last, read), source);
             }
         }
-        let page = self.status_page(self.metrics_full).await;
-        if page.is_err() {
-            self.counters.scrape_failed();
-        }
-        let stale = match &page {
-            Err(failure) if liveness::waiting(failure) => self.last_page.borrow().clone(),
-            _ => None,
+        let (page, source) = self.read_page(self.metrics_full).await;
+        let failure = match page {
+            Ok(page) => return (Scraped::Read(page), source),
+            Err(failure) if failure.reason == Reason::NotConfigured => {
+                return (Scraped::NotConfigured, source)
+            }
+            Err(failure) => failure,
+        };
+        self.counters.scrape_failed();
+        let stale = match liveness::waiting(&failure) {
+            true => self.last_page.borrow().clone(),
+            false => None,
         };
         match stale {
-            Some((last, read)) => (Ok(last), Some(read)),
-            None => (page, None),
+            Some((last, read, source)) => (Scraped::Stale(last, read), source),
+            None => (Scraped::Failed, source),
         }
     }
 
@@ -293,16 +365,29 @@ impl Pool {
     /// `status_on` is false), the busy figures, liveness. Labelled with the pool's name, when it
     /// has one.
     pub(crate) async fn write_metrics(&self, out: &mut String, status_on: bool, per_process: bool) {
-        let page = match status_on {
+        let scraped = match status_on {
             true => Some(self.metrics_page().await),
             false => None,
         };
         let mut w = Writer::new(out, self.name.as_deref());
         self.counters.write_probes(&mut w);
-        if let Some((page, _)) = &page {
-            let page = page.as_ref().map(|page| &**page);
+        let (mut stale, mut fresh) = (None, None);
+        // (figures, children) of php-fpm's part; none at all when its page is not configured.
+        let part = match scraped.as_ref().map(|(scraped, _)| scraped) {
+            Some(Scraped::Read(page)) => Some((
+                Some(&*fresh.insert(Figures::of(page))),
+                page.processes.as_ref().filter(|_| per_process),
+            )),
+            Some(Scraped::Stale(figures, read)) => {
+                stale = Some(*read);
+                Some((Some(figures), None))
+            }
+            Some(Scraped::Failed) => Some((None, None)),
+            Some(Scraped::NotConfigured) | None => None,
+        };
+        if let Some((figures, children)) = part {
             self.counters
-                .write_php_fpm(&mut w, self.name.as_deref(), page, per_process);
+                .write_php_fpm(&mut w, self.name.as_deref(), figures, children);
         }
         let now = Instant::now();
         let (view, _) = self.queue_view(now);
@@ -310,17 +395,44 @@ impl Pool {
         self.keeper.write_metrics(&mut w);
         w.gauge("fastcgi_healthcheck_stuck", "1 while php-fpm made no progress for BUSY_GRACE while probes waited (what /fcgi-live fails as stuck).", u8::from(self.live.borrow().stuck(now)));
         self.counters.write_live(&mut w);
-        if let Some((_, stale)) = page {
-            w.gauge("fastcgi_healthcheck_status_page_stale", "1 when the phpfpm_* figures are the last status page read, repeated because php-fpm is busy; 0 when read for this scrape.", u8::from(stale.is_some()));
+        if let Some((scraped, source)) = &scraped {
+            w.gauge("fastcgi_healthcheck_status_page_configured", "0 when php-fpm answered STATUS_PATH with 404 at this scrape (pm.status_path is not set in the pool): the phpfpm_* figures are left out; else 1.", u8::from(!matches!(scraped, Scraped::NotConfigured)));
+            let source = [("source", source.as_str())];
+            w.family("fastcgi_healthcheck_status_page_stale", "gauge", "1 when the phpfpm_* figures are the last status page read, repeated because php-fpm is busy; 0 when read for this scrape. source: where the page was read: lane (the status lane, pm.status_listen), main (the pool's listener), fallback (the listener, because the lane refused or is missing).");
+            w.sample(
+                "fastcgi_healthcheck_status_page_stale",
+                &source,
+                u8::from(stale.is_some()),
+            );
             if let Some(read) = stale {
-                w.gauge(
+                w.family(
                     "fastcgi_healthcheck_status_page_age_seconds",
-                    "How old the repeated (stale) status page figures are.",
+                    "gauge",
+                    "How old the repeated (stale) status page figures are; source as for fastcgi_healthcheck_status_page_stale.",
+                );
+                w.sample(
+                    "fastcgi_healthcheck_status_page_age_seconds",
+                    &source,
                     now.saturating_duration_since(read).as_secs(),
                 );
             }
         }
     }
+}
+
+/// What a scrape got of the status page.
+#[allow(clippy::large_enum_variant)] // one at a time, held by a scrape between no awaits
+enum Scraped {
+    /// The page, read for this scrape.
+    Read(Rc<Status>),
+    /// The figures of the last page, repeated while php-fpm is busy, and when it was read.
+    Stale(Figures, Instant),
+    /// Nothing: the page could not be read (`phpfpm_up 0`).
+    Failed,
+    /// php-fpm answered 404: it has no status page (`pm.status_path` unset). No `phpfpm_*`
+    /// figures at all, as with `STATUS_PATH=off`: php-fpm is up, and `phpfpm_up 0` would page
+    /// someone for a setting.
+    NotConfigured,
 }
 
 /// Counts a running probe of a pool (see [`Pool::flight`]).
@@ -373,7 +485,8 @@ mod tests {
             panic!("default config");
         };
         let destination = Destination::Unix(path.clone());
-        let pool = Pool::new(&config, None, &destination, &Requests::new(&config), None);
+        let at = (&destination, None);
+        let pool = Pool::new(&config, None, at, &Requests::new(&config), None);
         let read = Instant::now();
         assert_eq!(queued(pool.queue_view(read)), (0, 0));
         let _waiting = UnixStream::connect(&path).unwrap();

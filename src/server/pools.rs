@@ -136,10 +136,15 @@ impl PoolSet {
             nudge: Rc::default(),
         });
         match &config.pools {
-            Pools::One => state.add(String::new(), None, &config.destination),
+            Pools::One => state.add(
+                String::new(),
+                None,
+                &config.destination,
+                config.status_listen.as_ref(),
+            ),
             Pools::Named(named) => {
-                for (name, destination) in named {
-                    state.add(name.clone(), Some(name.clone()), destination);
+                for (name, at) in named {
+                    state.add(name.clone(), Some(name.clone()), &at.main, at.lane.as_ref());
                 }
             }
             Pools::Dir(_) => state.reread(Instant::now()),
@@ -224,7 +229,7 @@ impl PoolSet {
     pub(crate) fn describe(&self) -> String {
         let pools = self.published();
         if let (Origin::One, Some(pool)) = (&self.state.origin, pools.first()) {
-            return pool.label().to_owned();
+            return pool.label().to_owned() + &lane_text(pool);
         }
         let mut text = match &self.state.origin {
             Origin::Dir(discovery) => {
@@ -235,7 +240,10 @@ impl PoolSet {
         let shown: Vec<String> = pools
             .iter()
             .take(10)
-            .map(|pool| format!("{}={}", pool.name().unwrap_or_default(), pool.label()))
+            .map(|pool| {
+                let name = pool.name().unwrap_or_default();
+                format!("{name}={}{}", pool.label(), lane_text(pool))
+            })
             .collect();
         text.push_str(&shown.join(", "));
         if pools.len() > shown.len() {
@@ -274,13 +282,20 @@ impl PoolSet {
 }
 
 impl State {
-    /// Adds a pool (not yet published).
-    fn add(&self, key: String, name: Option<String>, destination: &Destination) {
+    /// Adds a pool (not yet published), with its status lane `lane`.
+    fn add(
+        &self,
+        key: String,
+        name: Option<String>,
+        destination: &Destination,
+        lane: Option<&Destination>,
+    ) {
         let rediscover = match self.origin {
             Origin::Dir(_) => Some(Rc::clone(&self.nudge)),
             _ => None,
         };
-        let pool = Pool::new(&self.config, name, destination, &self.requests, rediscover);
+        let at = (destination, lane);
+        let pool = Pool::new(&self.config, name, at, &self.requests, rediscover);
         let pool = Rc::new(pool);
         let keeper = match (self.stopped.get(), self.ex.upgrade()) {
             (false, Some(ex)) => {
@@ -340,11 +355,21 @@ impl State {
             }
             *discovery.left_out.borrow_mut() = left_out;
         }
+        // A pool whose status lane came or went (a reload that changed `pm.status_listen`) is
+        // made again, with it.
+        let lane_of = |name: &str| {
+            found
+                .lane(name)
+                .map(|path| Destination::Unix(path.to_owned()))
+        };
         let gone: Vec<String> = self
             .entries
             .borrow()
             .iter()
-            .filter(|(name, _)| !found.pools.iter().any(|(n, _)| n == name))
+            .filter(|(name, entry)| {
+                !found.pools.iter().any(|(n, _)| n == name)
+                    || entry.pool.lane() != lane_of(name).as_ref()
+            })
             .map(|(name, _)| name.clone())
             .collect();
         if !gone.is_empty() {
@@ -354,11 +379,17 @@ impl State {
                 .retain(|(name, _)| !gone.contains(name));
         }
         let mut added = Vec::new();
-        for (name, path) in found.pools {
-            let known = self.entries.borrow().iter().any(|(n, _)| *n == name);
+        for (name, path) in &found.pools {
+            let known = self.entries.borrow().iter().any(|(n, _)| n == name);
             if !known {
-                self.add(name.clone(), Some(name.clone()), &Destination::Unix(path));
-                added.push(name);
+                let (destination, lane) = (Destination::Unix(path.clone()), lane_of(name));
+                self.add(
+                    name.clone(),
+                    Some(name.clone()),
+                    &destination,
+                    lane.as_ref(),
+                );
+                added.push(name.clone());
             }
         }
         if !added.is_empty() {
@@ -367,6 +398,14 @@ impl State {
         if !gone.is_empty() || !added.is_empty() {
             self.publish();
         }
+    }
+}
+
+/// ` (status page through LANE)` for a pool with a status lane, for the start-up line.
+fn lane_text(pool: &Pool) -> String {
+    match pool.lane() {
+        Some(lane) => format!(" (status page through {lane})"),
+        None => String::new(),
     }
 }
 

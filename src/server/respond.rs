@@ -136,7 +136,7 @@ impl Probing {
             return match asked {
                 Asked::One(pool) => {
                     let page = pool.status_page(status::needs_processes(&thresholds)).await;
-                    status_reply(self, page, &thresholds)
+                    status_reply(self, &pool, page, &thresholds)
                 }
                 Asked::All(pools) => self.statuses(&pools, &thresholds).await,
             };
@@ -163,14 +163,15 @@ impl Probing {
             let name = pool.name().unwrap_or_default();
             match page {
                 Ok(page) => {
-                    let failed = status::evaluate(page, thresholds);
+                    let queued = status::needs_queued(thresholds).then(|| pool.queued());
+                    let failed = status::evaluate(page, queued.as_ref(), thresholds);
                     failed_any |= !failed.is_empty();
                     match failed.is_empty() {
                         true => lines.push_str(&format!("{name} ok\n")),
                         false => lines.push_str(&format!("{name} {}\n", failed.join("; "))),
                     }
                     pages_text.push_str(&format!("\n[{name}]\n"));
-                    status::render_fields(&mut pages_text, page);
+                    status::render_fields(&mut pages_text, page, queued.as_ref());
                 }
                 Err(failure) => {
                     failed_any = true;
@@ -296,21 +297,24 @@ pub(crate) async fn respond<'s>(shared: &'s Shared, head: &Head) -> Reply<'s> {
     }
 }
 
-/// `/fcgi-status` of one pool: its page and the thresholds that failed.
+/// `/fcgi-status` of one pool: its page (and the kernel's queue, when a threshold asks for it)
+/// and the thresholds that failed.
 fn status_reply<'s>(
     p: &'s Probing,
+    pool: &Pool,
     page: Result<Rc<Status>, Failure>,
     thresholds: &[Threshold],
 ) -> Reply<'s> {
     match page {
         Ok(page) => {
-            let failed = status::evaluate(&page, thresholds);
+            let queued = status::needs_queued(thresholds).then(|| pool.queued());
+            let failed = status::evaluate(&page, queued.as_ref(), thresholds);
             let code = if failed.is_empty() {
                 200
             } else {
                 p.fail_status
             };
-            p.text(code, status::render(&page, &failed))
+            p.text(code, status::render(&page, queued.as_ref(), &failed))
         }
         Err(failure) => p.text(p.fail_status, format!("{failure}\n")),
     }

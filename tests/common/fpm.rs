@@ -1,4 +1,5 @@
-//! A real php-fpm master + 2 static workers, configured in a temp dir, killed (all of it) on drop.
+//! A real php-fpm master + 2 static workers, configured in a temp dir, killed (all of it) on drop;
+//! optionally with a status lane (`pm.status_listen`), whose ondemand children are not workers.
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -69,6 +70,8 @@ pub struct PhpFpm {
     /// How many static workers the pool has (`pm.max_children`).
     size: usize,
     listen: Listen,
+    /// The status lane (`pm.status_listen`), when configured.
+    lane: Option<Listen>,
     workers: Vec<u32>,
     down: bool,
     /// Holds the config, log and pid file (and the socket for [`PhpFpm::unix`]); removed on drop.
@@ -106,16 +109,9 @@ impl PhpFpm {
 
     /// php-fpm on 127.0.0.1 at a free port, with `pool_lines` added to the pool's configuration.
     pub fn tcp_with(pool_lines: &str) -> Self {
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let addr = SocketAddr::new(ip, sys::free_port(ip));
-            match Self::start_in(TempDir::new(), Listen::Tcp(addr), pool_lines) {
-                Ok(fpm) => return fpm,
-                Err(error) => last_error = error,
-            }
-        }
-        panic!("php-fpm did not start on {ip}: {last_error}");
+        Self::on_free_port(IpAddr::V4(Ipv4Addr::LOCALHOST), |addr| {
+            Self::start_in(TempDir::new(), Listen::Tcp(addr), pool_lines)
+        })
     }
 
     /// php-fpm on 127.0.0.1 at a free port.
@@ -123,17 +119,58 @@ impl PhpFpm {
         Self::tcp_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
     }
 
-    /// php-fpm on `ip` at a free port; retries with another port if the chosen one got taken meanwhile.
+    /// php-fpm on `ip` at a free port.
     pub fn tcp_on(ip: IpAddr) -> Self {
+        Self::on_free_port(ip, |addr| {
+            Self::start_in(TempDir::new(), Listen::Tcp(addr), "")
+        })
+    }
+
+    /// php-fpm on a Unix socket with `size` static workers and its status lane
+    /// (`pm.status_listen`) on `status.sock` beside it, `pool_lines` added to the pool's
+    /// configuration. (php-fpm binds every listener before it says it is ready.)
+    pub fn unix_with_lane(size: usize, pool_lines: &str) -> Self {
+        let dir = TempDir::new();
+        let (socket, lane) = (dir.join("fpm.sock"), dir.join("status.sock"));
+        let lines = format!("pm.status_listen = {}\n{pool_lines}", lane.display());
+        let mut fpm = Self::start_sized(dir, Listen::Unix(socket), size, &lines)
+            .unwrap_or_else(|error| panic!("{error}"));
+        fpm.lane = Some(Listen::Unix(lane));
+        fpm
+    }
+
+    /// php-fpm on 127.0.0.1 at a free port with `size` static workers and its status lane at
+    /// another free port, written as a port alone (`pm.status_listen = PORT`: every address of
+    /// the host, IPv6 and IPv4-mapped), `pool_lines` added to the pool's configuration.
+    pub fn tcp_with_lane(size: usize, pool_lines: &str) -> Self {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Self::on_free_port(ip, |addr| {
+            let lane = SocketAddr::new(ip, sys::free_port(ip));
+            let lines = format!("pm.status_listen = {}\n{pool_lines}", lane.port());
+            let mut fpm = Self::start_sized(TempDir::new(), Listen::Tcp(addr), size, &lines)?;
+            fpm.lane = Some(Listen::Tcp(lane));
+            Ok(fpm)
+        })
+    }
+
+    /// php-fpm started by `start` on `ip` at a free port; retries with other ports if a chosen
+    /// one got taken meanwhile.
+    fn on_free_port(ip: IpAddr, start: impl Fn(SocketAddr) -> Result<Self, String>) -> Self {
         let mut last_error = String::new();
         for _ in 0..5 {
-            let addr = SocketAddr::new(ip, sys::free_port(ip));
-            match Self::start_in(TempDir::new(), Listen::Tcp(addr), "") {
+            match start(SocketAddr::new(ip, sys::free_port(ip))) {
                 Ok(fpm) => return fpm,
                 Err(error) => last_error = error,
             }
         }
         panic!("php-fpm did not start on {ip}: {last_error}");
+    }
+
+    /// The status lane (`pm.status_listen`); panics for a php-fpm without one.
+    pub fn lane(&self) -> &Listen {
+        self.lane
+            .as_ref()
+            .unwrap_or_else(|| panic!("this php-fpm has no status lane"))
     }
 
     /// The configuration file (rewrite it, then SIGUSR2 the master, to reload).
@@ -200,6 +237,7 @@ impl PhpFpm {
             child,
             size,
             listen,
+            lane: None,
             workers: Vec::new(),
             down: false,
             dir,

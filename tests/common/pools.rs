@@ -7,6 +7,10 @@
 //! ours with `fpm-` in front, so a test can tell the tool's pool name (`POOLS`, the socket file
 //! less `.sock`) from php-fpm's.
 //!
+//! A Unix pool may have a status lane (`pm.status_listen`) on `NAME.status.sock` beside its socket,
+//! as `POOLS=dir:` pairs them. Its children (ondemand, `php-fpm: pool fpm-NAME_status`) are not
+//! the pool's workers; a reload while one is alive would count it.
+//!
 //! What php-fpm 8.2 does on a reload (seen here, and checked by tests/pools.rs's harness test):
 //! the master keeps its pid and re-executes itself, every worker of every pool is replaced, the
 //! listeners of the pools still configured are inherited (same socket, same inode), and the
@@ -30,12 +34,14 @@ pub enum On {
     Tcp,
 }
 
-/// A pool to configure: our name for it, where it listens, how many static workers it has.
+/// A pool to configure: our name for it, where it listens, how many static workers it has,
+/// whether it has a status lane.
 #[derive(Clone, Debug)]
 pub struct PoolSpec {
     pub name: &'static str,
     pub on: On,
     pub size: usize,
+    pub lane: bool,
 }
 
 impl PoolSpec {
@@ -45,6 +51,7 @@ impl PoolSpec {
             name,
             on: On::Unix,
             size: 2,
+            lane: false,
         }
     }
 
@@ -54,12 +61,24 @@ impl PoolSpec {
             name,
             on: On::Tcp,
             size: 2,
+            lane: false,
         }
     }
 
     /// The same pool with `size` static workers (`pm.max_children`).
     pub fn sized(self, size: usize) -> Self {
         Self { size, ..self }
+    }
+
+    /// The same pool (on a Unix socket) with a status lane on `NAME.status.sock` beside it.
+    pub fn with_lane(self) -> Self {
+        assert_eq!(
+            self.on,
+            On::Unix,
+            "{}: a lane beside a Unix socket only",
+            self.name
+        );
+        Self { lane: true, ..self }
     }
 }
 
@@ -247,6 +266,11 @@ impl FpmPools {
         &self.pool(name).listen
     }
 
+    /// The status lane socket of pool `name` (`NAME.status.sock`), whether it has one or not.
+    pub fn lane_path(&self, name: &str) -> PathBuf {
+        self.sockets.join(&lane_file(name))
+    }
+
     /// How many static workers pool `name` has.
     pub fn size(&self, name: &str) -> usize {
         self.pool(name).spec.size
@@ -257,11 +281,18 @@ impl FpmPools {
         self.sockets.path()
     }
 
-    /// `POOLS` naming every pool (removed ones included), `NAME=/path.sock` or `NAME=127.0.0.1:PORT`.
+    /// `POOLS` naming every pool (removed ones included), `NAME=/path.sock` (`+/lane.sock` with a
+    /// lane) or `NAME=127.0.0.1:PORT`.
     pub fn pools_env(&self) -> String {
         self.pools
             .iter()
             .map(|pool| match &pool.listen {
+                Listen::Unix(path) if pool.spec.lane => format!(
+                    "{}={}+{}",
+                    pool.spec.name,
+                    path.display(),
+                    self.lane_path(pool.spec.name).display()
+                ),
                 Listen::Unix(path) => format!("{}={}", pool.spec.name, path.display()),
                 Listen::Tcp(addr) => format!("{}={addr}", pool.spec.name),
             })
@@ -315,6 +346,11 @@ impl Drop for FpmPools {
     }
 }
 
+/// The file name of pool `name`'s status lane, beside its socket.
+fn lane_file(name: &str) -> String {
+    format!("{name}.status.sock")
+}
+
 fn config_text(dir: &TempDir, pools: &[Pool]) -> String {
     let mut text = format!(
         "[global]\n\
@@ -331,6 +367,10 @@ fn config_text(dir: &TempDir, pools: &[Pool]) -> String {
             &pool.listen,
             pool.spec.size,
         ));
+        if let (true, Listen::Unix(socket)) = (pool.spec.lane, &pool.listen) {
+            let lane = socket.with_file_name(lane_file(pool.spec.name));
+            text.push_str(&format!("pm.status_listen = {}\n", lane.display()));
+        }
     }
     text
 }

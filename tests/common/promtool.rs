@@ -1,5 +1,7 @@
-//! `promtool check metrics` (Debian's prometheus package) on a `/metrics` text.
+//! `promtool check metrics` (Debian's prometheus package) on a `/metrics` text, and its samples
+//! read back.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -46,4 +48,60 @@ pub fn check_metrics(text: &str) {
         out.status.success() || only_known,
         "promtool check metrics: {problems}\n{text}"
     );
+}
+
+/// One sample of the Prometheus text.
+#[derive(Debug)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Every sample of a `/metrics` text (label values hold no comma, quote or brace here).
+pub fn samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("no value in {line:?}"));
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (
+                    name,
+                    rest.strip_suffix('}')
+                        .unwrap_or_else(|| panic!("unclosed labels in {line:?}")),
+                ),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
+                    (key.to_owned(), value.trim_matches('"').to_owned())
+                })
+                .collect();
+            Sample {
+                name: name.to_owned(),
+                labels,
+                value: value.parse().unwrap_or(f64::NAN),
+            }
+        })
+        .collect()
+}
+
+/// The value of the first sample `name` that has every one of `labels`.
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples(text)
+        .into_iter()
+        .find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
 }

@@ -3,7 +3,7 @@
 //!
 //! Input layout: a header byte (bit 0: `check` mode), then pieces separated by 0x00. Every piece
 //! is a tag byte and a value: tag % 4 == 0 sets the environment variable
-//! VARS[tag / 4 % 14]; 1 adds FLAGS[tag / 4 % FLAGS.len()] and the value as two arguments; 2 adds
+//! VARS[tag / 4 % 15]; 1 adds FLAGS[tag / 4 % FLAGS.len()] and the value as two arguments; 2 adds
 //! `FLAG=value`; 3 adds the value as one argument. Values are raw bytes (possibly not UTF-8).
 #![no_main]
 
@@ -14,7 +14,7 @@ use std::time::Duration;
 use fastcgi_healthcheck::config::{self, Command, Config, Host};
 use libfuzzer_sys::fuzz_target;
 
-const VARS: [&str; 14] = [
+const VARS: [&str; 15] = [
     "SERVER",
     "DESTINATION",
     "DESTINATION_PORT",
@@ -29,9 +29,10 @@ const VARS: [&str; 14] = [
     "IDLE_EXIT",
     "STATUS_PATH",
     "RUST_LOG",
+    "STATUS_LISTEN",
 ];
 
-const FLAGS: [&str; 27] = [
+const FLAGS: [&str; 28] = [
     "--server",
     "--destination",
     "--destination-port",
@@ -59,6 +60,7 @@ const FLAGS: [&str; 27] = [
     "check",
     "--help",
     "--live",
+    "--status-listen",
 ];
 
 const MS: Duration = Duration::from_millis(1);
@@ -79,6 +81,13 @@ fn check_config(config: &Config) {
     assert!(!config.ping_path.chars().any(|c| c.is_whitespace() || c.is_control()));
     if let Some(path) = &config.status_path {
         assert!(path.starts_with('/'));
+    }
+    match &config.status_listen {
+        Some(config::Destination::Unix(path)) => {
+            assert!(path.is_absolute() && path.as_os_str().len() <= 107, "{path:?}");
+        }
+        Some(config::Destination::Tcp { port, .. }) => assert_ne!(*port, 0),
+        None => {}
     }
 }
 

@@ -114,10 +114,15 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let thresholds = status::parse_thresholds(&query.join("&")).unwrap();
     assert!(status::needs_processes(&thresholds));
-    for line in status::evaluate(&status, &thresholds) {
+    for line in status::evaluate(&status, None, &thresholds) {
         assert!(!line.contains('\n'), "failure line with a newline: {line:?}");
+        // A truncated part's aggregates are lower bounds: never a definite minimum failure.
+        assert!(
+            !processes.truncated || !line.contains(" < "),
+            "a definite minimum from a partial count: {line:?}"
+        );
     }
-    let body = status::render(&status, &[]);
+    let body = status::render(&status, None, &[]);
     assert!(
         !body.chars().any(|c| c.is_control() && c != '\n'),
         "raw control character in {body:?}"
