@@ -10,11 +10,12 @@
 //! `+lane`) when there is one and it answers.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::{Config, Destination, Listeners, Pools};
+use crate::deadline;
 use crate::join::join_all;
-use crate::liveness::{self, Liveness};
+use crate::liveness::{self, Liveness, Observation, LANE_AFTER_PING};
 use crate::os::discover;
 use crate::os::listen_queue::View;
 use crate::probe::lane::{self, Lane};
@@ -145,7 +146,7 @@ fn pool_list(pools: &Pools) -> Result<Vec<(String, Listeners)>, String> {
 async fn ask(config: &Config, at: &Listeners, question: Question<'_>) -> Result<String, String> {
     let probe = Probe::ping_at(config, &at.main);
     match question {
-        Question::Live => live(&probe, config.busy_grace)
+        Question::Live => live(&probe, config, at.lane.as_ref())
             .await
             .map(|_| String::new())
             .map_err(|failure| failure.to_string()),
@@ -205,7 +206,7 @@ pub fn run(config: &Config, verbose: bool, status: Option<&[Threshold]>) -> u8 {
 /// through `pm.status_listen`, tells them apart).
 pub fn run_live(config: &Config) -> u8 {
     let probe = Probe::new(config);
-    let verdict = smol::block_on(live(&probe, config.busy_grace));
+    let verdict = smol::block_on(live(&probe, config, config.status_listen.as_ref()));
     crate::os::log::flush();
     match verdict {
         Ok(note) => {
@@ -220,23 +221,57 @@ pub fn run_live(config: &Config) -> u8 {
 }
 
 /// The liveness verdict of [`run_live`]; `Ok` carries a note for a pool that did not answer.
-async fn live(probe: &Probe, grace: Option<Duration>) -> Result<String, Failure> {
+/// With a status lane, its full page is read beside the ping and, when the ping waited,
+/// again within [`LANE_AFTER_PING`]: two readings for the page rules.
+async fn live(
+    probe: &Probe,
+    config: &Config,
+    lane: Option<&Destination>,
+) -> Result<String, Failure> {
+    let lane = lane.map(|lane| Lane::new(config, lane));
     let started = Instant::now();
-    let (verdict, _, view) = run_reported(probe).await;
-    let now = Instant::now();
-    let mut liveness = Liveness::new(grace);
-    liveness.probed(&verdict, started, now);
-    liveness.live(&verdict, now)?;
+    let first = async {
+        let lane = lane.as_ref()?;
+        let read = lane.read(true, probe.label()).await;
+        Some((read, Instant::now()))
+    };
+    let ((verdict, _, seen), first) = smol::future::zip(run_reported(probe), first).await;
+    let mut liveness = Liveness::new(config.busy_grace);
+    liveness.probed(&verdict, started, Instant::now());
+    let waited = verdict.as_ref().err().is_some_and(liveness::waiting);
+    if let (true, Some(lane)) = (waited, &lane) {
+        if let Some((lane::Read::Page(Ok(page)), at)) = first {
+            liveness.observed(&Observation::of(&page, at), None);
+        }
+        let again = deadline::at(
+            deadline::after(LANE_AFTER_PING),
+            lane.read(true, probe.label()),
+        )
+        .await;
+        if let Some(lane::Read::Page(Ok(page))) = again {
+            let others = seen.as_ref().and_then(|(view, own)| others(view, *own));
+            liveness.observed(&Observation::of(&page, Instant::now()), others);
+        }
+    }
+    liveness.live(&verdict, Instant::now())?;
     let Err(failure) = verdict else {
         return Ok(String::new());
     };
-    Ok(match view {
-        Some(View::Seen(_)) if failure.reason == Reason::Timeout => format!(
+    Ok(match seen {
+        Some((View::Seen(_), _)) if failure.reason == Reason::Timeout => format!(
             " ({failure}; php-fpm holds our connection in its queue: every worker is on a request)"
         ),
-        Some(View::Unavailable(why)) => format!(" ({failure}; {why})"),
+        Some((View::Unavailable(why), _)) => format!(" ({failure}; {why})"),
         _ => format!(" ({failure})"),
     })
+}
+
+/// The connections in the kernel's `view` besides `own` of ours (`None`: not readable).
+fn others(view: &View, own: u64) -> Option<u64> {
+    match view {
+        View::Seen(queue) => Some(queue.queued.saturating_sub(own)),
+        View::Unavailable(_) => None,
+    }
 }
 
 /// Runs `probe` once and logs its outcome (shown with `RUST_LOG`), before the verdict line.
@@ -247,8 +282,9 @@ fn run_logged(probe: &Probe) -> (Verdict, Option<Answer>) {
 }
 
 /// Runs `probe` once and logs its outcome. A timeout is judged by the kernel's view of the
-/// queue (`busy` when others wait there, as `/fcgi-ping` judges it), returned when it was read.
-async fn run_reported(probe: &Probe) -> (Verdict, Option<Answer>, Option<View>) {
+/// queue (`busy` when others wait there, as `/fcgi-ping` judges it), returned when it was read
+/// with how many of the connections it counts were ours.
+async fn run_reported(probe: &Probe) -> (Verdict, Option<Answer>, Option<(View, u64)>) {
     let started = Instant::now();
     let (verdict, answer, held) = probe.run_holding().await;
     let (verdict, view) = match verdict {
@@ -256,7 +292,7 @@ async fn run_reported(probe: &Probe) -> (Verdict, Option<Answer>, Option<View>) 
             let view = probe.listen_queue();
             let own = u64::from(held.is_some());
             let failure = liveness::classify(failure, &view, own, probe.timeout());
-            (Err(failure), Some(view))
+            (Err(failure), Some((view, own)))
         }
         other => (other, None),
     };

@@ -31,6 +31,11 @@ use crate::os::listen_queue::{Queue, Unseen, View};
 use crate::probe::{Failure, Reason, Stage, Verdict};
 use crate::proto::status::Status;
 
+/// How long `/fcgi-live` and `check --live` give the status lane's full page after a ping that
+/// got no answer: their verdict comes within `TIMEOUT` plus this (the lane answers in a few
+/// milliseconds; one that does not is no help here).
+pub(crate) const LANE_AFTER_PING: Duration = Duration::from_millis(100);
+
 /// Whether `failure` says php-fpm holds the connection but no worker answered in time (busy, a
 /// timeout waiting for the answer, a full queue): liveness waits `BUSY_GRACE` before it calls
 /// that `stuck`. A timeout while resolving or connecting is not waiting: nothing took the
@@ -82,8 +87,6 @@ pub(crate) fn classify(failure: Failure, view: &View, own: u64, timeout: Duratio
     }
 }
 
-// Fed by the status lane (`STATUS_LISTEN`, issue 24), wired when it lands.
-#[cfg_attr(not(test), allow(dead_code))]
 /// One worker of a page's per-process blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Worker {
@@ -94,8 +97,6 @@ pub(crate) struct Worker {
     pub(crate) running_for: Option<Duration>,
 }
 
-// Fed by the status lane (`STATUS_LISTEN`, issue 24), wired when it lands.
-#[cfg_attr(not(test), allow(dead_code))]
 /// What one reading of php-fpm's full status page shows of its workers: the input of the page
 /// rules ([`judge_page`]). php-fpm 8.0+ serves the page on `pm.status_listen` while every worker
 /// of the pool is busy; the page lists the children that exist now (with dynamic and ondemand
@@ -112,8 +113,6 @@ pub(crate) struct Observation {
     pub(crate) at: Instant,
 }
 
-// Fed by the status lane (`STATUS_LISTEN`, issue 24), wired when it lands.
-#[cfg_attr(not(test), allow(dead_code))]
 impl Observation {
     /// What the full page `page`, read at `at`, shows (a page without per-process blocks is
     /// truncated: nothing can be decided from it).
@@ -141,8 +140,6 @@ impl Observation {
     }
 }
 
-// Fed by the status lane (`STATUS_LISTEN`, issue 24), wired when it lands.
-#[cfg_attr(not(test), allow(dead_code))]
 /// What the page rules make of one reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PageVerdict {
@@ -162,8 +159,6 @@ pub(crate) enum PageVerdict {
     Undecided,
 }
 
-// Fed by the status lane (`STATUS_LISTEN`, issue 24), wired when it lands.
-#[cfg_attr(not(test), allow(dead_code))]
 /// The page rules: `page` against the reading `before` it (its `accepted conn` and when), with
 /// `others` connections (besides ours) waiting in the kernel's queue (`None`: unknown).
 pub(crate) fn judge_page(
@@ -238,7 +233,6 @@ pub(crate) struct Liveness {
     /// Why php-fpm's page proved the pool stuck during this wait.
     page_stuck: Option<String>,
     /// The last page's `accepted conn`, and when it was read.
-    #[cfg_attr(not(test), allow(dead_code))]
     last_page: Option<(u64, Instant)>,
     /// What was last said about the kernel's figures.
     sight: Option<Sight>,
@@ -287,8 +281,6 @@ impl Liveness {
         self.page_stuck = None;
     }
 
-    // Fed by the status lane (`STATUS_LISTEN`, issue 24), wired when it lands.
-    #[cfg_attr(not(test), allow(dead_code))]
     /// php-fpm's full page `page`, read while waiting, with `others` connections (besides ours)
     /// in the kernel's queue: progress (a worker started a request), or proof of stuck.
     pub(crate) fn observed(&mut self, page: &Observation, others: Option<u64>) {

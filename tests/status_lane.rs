@@ -344,3 +344,124 @@ fn simultaneous_pages_share_one_lane_read_whatever_coalesce_says() {
     assert_eq!(ran + waited, CLIENTS as f64, "{text}");
     assert!(ran < CLIENTS as f64, "every request read the lane: {text}");
 }
+
+/// `check --live` with the lane answers within `TIMEOUT` (plus the lane's second reading): 0
+/// while every worker runs a request younger than `BUSY_GRACE`, `stuck` once the youngest
+/// running request is older (no worker started one within the grace), as php-fpm's own page
+/// shows; `/fcgi-live` says the same.
+#[test]
+fn check_live_with_the_lane_is_stuck_once_every_request_is_older_than_the_grace() {
+    let fpm = PhpFpm::unix_with_lane(2, "");
+    let docroot = Docroot::new();
+    let mut env = with_lane(&fpm);
+    env.push(("TIMEOUT", "500ms".to_owned()));
+    env.push(("BUSY_GRACE", "3s".to_owned()));
+    let tool = start(&env);
+    let clients = sleepers(fpm.listen(), &docroot, 3, 30_000);
+    let started = Instant::now();
+    let (busy, took) = wait_until(Duration::from_secs(5), "every worker to be taken", || {
+        let (finished, took) = check(&env, &["--live"]);
+        (finished.stdout.starts_with("ok (")).then_some((finished, took))
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the workers took too long to fill: {busy:?}"
+    );
+    assert_eq!(busy.status.code(), Some(0), "{busy:?}");
+    assert!(
+        took < Duration::from_millis(500) + SLACK,
+        "check --live took {took:?}"
+    );
+    let (stuck, took) = wait_until(
+        Duration::from_secs(10),
+        "check --live to fail stuck",
+        || {
+            let (finished, took) = check(&env, &["--live"]);
+            (finished.status.code() == Some(1)).then_some((finished, took))
+        },
+    );
+    assert!(
+        stuck
+            .stderr
+            .starts_with("stuck: every worker (2) has been on its request for "),
+        "{stuck:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "stuck after {:?}, before BUSY_GRACE=3s",
+        started.elapsed()
+    );
+    assert!(
+        took < Duration::from_millis(500) + SLACK,
+        "check --live took {took:?}"
+    );
+    eprintln!(
+        "check --live with the lane: stuck in {took:?}: {}",
+        stuck.stderr
+    );
+    let live = get(tool.addr(), "/fcgi-live");
+    live.assert_failure(503, "stuck");
+    assert!(live.body.contains("every worker (2)"), "{live:?}");
+    drop(fpm);
+    for client in clients {
+        let _ = client.join();
+    }
+}
+
+/// Frozen workers (`kill -STOP`) while connections wait, with the lane up: php-fpm's page shows
+/// them idle and `accepted conn` still between two readings, so liveness fails `stuck` long
+/// before `BUSY_GRACE` (60 s), from one `check --live` and from `/fcgi-live`, instead of busy
+/// until the grace.
+#[test]
+fn frozen_workers_with_the_lane_are_stuck_not_busy() {
+    let fpm = PhpFpm::unix_with_lane(2, "");
+    let docroot = Docroot::new();
+    let mut env = with_lane(&fpm);
+    env.push(("TIMEOUT", "500ms".to_owned()));
+    let tool = start(&env);
+    get(tool.addr(), "/fcgi-live").assert_ok();
+    fpm.stop_workers();
+    // Others' connections wait in the queue beside ours.
+    let clients = sleepers(fpm.listen(), &docroot, 2, 10);
+    let started = Instant::now();
+    let (frozen, took) = wait_until(
+        Duration::from_secs(10),
+        "check --live to fail stuck",
+        || {
+            let (finished, took) = check(&env, &["--live"]);
+            (finished.status.code() == Some(1)).then_some((finished, took))
+        },
+    );
+    assert!(
+        frozen.stderr.starts_with("stuck: 2 workers idle while ")
+            && frozen.stderr.contains("frozen"),
+        "{frozen:?}"
+    );
+    assert!(
+        took < Duration::from_millis(500) + SLACK,
+        "check --live took {took:?}"
+    );
+    let live = wait_until(Duration::from_secs(10), "/fcgi-live to fail stuck", || {
+        let response = get(tool.addr(), "/fcgi-live");
+        (response.status != 200).then_some(response)
+    });
+    live.assert_failure(503, "stuck");
+    assert!(live.body.contains("frozen"), "{live:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stuck only after {:?}",
+        started.elapsed()
+    );
+    fpm.resume_workers();
+    for client in clients {
+        assert!(
+            client.join().unwrap(),
+            "a client was not answered after SIGCONT"
+        );
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "/fcgi-live to be 200 again",
+        || (get(tool.addr(), "/fcgi-live").status == 200).then_some(()),
+    );
+}

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use crate::config::{Config, Destination, ProcessMetrics};
-use crate::liveness::{self, Liveness};
+use crate::deadline;
+use crate::liveness::{self, Liveness, Observation, LANE_AFTER_PING};
 use crate::os::listen_queue::View;
 use crate::probe::coalesce::{Coalescer, Via};
 use crate::probe::counters::{Counters, ProbeKind};
@@ -96,6 +97,9 @@ pub(crate) struct Pool {
     queue_view: RefCell<Option<(View, u64, Instant)>>,
     /// A pool of a `dir:` directory: asks for a re-read when its socket is gone (`ENOENT`).
     rediscover: Option<Rc<Nudge>>,
+    /// When liveness last read the status lane's page itself (at most once per
+    /// [`QUEUE_VIEW_AGE`]).
+    lane_read: Cell<Option<Instant>>,
 }
 
 impl Pool {
@@ -135,6 +139,7 @@ impl Pool {
             not_configured: Cell::new(false),
             queue_view: RefCell::new(None),
             rediscover,
+            lane_read: Cell::new(None),
         }
     }
 
@@ -260,9 +265,46 @@ impl Pool {
     /// liveness (busy is alive until stuck), counted.
     pub(crate) async fn live(&self) -> Verdict {
         let verdict = self.ping().await;
+        if verdict.as_ref().err().is_some_and(liveness::waiting) {
+            // Boxed: off the healthy path, and a connection's future stays small.
+            Box::pin(self.observe_lane()).await;
+        }
         let live = self.live.borrow().live(&verdict, Instant::now());
         self.counters.record_live(&live);
         live
+    }
+
+    /// After a ping that got no answer: the status lane's full page for liveness, within
+    /// [`LANE_AFTER_PING`] and at most once per [`QUEUE_VIEW_AGE`] (a scrape's lane read feeds
+    /// it too), while the lane may answer.
+    async fn observe_lane(&self) {
+        let Some(lane) = self.lane.as_deref().filter(|lane| lane.may_answer()) else {
+            return;
+        };
+        let now = Instant::now();
+        let recent = |read: Instant| now.saturating_duration_since(read) < QUEUE_VIEW_AGE;
+        if self.lane_read.get().is_some_and(recent) {
+            return;
+        }
+        self.lane_read.set(Some(now));
+        let read = lane.read(true, self.probe.label());
+        if let Some(lane::Read::Page(Ok(page))) =
+            deadline::at(deadline::after(LANE_AFTER_PING), read).await
+        {
+            self.observe(&page);
+        }
+    }
+
+    /// Feeds liveness a full page read through the lane now, with the kernel's count of the
+    /// connections besides ours.
+    fn observe(&self, page: &Status) {
+        let now = Instant::now();
+        let (view, own) = self.queue_view(now);
+        let others = view.queued().ok().map(|queued| queued.saturating_sub(own));
+        self.lane_read.set(Some(now));
+        self.live
+            .borrow_mut()
+            .observed(&Observation::of(page, now), others);
     }
 
     /// php-fpm's status page, fetched once for all concurrent requests (`/fcgi-status` with any
@@ -313,6 +355,9 @@ impl Pool {
             .await;
         self.counters
             .record(ProbeKind::Status, &page, via, started.elapsed());
+        if let (Ok(page), Via::Ran, Source::Lane, true) = (&page, via, source, full) {
+            self.observe(page);
+        }
         if let (Ok(page), Via::Ran) = (&page, via) {
             self.not_configured.set(false);
             self.counters.saw_page(page);
