@@ -391,7 +391,10 @@ fn a_busy_scrape_repeats_the_figures_not_the_children() {
     peer.set(Behavior::silent());
     let stale = get(tool.addr(), "/metrics").body;
     assert_eq!(
-        sample(&stale, "fastcgi_healthcheck_status_page_stale{source=\"main\"}"),
+        sample(
+            &stale,
+            "fastcgi_healthcheck_status_page_stale{source=\"main\"}"
+        ),
         1.0,
         "{stale}"
     );

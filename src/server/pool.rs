@@ -369,8 +369,8 @@ impl Pool {
     }
 
     /// The kernel's count of connections waiting on the pool's listener, less our own probe
-    /// connections there (the kept one, those given up): the figure of a
-    /// `max-queued-connections` threshold.
+    /// connections there (the running probes', the kept one, those given up), as read at most
+    /// once a second: the figure of a `max-queued-connections` threshold.
     pub(crate) fn queued(&self) -> Result<u64, String> {
         let (view, own) = self.queue_view(Instant::now());
         view.queued().map(|queued| queued.saturating_sub(own))
