@@ -304,9 +304,9 @@ pub const SETTINGS: [Setting; 18] = [
               activation; `off` or `0`: never",
         apply: |raw, c| parse_idle_exit(raw).map(|v| c.idle_exit = v) },
     Setting { var: "BUSY_GRACE", flag: "--busy-grace", default: "60s",
-        help: "`/fcgi-live` and `check --live`: a busy pool (every worker taken, connections queued) \
-              stays alive until it made no progress this long, then fails `stuck`; `off`: busy fails \
-              liveness at once, as `/fcgi-ping`",
+        help: "`/fcgi-live` (and `check --live` with `STATUS_LISTEN`): a busy pool (every worker \
+              taken, connections queued) stays alive until it made no progress this long, then fails \
+              `stuck`; more than `TIMEOUT`; `off`: busy fails liveness at once, as `/fcgi-ping`",
         apply: |raw, c| parse_busy_grace(raw).map(|v| c.busy_grace = v) },
     Setting { var: "RUST_LOG", flag: "--log-level", default: "info",
         help: "log level: `error`, `warn`, `info`, `debug`, `trace`, `off`, or `module=level` pairs, \
