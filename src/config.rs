@@ -767,7 +767,7 @@ fn parse_pools(raw: &Raw, default: &Destination) -> Result<Pools, ConfigError> {
             pools.len()
         )));
     }
-    pools.sort_by(|a, b| a.0.cmp(&b.0));
+    pools.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(Pools::Named(pools))
 }
 

@@ -155,7 +155,7 @@ pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
     // said).
     found
         .pools
-        .sort_by(|a, b| (&a.0, !ends_in_sock(&a.1)).cmp(&(&b.0, !ends_in_sock(&b.1))));
+        .sort_unstable_by(|a, b| (&a.0, !ends_in_sock(&a.1)).cmp(&(&b.0, !ends_in_sock(&b.1))));
     let mut kept: Vec<(String, PathBuf)> = Vec::with_capacity(found.pools.len());
     for (name, path) in std::mem::take(&mut found.pools) {
         match kept.last() {
@@ -179,8 +179,8 @@ pub fn sockets(dir: &Path) -> Result<Found, Unreadable> {
             .map(|(name, _)| name)
             .collect();
     }
-    found.unnamed.sort();
-    found.shadowed.sort();
+    found.unnamed.sort_unstable();
+    found.shadowed.sort_unstable();
     Ok(found)
 }
 
@@ -219,7 +219,7 @@ pub fn pair_lanes(listed: Vec<(String, PathBuf)>) -> Paired {
             None => paired.pools.push((name.clone(), path.clone())),
         }
     }
-    paired.lanes.sort();
+    paired.lanes.sort_unstable();
     paired
 }
 
@@ -236,7 +236,7 @@ mod tests {
                 .iter()
                 .map(|n| ((*n).to_owned(), PathBuf::from(format!("/run/php/{n}.sock"))))
                 .collect();
-            listed.sort();
+            listed.sort_unstable();
             listed
         };
         let paired = pair_lanes(listed(&[
