@@ -531,6 +531,11 @@ where
             live,
             status: status_flag,
             verbose: verbose_flag.filter(|_| config.pools == Pools::One || pool.is_some()),
+            lanes: match &config.pools {
+                Pools::One => config.status_listen.is_some(),
+                Pools::Named(named) => named.iter().any(|(_, at)| at.lane.is_some()),
+                Pools::Dir(_) => true,
+            },
         };
         let unread = SETTINGS
             .iter()
@@ -572,6 +577,9 @@ struct CheckMode<'a> {
     /// `-v` or `--verbose` as given; `None` when every pool of `POOLS` is asked (no `--pool`),
     /// where `-v` prints each pool's line in every mode.
     verbose: Option<&'a str>,
+    /// Whether a status lane may be read (`STATUS_LISTEN`, a pool's `+lane`, or `dir:`'s
+    /// `NAME.status.sock`): `--live` reads its page, at `STATUS_PATH`.
+    lanes: bool,
 }
 
 impl CheckMode<'_> {
@@ -605,6 +613,8 @@ impl CheckMode<'_> {
     /// refused: the environment is the server's too.
     fn unread(&self, var: &str) -> Option<&'static str> {
         let status = self.status.is_some();
+        // Whether the status page is read: by --status, or by --live through a lane.
+        let page = status || (self.live && self.lanes);
         match var {
             "SERVER" | "CLIENT_TIMEOUT" | "MAX_CONNECTIONS" | "IDLE_EXIT" => {
                 Some("it is for the HTTP server, and check serves no HTTP")
@@ -617,7 +627,13 @@ impl CheckMode<'_> {
                 Some("it chooses what /metrics reads, and check serves no /metrics")
             }
             "BUSY_GRACE" if !self.live => Some("only check --live waits for a busy pool"),
-            "STATUS_PATH" if !status => Some("only check --status reads the status page"),
+            "STATUS_PATH" if !page => Some(
+                "only check --status reads the status page, and check --live through a status \
+                 lane (STATUS_LISTEN)",
+            ),
+            "STATUS_LISTEN" if !status && !self.live => {
+                Some("only check --status and check --live read the status lane")
+            }
             "PING_PATH" | "PING_RESPONSE" if status => {
                 Some("it reads the status page (STATUS_PATH), not the ping")
             }
@@ -1722,6 +1738,7 @@ mod tests {
                 "--status-path",
                 "check --live",
             ),
+            (&["--status-listen", "9001"], "--status-listen", "check"),
             (
                 &["--status", "--ping-path", "/ping"],
                 "--ping-path",
@@ -1767,6 +1784,15 @@ mod tests {
                 "--destination",
                 "/x.sock",
             ],
+            // The lane's page is read at STATUS_PATH by --live too.
+            &[
+                "--live",
+                "--status-listen",
+                "/x.status.sock",
+                "--status-path",
+                "/s",
+            ],
+            &["--status", "--status-listen", "9001"],
         ] {
             let mut all = vec!["check"];
             all.extend_from_slice(args);
@@ -1786,6 +1812,22 @@ mod tests {
             message.starts_with("-v is ignored by check --live"),
             "{message}"
         );
+        // --live reads STATUS_PATH where a pool has a lane (after + in POOLS, or dir:'s).
+        let live_path = ["check", "--live", "--status-path", "/s"];
+        let message = error(&live_path, &pools);
+        assert!(
+            message.starts_with("--status-path is ignored by check --live"),
+            "{message}"
+        );
+        for pools in ["a=/a.sock+/a.status.sock,b=/b.sock", "dir:/run/php"] {
+            assert!(
+                matches!(
+                    run(&live_path, &[("POOLS", pools)]),
+                    Ok(Command::Check { .. })
+                ),
+                "{pools}"
+            );
+        }
         // The environment is shared with the server: never refused.
         let env = [
             ("SERVER", "0.0.0.0:8080"),

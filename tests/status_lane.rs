@@ -465,3 +465,53 @@ fn frozen_workers_with_the_lane_are_stuck_not_busy() {
         || (get(tool.addr(), "/fcgi-live").status == 200).then_some(()),
     );
 }
+
+/// A lane found missing while a ping waited is tried again by liveness itself (at most once a
+/// second), with no scrape to try it: once its socket is back, `/fcgi-live` judges php-fpm's own
+/// page (every worker on a request older than `BUSY_GRACE`), not the kernel's rule alone.
+#[test]
+fn liveness_tries_a_missing_lane_again() {
+    let fpm = PhpFpm::unix_with_lane(2, "");
+    let docroot = Docroot::new();
+    let mut env = with_lane(&fpm);
+    env.push(("TIMEOUT", "500ms".to_owned()));
+    env.push(("BUSY_GRACE", "3s".to_owned()));
+    let tool = start(&env);
+    get(tool.addr(), "/fcgi-live").assert_ok();
+    let Listen::Unix(lane) = fpm.lane() else {
+        panic!("unix_with_lane has a Unix lane")
+    };
+    // The listener stays; only its name is gone, then back.
+    let aside = lane.with_file_name("aside.sock");
+    std::fs::rename(lane, &aside).unwrap();
+    let clients = sleepers(fpm.listen(), &docroot, 3, 30_000);
+    // A ping that waits reads the lane: missing.
+    wait_until(
+        Duration::from_secs(10),
+        "the lane to be found missing",
+        || {
+            get(tool.addr(), "/fcgi-live");
+            let logs = tool.logs();
+            logs.iter()
+                .any(|l| l.contains("status lane") && l.contains("connect_failed"))
+                .then_some(())
+        },
+    );
+    std::fs::rename(&aside, lane).unwrap();
+    let live = wait_until(
+        Duration::from_secs(15),
+        "/fcgi-live to fail stuck from php-fpm's page",
+        || {
+            let response = get(tool.addr(), "/fcgi-live");
+            response
+                .body
+                .contains("every worker (2) has been on its request")
+                .then_some(response)
+        },
+    );
+    live.assert_failure(503, "stuck");
+    drop(fpm);
+    for client in clients {
+        let _ = client.join();
+    }
+}

@@ -41,35 +41,24 @@ impl Found {
 
     /// What was left out, for the log (`None`: nothing): at most ten names of each kind.
     pub fn left_out(&self) -> Option<String> {
-        let mut parts = Vec::new();
-        if !self.over_cap.is_empty() {
-            parts.push(format!(
-                "{} socket(s) past the cap of {MAX_POOLS} pools ({})",
-                self.over_cap.len(),
-                first_ten(&self.over_cap)
-            ));
-        }
-        if !self.unnamed.is_empty() {
-            parts.push(format!(
-                "{} socket(s) whose name is not a pool name ({})",
-                self.unnamed.len(),
-                first_ten(&self.unnamed)
-            ));
-        }
-        if !self.shadowed.is_empty() {
-            parts.push(format!(
-                "{} socket(s) whose pool name a NAME.sock beside them takes ({})",
-                self.shadowed.len(),
-                first_ten(&self.shadowed)
-            ));
-        }
-        if !self.lanes_alone.is_empty() {
-            parts.push(format!(
-                "{} status lane socket(s) without their pool's socket NAME.sock ({})",
-                self.lanes_alone.len(),
-                first_ten(&self.lanes_alone)
-            ));
-        }
+        let past_cap = format!("socket(s) past the cap of {MAX_POOLS} pools");
+        let kinds: [(&[String], &str); 4] = [
+            (&self.over_cap, &past_cap),
+            (&self.unnamed, "socket(s) whose name is not a pool name"),
+            (
+                &self.shadowed,
+                "socket(s) whose pool name a NAME.sock beside them takes",
+            ),
+            (
+                &self.lanes_alone,
+                "status lane socket(s) without their pool's socket NAME.sock",
+            ),
+        ];
+        let mut parts: Vec<String> = kinds
+            .iter()
+            .filter(|(names, _)| !names.is_empty())
+            .map(|(names, what)| format!("{} {what} ({})", names.len(), first_ten(names)))
+            .collect();
         if self.entries_cut {
             parts.push(format!(
                 "every entry past the first {MAX_ENTRIES} of the directory (not looked at)"
@@ -296,6 +285,31 @@ mod tests {
         assert!(
             missing.missing && missing.message.contains("POOLS=dir:"),
             "{missing:?}"
+        );
+    }
+
+    /// Every kind left out, in one line, ten names each at most.
+    #[test]
+    fn left_out_names_every_kind() {
+        assert_eq!(Found::default().left_out(), None);
+        let names = |n: usize, stem: &str| (0..n).map(|i| format!("{stem}{i}")).collect();
+        let found = Found {
+            over_cap: names(12, "p"),
+            unnamed: names(1, "bad "),
+            shadowed: names(1, "www"),
+            lanes_alone: names(1, "x.status"),
+            entries_cut: true,
+            ..Found::default()
+        };
+        assert_eq!(
+            found.left_out().unwrap(),
+            format!(
+                "12 socket(s) past the cap of {MAX_POOLS} pools (p0, p1, p2, p3, p4, p5, p6, p7, \
+                 p8, p9 and 2 more); 1 socket(s) whose name is not a pool name (bad 0); 1 \
+                 socket(s) whose pool name a NAME.sock beside them takes (www0); 1 status lane \
+                 socket(s) without their pool's socket NAME.sock (x.status0); every entry past \
+                 the first {MAX_ENTRIES} of the directory (not looked at)"
+            )
         );
     }
 

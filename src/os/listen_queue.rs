@@ -24,7 +24,8 @@
 //! every read is bounded ([`MAX_PROC_BYTES`], [`MAX_NETLINK_READS`] of [`NETLINK_BUFFER`] bytes)
 //! and never blocks (`/proc` files are generated in memory; the netlink socket is non-blocking, and
 //! the kernel builds a dump's parts during the `sendto` and each `recv`). This is read only when a
-//! probe failed or `/metrics` is asked, never on a healthy probe.
+//! probe failed, `/metrics` is asked or a `queued-connections` threshold needs it, never on a
+//! healthy ping.
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

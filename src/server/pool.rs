@@ -276,9 +276,10 @@ impl Pool {
 
     /// After a ping that got no answer: the status lane's full page for liveness, within
     /// [`LANE_AFTER_PING`] and at most once per [`QUEUE_VIEW_AGE`] (a scrape's lane read feeds
-    /// it too), while the lane may answer.
+    /// it too). A lane found absent before is tried again (a refused or missing lane costs no
+    /// wait): nothing else would try it while every scrape repeats the kept page.
     async fn observe_lane(&self) {
-        let Some(lane) = self.lane.as_deref().filter(|lane| lane.may_answer()) else {
+        let Some(lane) = self.lane.as_deref() else {
             return;
         };
         let now = Instant::now();
