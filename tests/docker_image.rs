@@ -415,21 +415,29 @@ fn image_holds_the_static_binary_alone_and_docker_sees_it_healthy_unhealthy_heal
 /// The first two lines of the /etc/hosts that Docker writes into a container (as in upstream's
 /// Debian containers): `localhost` is both 127.0.0.1 and ::1.
 const DEBIAN_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+/// Debian's /etc/host.conf (base-files): with `multi on`, glibc's resolver returns a name's
+/// addresses from every line of /etc/hosts, not only from the first line that names it.
+const DEBIAN_HOST_CONF: &str = "multi on\n";
 
 /// Upstream's testinfra tests `test_exit_when_fpm_is_not_reachable_apt` and
 /// `test_exit_when_fpm_is_invalid_host_apt` (php-fpm-healthcheck's test/testinfra), in a real
 /// container of the image (issue 25): its own network namespace (`--network none`: `lo` only,
 /// nothing listening), IPv6 off (`--sysctl net.ipv6.conf.all.disable_ipv6=1`; this Docker 20.10
-/// left ::1 unusable there without it too) and a Debian container's /etc/hosts bound over
-/// Docker's (`localhost` on both 127.0.0.1 and ::1).
+/// left ::1 unusable there without it too), and a Debian container's /etc/hosts (`localhost` on
+/// both 127.0.0.1 and ::1) and /etc/host.conf (`multi on`) bound over the image's.
 /// `FCGI_CONNECT=localhost:9001 /php-fpm-healthcheck -v` exits 111 (refused, as `cgi-fcgi`, which
-/// connects to the first IPv4 address only; trying ::1 exited 99 before), and
-/// `FCGI_CONNECT=abc` exits 2 (a relative Unix socket path that does not exist), each printing
-/// upstream's `Trying to connect to php-fpm via:` line. The premise holds in the same setup, so
-/// the test cannot pass by accident: `[::1]:9001` fails with 99 (EADDRNOTAVAIL: ::1 is not
-/// usable), `127.0.0.1:9001` is refused (111), `ip6-localhost:9001` (a name of ::1 only in that
-/// file) has no IPv4 address (232: the static resolver reads the file), and each container's
-/// /etc/hosts, copied out after its run, is the file with both lines.
+/// connects to the first IPv4 address only), and `FCGI_CONNECT=abc` exits 2 (a relative Unix
+/// socket path that does not exist), each printing upstream's `Trying to connect to php-fpm via:`
+/// line.
+///
+/// The premise holds in the same setup, so that the test cannot pass by accident: `[::1]:9001`
+/// fails with 99 (EADDRNOTAVAIL: ::1 is not usable), `127.0.0.1:9001` is refused (111), each
+/// container's /etc/hosts and /etc/host.conf, copied out after its run, are the bound files, and
+/// `ip6-localhost:9001` (a name of ::1 only in that file) has no IPv4 address (232: the static
+/// resolver reads the file). host.conf matters: without it (a FROM-scratch image has none) the
+/// static glibc gives `localhost` the first line's 127.0.0.1 only, and the build before the fix
+/// (every address in turn, the last failure reported) exited 111 here too; with it, `localhost`
+/// is 127.0.0.1 then ::1, and that build exited 99, failing this test (2026-12-07).
 #[test]
 fn localhost_is_refused_in_a_container_where_ipv6_is_off_as_upstream_apt_tests_expect() {
     let built = Built::get();
@@ -437,10 +445,15 @@ fn localhost_is_refused_in_a_container_where_ipv6_is_off_as_upstream_apt_tests_e
     let dir = TempDir::new();
     let hosts = dir.join("hosts");
     fs::write(&hosts, DEBIAN_HOSTS).unwrap();
-    let mount = format!("{}:/etc/hosts:ro", hosts.display());
+    let host_conf = dir.join("host.conf");
+    fs::write(&host_conf, DEBIAN_HOST_CONF).unwrap();
+    let mounts = [
+        format!("{}:/etc/hosts:ro", hosts.display()),
+        format!("{}:/etc/host.conf:ro", host_conf.display()),
+    ];
     let started = Instant::now();
-    // One run of the drop-in: its exit status, stdout and stderr; the container's /etc/hosts is
-    // checked after the run.
+    // One run of the drop-in: its exit status, stdout and stderr; the container's /etc/hosts and
+    // /etc/host.conf are checked after the run.
     let drop_in = |connect: &str| {
         let name = format!(
             "fastcgi-healthcheck-test-{}-{}",
@@ -458,22 +471,25 @@ fn localhost_is_refused_in_a_container_where_ipv6_is_off_as_upstream_apt_tests_e
             .command()
             .args(["run", "--name", &name, "--network", "none"])
             .args(["--sysctl", "net.ipv6.conf.all.disable_ipv6=1"])
-            .args(["-v", &mount, "--entrypoint", "/php-fpm-healthcheck"])
+            .args(["-v", &mounts[0], "-v", &mounts[1]])
+            .args(["--entrypoint", "/php-fpm-healthcheck"])
             .args(["-e", &format!("FCGI_CONNECT={connect}")])
             .args([image, "-v"])
             .output()
             .unwrap();
-        let seen = dir.join(&format!("{name}.hosts"));
-        engine.run(&[
-            "cp",
-            &format!("{}:/etc/hosts", container.id),
-            seen.to_str().unwrap(),
-        ]);
-        assert_eq!(
-            fs::read_to_string(&seen).unwrap(),
-            DEBIAN_HOSTS,
-            "the /etc/hosts that {connect} ran with"
-        );
+        for (file, bound) in [("hosts", DEBIAN_HOSTS), ("host.conf", DEBIAN_HOST_CONF)] {
+            let seen = dir.join(&format!("{name}.{file}"));
+            engine.run(&[
+                "cp",
+                &format!("{}:/etc/{file}", container.id),
+                seen.to_str().unwrap(),
+            ]);
+            assert_eq!(
+                fs::read_to_string(&seen).unwrap(),
+                bound,
+                "the /etc/{file} that {connect} ran with"
+            );
+        }
         eprintln!(
             "FCGI_CONNECT={connect}: {}\n{}",
             out.status,
@@ -486,7 +502,7 @@ fn localhost_is_refused_in_a_container_where_ipv6_is_off_as_upstream_apt_tests_e
         )
     };
 
-    // The premise: ::1 is not usable there, 127.0.0.1 refuses, and the resolver reads the file.
+    // The premise: ::1 is not usable there, and 127.0.0.1 refuses.
     let (code, _, stderr) = drop_in("[::1]:9001");
     assert_eq!(
         (code, stderr.as_str()),
@@ -505,12 +521,6 @@ fn localhost_is_refused_in_a_container_where_ipv6_is_off_as_upstream_apt_tests_e
             "php-fpm-healthcheck: connect_refused: 127.0.0.1:9001 refused the connection; is \
              php-fpm running and listening there?\n"
         )
-    );
-    let (code, _, stderr) = drop_in("ip6-localhost:9001");
-    assert_eq!(code, Some(232), "{stderr}");
-    assert!(
-        stderr.contains("ip6-localhost:9001 has no IPv4 address"),
-        "{stderr}"
     );
 
     // Upstream's test_exit_when_fpm_is_not_reachable_apt.
@@ -536,6 +546,13 @@ fn localhost_is_refused_in_a_container_where_ipv6_is_off_as_upstream_apt_tests_e
             "php-fpm-healthcheck: connect_failed: cannot connect to unix:abc: No such file or \
              directory (os error 2); is FCGI_CONNECT php-fpm's listen address?\n"
         )
+    );
+    // The static resolver reads the bound file: ip6-localhost is ::1 alone there.
+    let (code, _, stderr) = drop_in("ip6-localhost:9001");
+    assert_eq!(code, Some(232), "{stderr}");
+    assert!(
+        stderr.contains("ip6-localhost:9001 has no IPv4 address"),
+        "{stderr}"
     );
     eprintln!("five containers run in {:?}", started.elapsed());
 }
