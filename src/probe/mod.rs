@@ -74,6 +74,20 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Whether a failure of this kind came after a worker took the connection: php-fpm
+    /// answered (or closed it) rather than refused, queued or was never reached.
+    pub(crate) fn answered(self) -> bool {
+        !matches!(
+            self,
+            Reason::ResolveFailed
+                | Reason::ConnectRefused
+                | Reason::ConnectFailed
+                | Reason::Timeout
+                | Reason::Busy
+                | Reason::Stuck
+        )
+    }
+
     /// Every reason, for documentation and metrics.
     pub const ALL: [Reason; 14] = [
         Reason::ResolveFailed,

@@ -225,6 +225,10 @@ impl Pool {
                 Err(failure)
             }
             Err(failure) => {
+                if failure.reason.answered() {
+                    // A worker took this connection: those given up before it left the queue.
+                    self.keeper.moved();
+                }
                 if let (Some(nudge), true) = (&self.rediscover, failure.errno == Some(ENOENT)) {
                     nudge.ask();
                 }
@@ -540,6 +544,60 @@ mod tests {
         let almost = read + QUEUE_VIEW_AGE - Duration::from_millis(1);
         assert_eq!(queued(pool.queue_view(almost)), (0, 0), "read again");
         assert_eq!(queued(pool.queue_view(read + QUEUE_VIEW_AGE)), (1, 1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Our connections given up in php-fpm's queue stop counting as ours once a worker answers,
+    /// whatever it answers: a 404 or a malformed page moved the queue as a pong does. (They
+    /// kept counting after any answer but a pong, so that a later timeout saw fewer others
+    /// queued than there were.)
+    #[test]
+    fn any_answer_of_a_worker_clears_the_connections_given_up() {
+        let dir = std::env::temp_dir().join(format!("fch-pool-moved-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("www.sock");
+        // A listener that never accepts: each probe's connection waits in its queue.
+        let _listener = UnixListener::bind(&path).unwrap();
+        let env = |name: &str| (name == "TIMEOUT").then(|| "100ms".into());
+        let Ok(crate::config::Command::Serve(config)) = crate::config::parse(&[], env) else {
+            panic!("config with TIMEOUT=100ms");
+        };
+        let destination = Destination::Unix(path.clone());
+        let pool = Pool::new(
+            &config,
+            None,
+            (&destination, None),
+            &Requests::new(&config),
+            None,
+        );
+        let timed_out = || {
+            let (verdict, _, held) = smol::block_on(pool.probe.run_holding());
+            assert_eq!(verdict.as_ref().map_err(|f| f.reason), Err(Reason::Timeout));
+            assert!(
+                held.is_some(),
+                "a probe waiting for its answer is handed over"
+            );
+            let _ = pool.settle(&pool.probe, verdict, held, Instant::now(), true);
+        };
+        timed_out(); // kept
+        timed_out(); // given up: one kept already
+        assert_eq!(pool.keeper.ours(), 2);
+        for reason in [
+            Reason::BadStatus,
+            Reason::UnexpectedResponse,
+            Reason::NotConfigured,
+        ] {
+            let answer = Err(Failure::new(reason, "an answer".to_owned()));
+            let _ = pool.settle(&pool.probe, answer, None, Instant::now(), true);
+            assert_eq!(pool.keeper.ours(), 1, "after {reason:?}: the kept one only");
+            timed_out();
+            assert_eq!(pool.keeper.ours(), 2);
+        }
+        // A failure without an answer leaves them counted.
+        let refused = Err(Failure::new(Reason::ConnectRefused, "refused".to_owned()));
+        let _ = pool.settle(&pool.probe, refused, None, Instant::now(), true);
+        assert_eq!(pool.keeper.ours(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
