@@ -4,13 +4,16 @@
 //! [`crate::liveness::Liveness`] hears of it) and measures a real request's wait in the queue.
 //! Connections that are neither kept nor answered are counted as abandoned: closed, but still in
 //! php-fpm's queue until a worker takes them, so the kernel's view must not count them as
-//! others'.
+//! others'. The queue is first in, first out: when a connection of ours leaves it (answered, or
+//! reset with the listener), the abandoned ones whose probes started before it have left too,
+//! and those that started after it may still wait.
 //!
 //! Invariants: at most one connection is kept open ([`Keeper::hold`] refuses a second), for at
 //! most `BUSY_GRACE`; it is never counted as a probe; the keeper ([`Keeper::keep`]) is one task
 //! that the server drops at its stop, which closes the connection.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
@@ -21,6 +24,10 @@ use crate::proto::metrics::Writer;
 use crate::proto::status::decimal;
 
 use super::{Held, Probe};
+
+/// The most abandoned connections remembered per pool (the oldest is forgotten first): more
+/// than php-fpm's default listen backlog (511) holds.
+pub(crate) const MAX_ABANDONED: usize = 1024;
 
 /// Upper bounds of the queue-wait histogram: milliseconds, and the `le` label in seconds.
 pub(crate) const WAIT_BUCKETS: [(u64, &str); 10] = [
@@ -82,9 +89,10 @@ pub(crate) struct Keeper {
     keeping: Cell<bool>,
     /// Wakes the keeper.
     wake: Event,
-    /// Connections of our probes given up since the pool last moved: closed, but still in
-    /// php-fpm's queue until a worker takes them (not others' connections).
-    abandoned: Cell<u64>,
+    /// When the probes of our connections given up started, oldest first: closed, but still
+    /// in php-fpm's queue until a worker takes them (not others' connections). At most
+    /// [`MAX_ABANDONED`].
+    abandoned: RefCell<VecDeque<Instant>>,
     /// The queue waits measured.
     waits: Waits,
 }
@@ -96,18 +104,27 @@ impl Keeper {
             handed: RefCell::new(None),
             keeping: Cell::new(false),
             wake: Event::new(),
-            abandoned: Cell::new(0),
+            abandoned: RefCell::new(VecDeque::new()),
             waits: Waits::default(),
         }
     }
 
-    /// The pool answered: the connections given up have left its queue.
-    pub(crate) fn moved(&self) {
-        self.abandoned.set(0);
+    /// A connection of ours whose probe started at `since` left php-fpm's queue (a worker took
+    /// it, or the listener reset it): so did those given up that started before it.
+    pub(crate) fn moved(&self, since: Instant) {
+        self.abandoned
+            .borrow_mut()
+            .retain(|started| *started > since);
     }
 
-    fn abandon(&self) {
-        self.abandoned.set(self.abandoned.get().saturating_add(1));
+    /// Gives up the connection of a probe that started at `since`: counted as ours in the
+    /// queue until a connection that started later leaves it.
+    fn abandon(&self, since: Instant) {
+        let mut abandoned = self.abandoned.borrow_mut();
+        if abandoned.len() >= MAX_ABANDONED {
+            abandoned.pop_front();
+        }
+        abandoned.push_back(since);
     }
 
     /// Whether a connection is kept now.
@@ -118,7 +135,8 @@ impl Keeper {
     /// Connections of ours that may be in php-fpm's queue besides running probes': the kept
     /// one, and those given up since the pool last moved.
     pub(crate) fn ours(&self) -> u64 {
-        self.kept().saturating_add(self.abandoned.get())
+        let abandoned = u64::try_from(self.abandoned.borrow().len()).unwrap_or(u64::MAX);
+        self.kept().saturating_add(abandoned)
     }
 
     /// Offers a probe's connection to keep; keeps it if none is kept and `BUSY_GRACE` is on,
@@ -126,7 +144,7 @@ impl Keeper {
     pub(crate) fn hold(&self, held: Option<Held>) {
         let Some(held) = held else { return };
         if self.grace.is_none() || self.keeping.get() {
-            self.abandon();
+            self.abandon(held.since);
             return;
         }
         self.keeping.set(true);
@@ -152,10 +170,10 @@ impl Keeper {
             self.waits.kept.set(self.waits.kept.get().saturating_add(1));
             let until = deadline::later(since, grace);
             match deadline::at(until, probe.finish(held)).await {
-                None => self.abandon(),
+                None => self.abandon(since),
                 Some((_, Some(_))) => {
                     let now = Instant::now();
-                    self.moved();
+                    self.moved(since);
                     answered();
                     let wait = now.saturating_duration_since(since);
                     self.waits.record(wait);
@@ -164,6 +182,7 @@ impl Keeper {
                         wait.as_millis()
                     );
                 }
+                Some((Err(failure), None)) if failure.reason.answered() => self.moved(since),
                 Some((_, None)) => {}
             }
             self.keeping.set(false);
@@ -216,6 +235,38 @@ impl Keeper {
 #[allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+
+    /// php-fpm's queue is first in, first out: a connection leaving it takes with it those
+    /// given up that started before it, not those that started after; the oldest is
+    /// forgotten past [`MAX_ABANDONED`].
+    #[test]
+    fn connections_given_up_leave_the_queue_in_order() {
+        let keeper = Keeper::new(Some(Duration::from_secs(60)));
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        for ms in [10, 20, 30] {
+            keeper.abandon(at(ms));
+        }
+        assert_eq!(keeper.ours(), 3);
+        keeper.moved(at(5));
+        assert_eq!(keeper.ours(), 3, "started before all of them");
+        keeper.moved(at(20));
+        assert_eq!(keeper.ours(), 1, "10 and 20 left with it");
+        keeper.moved(at(30));
+        assert_eq!(keeper.ours(), 0);
+        for ms in 0..(MAX_ABANDONED as u64 + 5) {
+            keeper.abandon(at(ms));
+        }
+        assert_eq!(keeper.ours(), MAX_ABANDONED as u64);
+        keeper.moved(at(4));
+        assert_eq!(
+            keeper.ours(),
+            MAX_ABANDONED as u64,
+            "the oldest five were forgotten"
+        );
+        keeper.moved(at(5));
+        assert_eq!(keeper.ours(), MAX_ABANDONED as u64 - 1);
+    }
 
     #[test]
     fn waits_fill_their_buckets() {

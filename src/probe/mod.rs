@@ -74,18 +74,27 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Whether a failure of this kind came after a worker took the connection: php-fpm
-    /// answered (or closed it) rather than refused, queued or was never reached.
+    /// Whether a failure of this kind means the connection left the listener's queue: a
+    /// worker took it (only workers accept; the answer or its close came from one), or the
+    /// kernel reset it with the listener (`closed_early` when php-fpm stops). Not when the
+    /// connection was never made, or is still waiting.
     pub(crate) fn answered(self) -> bool {
-        !matches!(
-            self,
+        match self {
+            Reason::ClosedEarly
+            | Reason::ProtocolError
+            | Reason::ResponseTooLarge
+            | Reason::FcgiOverloaded
+            | Reason::FcgiRejected
+            | Reason::BadStatus
+            | Reason::UnexpectedResponse
+            | Reason::NotConfigured => true,
             Reason::ResolveFailed
-                | Reason::ConnectRefused
-                | Reason::ConnectFailed
-                | Reason::Timeout
-                | Reason::Busy
-                | Reason::Stuck
-        )
+            | Reason::ConnectRefused
+            | Reason::ConnectFailed
+            | Reason::Timeout
+            | Reason::Busy
+            | Reason::Stuck => false,
+        }
     }
 
     /// Every reason, for documentation and metrics.

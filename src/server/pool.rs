@@ -215,7 +215,7 @@ impl Pool {
         let now = Instant::now();
         let verdict = match verdict {
             Ok(()) => {
-                self.keeper.moved();
+                self.keeper.moved(started);
                 Ok(())
             }
             Err(failure) if failure.reason == Reason::Timeout => {
@@ -226,8 +226,8 @@ impl Pool {
             }
             Err(failure) => {
                 if failure.reason.answered() {
-                    // A worker took this connection: those given up before it left the queue.
-                    self.keeper.moved();
+                    // This connection left the queue: so did those given up before it.
+                    self.keeper.moved(started);
                 }
                 if let (Some(nudge), true) = (&self.rediscover, failure.errno == Some(ENOENT)) {
                     nudge.ask();
@@ -547,10 +547,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Our connections given up in php-fpm's queue stop counting as ours once a worker answers,
-    /// whatever it answers: a 404 or a malformed page moved the queue as a pong does. (They
-    /// kept counting after any answer but a pong, so that a later timeout saw fewer others
-    /// queued than there were.)
+    /// Our connections given up in php-fpm's queue stop counting as ours once a connection that
+    /// started after them leaves the queue, whatever php-fpm answered it: a 404 or a malformed
+    /// page moved the queue as a pong does. (They kept counting after any answer but a pong, so
+    /// that a later timeout saw fewer others queued than there were.) Those that started after
+    /// the answered one may still wait, and stay counted.
     #[test]
     fn any_answer_of_a_worker_clears_the_connections_given_up() {
         let dir = std::env::temp_dir().join(format!("fch-pool-moved-{}", std::process::id()));
@@ -559,9 +560,13 @@ mod tests {
         let path = dir.join("www.sock");
         // A listener that never accepts: each probe's connection waits in its queue.
         let _listener = UnixListener::bind(&path).unwrap();
-        let env = |name: &str| (name == "TIMEOUT").then(|| "100ms".into());
+        let env = |name: &str| match name {
+            "TIMEOUT" => Some("100ms".into()),
+            "BUSY_GRACE" => Some("60s".into()),
+            _ => None,
+        };
         let Ok(crate::config::Command::Serve(config)) = crate::config::parse(&[], env) else {
-            panic!("config with TIMEOUT=100ms");
+            panic!("config with TIMEOUT=100ms BUSY_GRACE=60s");
         };
         let destination = Destination::Unix(path.clone());
         let pool = Pool::new(
@@ -583,21 +588,25 @@ mod tests {
         timed_out(); // kept
         timed_out(); // given up: one kept already
         assert_eq!(pool.keeper.ours(), 2);
-        for reason in [
-            Reason::BadStatus,
-            Reason::UnexpectedResponse,
-            Reason::NotConfigured,
-        ] {
+        for reason in Reason::ALL.into_iter().filter(|reason| reason.answered()) {
             let answer = Err(Failure::new(reason, "an answer".to_owned()));
             let _ = pool.settle(&pool.probe, answer, None, Instant::now(), true);
             assert_eq!(pool.keeper.ours(), 1, "after {reason:?}: the kept one only");
             timed_out();
             assert_eq!(pool.keeper.ours(), 2);
         }
-        // A failure without an answer leaves them counted.
-        let refused = Err(Failure::new(Reason::ConnectRefused, "refused".to_owned()));
-        let _ = pool.settle(&pool.probe, refused, None, Instant::now(), true);
-        assert_eq!(pool.keeper.ours(), 2);
+        // An answer to a probe that started before the one given up leaves it counted.
+        let before = Instant::now();
+        timed_out();
+        assert_eq!(pool.keeper.ours(), 3);
+        let _ = pool.settle(&pool.probe, Ok(()), None, before, true);
+        assert_eq!(pool.keeper.ours(), 2, "the kept one and the last given up");
+        // A failure that proves nothing of the queue leaves them counted.
+        for reason in Reason::ALL.into_iter().filter(|reason| !reason.answered()) {
+            let failure = Err(Failure::new(reason, "no answer".to_owned()));
+            let _ = pool.settle(&pool.probe, failure, None, Instant::now(), true);
+            assert_eq!(pool.keeper.ours(), 2, "after {reason:?}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
