@@ -4,19 +4,25 @@
 //! and the process maps one shared library fewer: 0.1 MB less idle RSS, and one less library
 //! for the dynamic loader to find at each start of `check` (docs/performance.md, 2026-12-07).
 //! Static builds (`crt-static`) already link it so and are left alone, and so is a toolchain
-//! whose linker does not find the archive (libgcc_s is then loaded as before).
+//! whose linker does not find the archive (libgcc_s is then loaded as before). A packager whose
+//! link still fails sets `FASTCGI_HEALTHCHECK_SHARED_UNWINDER=1` to keep libgcc_s.
 
 use std::path::Path;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=src/build.rs");
-    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    println!("cargo:rerun-if-env-changed=FASTCGI_HEALTHCHECK_SHARED_UNWINDER");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let static_crt = var("CARGO_CFG_TARGET_FEATURE")
         .split(',')
         .any(|feature| feature == "crt-static");
-    if var("CARGO_CFG_TARGET_OS") != "linux" || var("CARGO_CFG_TARGET_ENV") != "gnu" || static_crt {
+    let shared = !var("FASTCGI_HEALTHCHECK_SHARED_UNWINDER").is_empty();
+    if var("CARGO_CFG_TARGET_OS") != "linux"
+        || var("CARGO_CFG_TARGET_ENV") != "gnu"
+        || static_crt
+        || shared
+    {
         return;
     }
     // The linker rustc will call (Cargo's `RUSTC_LINKER` when one is configured, as for the

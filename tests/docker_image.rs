@@ -24,6 +24,7 @@ use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -179,7 +180,10 @@ impl Built {
         // Built first, so that the build's time is not counted in the engine's.
         let binary = static_binary();
         let engine = Engine::get();
-        let image = format!("fastcgi-healthcheck-test:{}", std::process::id());
+        // A new tag for each build: a build's late removal never takes a later one's image.
+        static BUILDS: AtomicUsize = AtomicUsize::new(0);
+        let build = BUILDS.fetch_add(1, Ordering::SeqCst);
+        let image = format!("fastcgi-healthcheck-test:{}-{build}", std::process::id());
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker/build-image");
         let mut build = Command::new(&script);
         if let Some(host) = &engine.host {
