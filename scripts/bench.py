@@ -832,7 +832,7 @@ def report(medians, servers, scenarios, sizes, idle, meta, results):
                   f"{i['processes']} proc, {i['threads']} thr: {','.join(i['thread_names'])}){vs(i['rss_kb'], bases)}")
     print("stripped binary size" + (" (nginx: /usr/sbin/nginx alone, without its shared libraries)"
                                     if "nginx" in sizes else "") + ":")
-    for kind in ("ours", "ours static", "nginx", "original"):
+    for kind in ("ours", "ours rebuilt std", "ours static", "nginx", "original"):
         if kind in sizes:
             bases = [(k, sizes.get(k)) for k in ("nginx", "original") if k != kind]
             print(f"  {kind:17} {sizes[kind] / 1e6:5.2f} MB{vs(sizes[kind], bases)}")
@@ -936,19 +936,24 @@ def main():
                 f"{idle[srv.name]['rss_kb'] / 1024:.1f} MB, {idle[srv.name]['threads']} threads)")
 
         # the static build (what containers run) is measured idle only: same code, other linking
+        # and so is the glibc-linked build with std rebuilt as for the static ones
         static = os.environ.get("BENCH_OURS_STATIC")
+        rebuilt = os.environ.get("BENCH_OURS_REBUILT")
         extra = []
-        if "ours" in args.only and static:
-            srv = Server("ours static", "ours", start_ours(tmp, fpm_port, True, static))
-            launch(srv)
-            idle[srv.name] = idle_snapshot(srv)
-            say(f"{srv.name} idle RSS {idle[srv.name]['rss_kb'] / 1024:.1f} MB")
-            stop(srv.proc)
-            extra.append(srv)
+        for name, binary in (("ours rebuilt std", rebuilt), ("ours static", static)):
+            if "ours" in args.only and binary:
+                srv = Server(name, "ours", start_ours(tmp, fpm_port, True, binary))
+                launch(srv)
+                idle[srv.name] = idle_snapshot(srv)
+                say(f"{srv.name} idle RSS {idle[srv.name]['rss_kb'] / 1024:.1f} MB")
+                stop(srv.proc)
+                extra.append(srv)
 
         sizes = {}
         if "ours" in args.only:
             sizes["ours"] = stripped_size(os.environ["BENCH_OURS"], tmp, "ours")
+            if rebuilt:
+                sizes["ours rebuilt std"] = stripped_size(rebuilt, tmp, "ours-rebuilt")
             if static:
                 sizes["ours static"] = stripped_size(static, tmp, "ours-static")
         if "nginx" in args.only:
